@@ -1,0 +1,28 @@
+"""Errors a user can act on: each names the problem and the fix, and the CLI prints it as one line (exit 2)."""
+
+from __future__ import annotations
+
+
+class NetinvError(Exception):
+    """Base class: ``problem`` says what is wrong, ``fix`` says what to do about it."""
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} — {fix}" if fix else problem)
+
+
+class DataError(NetinvError):
+    """A data set is missing, corrupt, unsafe or of the wrong shape."""
+
+
+class ModelError(NetinvError):
+    """A model cannot be built, loaded or used with the given data."""
+
+
+class ConfigError(NetinvError):
+    """An option or configuration value is invalid."""
+
+
+class SolverError(NetinvError):
+    """A SAT/counting back end is unavailable or failed."""

@@ -1,0 +1,1 @@
+"""Small shared helpers (seeding, devices, progress, checkpoints, run metadata)."""

@@ -1,0 +1,52 @@
+"""Progress bars with a live loss (rich), silent when not attached to a terminal unless asked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+def _enabled(show: bool | None) -> bool:
+    if show is not None:
+        return show
+    if os.environ.get("NETINV_PROGRESS", "") == "0":
+        return False
+    return sys.stderr.isatty() or os.environ.get("NETINV_PROGRESS", "") == "1"
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None, task: int | None) -> None:
+        self._p, self._t = progress, task
+
+    def update(self, advance: int = 1, **fields: float | str) -> None:
+        """Advance the bar and show ``fields`` (e.g. ``loss=0.12``)."""
+        if self._p is None or self._t is None:
+            return
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+        self._p.update(self._t, advance=advance, info=text)
+
+
+@contextmanager
+def progress_bar(total: int, description: str, *, completed: int = 0, show: bool | None = None) -> Iterator[_Bar]:
+    """A context manager yielding a bar; ``bar.update(loss=...)`` advances it and shows the live values."""
+    if not _enabled(show):
+        yield _Bar(None, None)
+        return
+    from rich.console import Console
+
+    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    with Progress(*cols, console=Console(stderr=True), transient=False) as p:
+        t = p.add_task(description, total=total, completed=completed, info="")
+        yield _Bar(p, t)

@@ -1,0 +1,40 @@
+"""run.json: what ran, with which settings and seed, on what machine, how fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+from typing import Any
+
+import torch
+
+
+def environment() -> dict[str, Any]:
+    """The software and hardware a result was produced on."""
+    return {
+        "netinv": _version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "threads": torch.get_num_threads(),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as a plain dict (tuples become lists)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return dict(config)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("netinv")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,71 @@
+"""The shape every attack shares: ``Attack(model, config).invert(n, seed=..., out=..., resume=...) -> Candidates``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._utils.checkpoint import atomic_write_bytes, write_json
+from ..models.loaded import LoadedModel
+
+
+@dataclass
+class Candidates:
+    """What an attack produced.
+
+    Attributes:
+        x: N×``input_shape`` float32 inputs in DATA space (mean added back; not clipped, not rescaled).
+        y: N int64 class each candidate was made for.
+        score: N attacker-side quality (higher = more trustworthy; no ground truth involved), or None.
+        arrays: further per-candidate arrays saved beside x and y (e.g. ``lam`` for KKT).
+        info: run metadata (config, seed, loss curve, wall time …) written to run.json.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    score: torch.Tensor | None = None
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def ranked(self) -> Candidates:
+        """Sorted by ``score``, best first (unchanged when there is no score)."""
+        if self.score is None:
+            return self
+        order = torch.argsort(self.score.cpu(), descending=True)
+        return Candidates(self.x[order], self.y[order], self.score[order],
+                          {k: v[order] for k, v in self.arrays.items()}, self.info)
+
+    def save(self, out: str | Path, name: str = "candidates.npz") -> Path:
+        """Write ``out/name`` (x, y, score, arrays) and ``out/run.json`` (info) atomically."""
+        import io
+
+        out = Path(out)
+        arrays = {"x": self.x, "y": self.y, **({"score": self.score} if self.score is not None else {}),
+                  **self.arrays}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
+        atomic_write_bytes(out / name, buf.getvalue())
+        write_json(out / "run.json", self.info)
+        return out / name
+
+
+class Attack(ABC):
+    """Base class: holds the frozen model and a config; subclasses implement :meth:`invert`."""
+
+    def __init__(self, model: LoadedModel, config: Any = None) -> None:
+        self.model = model
+        self.config = config
+        model.module.eval()  # frozen: dropout off, BatchNorm uses its running statistics
+
+    @abstractmethod
+    def invert(self, n: int | None = None, *, seed: int = 0, out: str | Path | None = None,
+               resume: bool = False) -> Candidates:
+        """Produce ``n`` candidate inputs (method-specific default when None)."""

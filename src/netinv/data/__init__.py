@@ -1,0 +1,96 @@
+"""Data sources behind one call, :func:`load_data`, all returning :class:`Dataset`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .._errors import DataError
+from ._dataset import Dataset
+from .tasks import TaskSplit, make_task, parse_task
+
+#: source name -> one-line description (``netinv data list``).
+SOURCES: dict[str, str] = {
+    "digits": "scikit-learn's bundled 8×8 digits, 1 797 images, offline",
+    "mnist": "MNIST IDX files in <root>/MNIST/raw (torchvision layout), download with md5 check",
+    "fashion-mnist": "Fashion-MNIST IDX files in <root>/FashionMNIST/raw, download with md5 check",
+    "cifar10": "CIFAR-10 python batches in <root>/cifar-10-batches-py, restricted unpickler",
+    "npz": "an .npz with arrays x (N×C×H×W or N×D, in [0,1]) and y (int labels); --path FILE",
+    "folder": "one sub-folder per class of image files (Pillow); --path DIR",
+}
+
+
+def default_root() -> Path:
+    """Where downloads go: ``$NETINV_DATA`` or ``~/.cache/netinv``."""
+    import os
+
+    return Path(os.environ.get("NETINV_DATA", Path.home() / ".cache" / "netinv"))
+
+
+def load_data(name: str = "digits", *, root: str | Path | None = None, path: str | Path | None = None,
+              split: str = "train", download: bool = False) -> Dataset:
+    """Load a data set by source name.
+
+    Args:
+        name: one of :data:`SOURCES`. Default: ``digits``.
+        root: folder of downloaded data (mnist, fashion-mnist, cifar10). Default: :func:`default_root`.
+        path: the file or folder for ``npz`` and ``folder``; a path ending in ``.npz`` also works as ``name``.
+        split: ``train`` or ``test`` where the source has both (digits has one split).
+        download: fetch missing files (with checksum) when a network exists.
+
+    Returns:
+        A :class:`Dataset` whose ``source['load_args']`` reloads it (checkpoints record it).
+
+    Raises:
+        DataError: an unknown source or missing/corrupt files (the message says what to put where).
+    """
+    if path is None and str(name).endswith(".npz"):
+        name, path = "npz", name
+    ds = _load(name, root=root, path=path, split=split, download=download)
+    ds.source["load_args"] = {"name": name, "root": str(root) if root is not None else None,
+                              "path": str(Path(path).resolve()) if path is not None else None, "split": split}
+    return ds
+
+
+def split_from_record(record: dict) -> TaskSplit:
+    """Rebuild the members / non-members of a checkpoint's ``meta['data']`` (reloads the source, same indices)."""
+    src = load_data(**record["load_args"])
+    names, groups = parse_task(record["task"].get("task"), src.classes)
+    lut = torch.full((src.num_classes,), 0, dtype=torch.int64)
+    for new, g in enumerate(groups):
+        lut[torch.tensor(g)] = new
+    data = src if record["task"].get("task") in (None, "all") else src.relabel(lut[src.y], names)
+    return TaskSplit(data.subset(record["train_indices"], split="train"),
+                     data.subset(record["heldout_indices"], split="heldout"), record["task"])
+
+
+def _load(name: str, *, root: str | Path | None, path: str | Path | None, split: str, download: bool) -> Dataset:
+    rootp = Path(root) if root is not None else default_root()
+    if name == "digits":
+        from .digits import load_digits
+
+        return load_digits()
+    if name in ("mnist", "fashion-mnist"):
+        from .mnist import load_mnist
+
+        return load_mnist(rootp, split=split, variant=name, download=download)
+    if name == "cifar10":
+        from .cifar10 import load_cifar10
+
+        return load_cifar10(rootp, split=split, download=download)
+    if name in ("npz", "folder"):
+        if path is None:
+            raise DataError(f"source {name!r} needs a path", "pass --path FILE_OR_DIR")
+        if name == "npz":
+            from .npz import load_npz
+
+            return load_npz(Path(path))
+        from .folder import load_folder
+
+        return load_folder(Path(path))
+    raise DataError(f"unknown data source {name!r}", f"use one of: {', '.join(SOURCES)}")
+
+
+__all__ = ["SOURCES", "Dataset", "TaskSplit", "default_root", "load_data", "make_task", "parse_task",
+           "split_from_record"]

@@ -1,0 +1,109 @@
+"""A data set from an ``.npz`` file: array ``x`` (inputs), ``y`` (integer labels) and optionally ``classes``.
+
+Layouts of ``x``: N×C×H×W; N×H×W (one channel added); N×H×W×C, read as channels-last only when it is
+unambiguous (last axis 1 or 3 and axis 1 neither); N×D tabular rows. uint8 is divided by 255; floats must
+already lie in [0, 1]. Loaded with ``allow_pickle=False``, so an object array is refused instead of unpickled.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import DataError
+from ._dataset import Dataset
+
+
+def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+    """x as float32 in [0, 1] with its layout normalised to N×C×H×W or N×D, and the layout it had."""
+    if x.dtype == np.uint8:
+        xf = x.astype(np.float32) / 255.0
+    elif x.dtype.kind == "f":
+        xf = x.astype(np.float32)
+        bad = ~np.isfinite(xf) | (xf < 0) | (xf > 1)
+        if bad.any():
+            example = float(xf[bad].flat[0])
+            raise DataError(f"x in {path} has {int(bad.sum())} values outside [0, 1] (e.g. {example:g})",
+                            "rescale x to [0, 1] (e.g. x / 255) or store it as uint8")
+    else:
+        raise DataError(f"x in {path} has dtype {x.dtype}", "store x as uint8 (0..255) or float in [0, 1]")
+    if xf.ndim == 2:
+        return xf, "N×D"
+    if xf.ndim == 3:
+        return xf[:, None], "N×H×W"
+    if xf.ndim == 4:
+        # channels-last only when unambiguous: N×32×32×3 is HWC, N×3×32×32 (or N×3×32×3) stays CHW
+        if xf.shape[3] in (1, 3) and xf.shape[1] not in (1, 3):
+            return np.ascontiguousarray(xf.transpose(0, 3, 1, 2)), "N×H×W×C"
+        return xf, "N×C×H×W"
+    raise DataError(f"x in {path} has shape {x.shape}", "give x as N×C×H×W, N×H×W, N×H×W×C or N×D")
+
+
+def _labels(y: np.ndarray, n: int, classes: list[str] | None,
+            path: Path) -> tuple[np.ndarray, list[str], dict[int, int] | None]:
+    """(labels 0..k-1, class names, mapping original label -> index or None when unchanged)."""
+    if y.dtype.kind not in "iu" or y.ndim != 1:
+        raise DataError(f"y in {path} is {y.dtype} with shape {y.shape}, not 1-D integers",
+                        "store y as integer class labels, e.g. y.astype(np.int64)")
+    if len(y) != n:
+        raise DataError(f"{path} has {n} inputs but {len(y)} labels", "give one label per input")
+    y = y.astype(np.int64)
+    if classes is not None:
+        if y.size and (y.min() < 0 or y.max() >= len(classes)):
+            raise DataError(f"labels in {path} lie outside 0..{len(classes) - 1} ({len(classes)} classes)",
+                            "give y as indices into classes")
+        return y, classes, None
+    uniq = np.unique(y)
+    if np.array_equal(uniq, np.arange(len(uniq))):
+        return y, [str(int(u)) for u in uniq], None
+    # labels such as {3, 7} become 0, 1; the mapping is recorded so results can be traced back
+    return np.searchsorted(uniq, y), [str(int(u)) for u in uniq], {int(u): i for i, u in enumerate(uniq)}
+
+
+def load_npz(path: Path) -> Dataset:
+    """Load ``x``, ``y`` and optional ``classes`` from an npz (see the module docstring for accepted layouts).
+
+    Raises:
+        DataError: missing file or arrays, pickled object arrays, bad dtypes, shapes, ranges or labels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no npz file at {path}", "give --path to an existing .npz file")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} is a single .npy array, not an npz",
+                            "save with np.savez(path, x=x, y=y)")
+        with f:
+            if not {"x", "y"} <= set(f.files):
+                raise DataError(f"{path} has arrays {sorted(f.files)}, not x and y",
+                                "save with np.savez(path, x=x, y=y)")
+            arrays = {k: f[k] for k in ("x", "y", "classes", "indices") if k in f.files}
+    except DataError:
+        raise
+    except ValueError as e:  # allow_pickle=False: numpy refuses object arrays and pickles, never runs them
+        raise DataError(f"{path} cannot be read without unpickling ({e})",
+                        "store plain numeric x and y and a string array classes (no object arrays)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"cannot read {path}: {e}", "check that it is an npz written by np.savez") from None
+    x, layout = _inputs(arrays["x"], path)
+    if len(x) == 0:
+        raise DataError(f"{path} has no rows", "store at least one input")
+    classes = None
+    if "classes" in arrays:
+        c = arrays["classes"]
+        if c.dtype.kind not in "US" or c.ndim != 1:
+            raise DataError(f"classes in {path} is {c.dtype} {c.shape}, not a list of names",
+                            "store classes as np.array(['cat', 'dog'])")
+        classes = [s.decode() if isinstance(s, bytes) else str(s) for s in c.tolist()]
+    y, names, mapping = _labels(arrays["y"], len(x), classes, path)
+    src: dict[str, Any] = {"name": "npz", "path": str(path), "layout": layout}
+    if mapping is not None:
+        src["label_map"] = mapping
+    if "indices" in arrays:  # written by Dataset.save_npz: rows of the set this file was cut from
+        src["parent_indices"] = arrays["indices"].astype(np.int64).tolist()
+    return Dataset(torch.from_numpy(x), torch.from_numpy(y), names, src)

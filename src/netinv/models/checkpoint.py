@@ -1,0 +1,83 @@
+"""netinv checkpoints: a directory with ``model.safetensors`` (weights), ``meta.json`` (architecture spec, data
+provenance with exact indices, preprocessing, seed, accuracies, loss curve) and ``mean.npy`` when inputs are
+mean-subtracted. Loading rebuilds the module from the spec: no pickle anywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import ModelError
+from .._utils.checkpoint import write_json
+from .loaded import LoadedModel
+from .registry import spec_from_dict, spec_to_dict
+
+FORMAT = "netinv-checkpoint/1"
+
+
+def save_checkpoint(out: str | Path, module: torch.nn.Module, spec: Any, meta: dict[str, Any],
+                    mean: torch.Tensor | None = None) -> Path:
+    """Write a checkpoint directory atomically (built in a temporary sibling, then renamed into place)."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        if mean is not None:
+            np.save(tmp / "mean.npy", mean.detach().cpu().numpy().astype(np.float32))
+        write_json(tmp / "meta.json", {"format": FORMAT, "arch": spec_to_dict(spec), **meta,
+                                       "mean_subtracted": mean is not None})
+        if out.exists():
+            for name in ("model.safetensors", "meta.json", "mean.npy"):
+                (out / name).unlink(missing_ok=True)
+            for f in tmp.iterdir():
+                f.replace(out / f.name)
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / "meta.json").is_file() and (Path(path) / "model.safetensors").is_file()
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the model of a checkpoint directory (eval mode, CPU)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"cannot read {path / 'meta.json'}: {e}", "point at a directory written by netinv train") \
+            from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a {FORMAT} directory (format={meta.get('format')!r})",
+                         "use a checkpoint written by this netinv version")
+    spec = spec_from_dict(meta["arch"])
+    module = spec.build()
+    try:
+        state = load_file(str(path / "model.safetensors"))
+        module.load_state_dict(state)
+    except Exception as e:
+        raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture ({e})"[:300],
+                         "the checkpoint is corrupt: retrain or restore it") from None
+    module.eval()
+    mean = None
+    if meta.get("mean_subtracted"):
+        mean = torch.from_numpy(np.load(path / "mean.npy", allow_pickle=False))
+    return LoadedModel(module, tuple(spec.input_shape), int(spec.num_outputs), tuple(meta.get("input_range", (0, 1))),
+                       mean, meta.get("classes"), meta, {"format": "netinv", "path": str(path)})

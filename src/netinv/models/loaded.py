@@ -1,0 +1,80 @@
+"""``LoadedModel``: any classifier netinv works on, with what the attacks need to know about its inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LoadedModel:
+    """A frozen classifier plus its input contract.
+
+    Attributes:
+        module: the network; it takes *preprocessed* inputs (data minus ``mean``) shaped N×``input_shape`` and returns
+            N×``num_outputs`` logits. One output means a binary task: class 1 iff the logit is > 0.
+        input_shape: one input's shape, (C, H, W) or (D,).
+        num_outputs: number of logits.
+        input_range: (lo, hi) of valid inputs in data space.
+        mean: data-space mean subtracted before ``module`` (shape ``input_shape``), or None.
+        classes: class names, when known.
+        meta: a netinv checkpoint's metadata (data provenance, training record); empty for user models.
+        source: how it was loaded (format, path).
+    """
+
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    input_range: tuple[float, float] = (0.0, 1.0)
+    mean: torch.Tensor | None = None
+    classes: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def binary(self) -> bool:
+        return self.num_outputs == 1
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.binary else self.num_outputs
+
+    @property
+    def device(self) -> torch.device:
+        p = next(iter(self.module.parameters()), None)
+        if p is None:
+            b = next(iter(self.module.buffers()), None)
+            return b.device if b is not None else torch.device("cpu")
+        return p.device
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """Move module and mean to ``device`` (in place); returns self."""
+        self.module.to(device)
+        if self.mean is not None:
+            self.mean = self.mean.to(device)
+        return self
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Data space -> the module's input space (subtract the mean image)."""
+        return x - self.mean.to(x.dtype) if self.mean is not None else x
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for data-space inputs, N×num_outputs."""
+        return self.module(self.preprocess(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Class indices for data-space inputs (binary: logit > 0 -> 1)."""
+        out = []
+        for i in range(0, x.shape[0], batch_size):
+            z = self.logits(x[i:i + batch_size].to(self.device))
+            out.append((z[:, 0] > 0).long() if self.binary else z.argmax(1))
+        return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Fraction of ``x`` classified as ``y``."""
+        return float((self.predict(x) == y.cpu()).float().mean()) if len(y) else float("nan")

@@ -1,0 +1,258 @@
+"""``load_model``: any classifier in. netinv checkpoint directories, ``torch.export`` archives (.pt2), TorchScript
+files, ``package.module:factory`` plus a weights file (safetensors, or a state_dict read with ``weights_only=True``),
+or an ``nn.Module`` in memory. Nothing is unpickled beyond tensors."""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._errors import ModelError
+from .._utils.device import resolve_device
+from ..data import Dataset
+from .checkpoint import is_checkpoint, load_checkpoint
+from .loaded import LoadedModel
+
+
+def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Path | None = None,
+               input_shape: tuple[int, ...] | None = None, input_range: tuple[float, float] | None = None,
+               mean: str | Path | torch.Tensor | np.ndarray | None = None, device: str = "auto") -> LoadedModel:
+    """Load a classifier and its input contract.
+
+    Args:
+        model: a netinv checkpoint directory, a ``.pt2`` export, a TorchScript file, ``pkg.module:factory`` (with
+            ``weights``), an ``nn.Module`` or a ``LoadedModel``.
+        weights: weights for a factory model: ``.safetensors`` or a state_dict file (loaded ``weights_only``).
+        input_shape: one input's shape (C, H, W) or (D,), when the file does not carry it.
+        input_range: (lo, hi) of valid data-space inputs. Default: the checkpoint's, else (0, 1).
+        mean: a data-space mean image (``.npy`` or tensor) the model expects subtracted from its inputs.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Returns:
+        The model in eval mode on ``device``, with ``num_outputs`` found by a forward pass.
+
+    Raises:
+        ModelError: unreadable file, unknown format, missing input shape, NaN/inf weights, output of the wrong rank.
+    """
+    dev = resolve_device(device)
+    if isinstance(model, LoadedModel):
+        lm = model
+    elif isinstance(model, nn.Module):
+        lm = _wrap(model, input_shape, {"format": "module", "class": type(model).__name__})
+    else:
+        lm = _load_path(str(model), weights, input_shape)
+    if input_shape is not None and tuple(input_shape) != tuple(lm.input_shape):
+        raise ModelError(f"--input-shape {tuple(input_shape)} differs from the model's {tuple(lm.input_shape)}",
+                         "drop --input-shape or give the shape the model was built for")
+    if input_range is not None:
+        lo, hi = map(float, input_range)
+        if not lo < hi:
+            raise ModelError(f"input range {input_range} is empty", "give LO,HI with LO < HI")
+        lm.input_range = (lo, hi)
+    if mean is not None:
+        lm.mean = _read_mean(mean, lm.input_shape)
+    _check_finite(lm.module)
+    lm.module.eval()
+    lm.to(dev)
+    lm.num_outputs = _probe_outputs(lm)
+    return lm
+
+
+def check_compatible(model: LoadedModel, data: Dataset) -> None:
+    """One-line error when ``data`` does not fit the model's inputs or classes."""
+    if tuple(data.input_shape) != tuple(model.input_shape):
+        raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}",
+                         "use the data set the model was trained on, or pass --input-shape for a user model")
+    if data.num_classes > model.num_classes:
+        raise ModelError(f"the data has {data.num_classes} classes, the model {model.num_classes}",
+                         "use the same --task as in training")
+
+
+def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    path = Path(spec)
+    if path.is_dir():
+        if is_checkpoint(path):
+            return load_checkpoint(path)
+        raise ModelError(f"{path} is a directory without model.safetensors + meta.json",
+                         "point at a netinv checkpoint directory (netinv train --out DIR)")
+    if path.is_file():
+        kind = _zip_kind(path)
+        if kind == "export":
+            return _load_export(path, input_shape)
+        if kind == "torchscript":
+            try:
+                module = torch.jit.load(str(path), map_location="cpu")
+            except Exception as e:
+                raise ModelError(f"cannot load TorchScript file {path}: {str(e).splitlines()[0][:200]}",
+                                 "save it with torch.jit.save(torch.jit.script(model), path)") from None
+            return _wrap(module, input_shape, {"format": "torchscript", "path": str(path)})
+        raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
+                         "a weights-only file needs a factory: pass package.module:factory --weights FILE")
+    if ":" in spec and not path.exists():
+        return _load_factory(spec, weights, input_shape)
+    raise ModelError(f"model {spec!r} not found", "give a checkpoint dir, .pt2, TorchScript file or pkg.mod:factory")
+
+
+def _zip_kind(path: Path) -> str | None:
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if any("serialized_exported_program" in n or n.endswith("models/model.json") for n in names):
+        return "export"
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    return None
+
+
+def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:
+        raise ModelError(f"cannot load torch.export archive {path}: {str(e).splitlines()[0][:200]}",
+                         "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
+    # the example input recorded at export time: (N, *input_shape)
+    vals = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"
+            and n.name in set(ep.graph_signature.user_inputs)]
+    batch = None
+    if len(vals) == 1 and hasattr(vals[0], "shape"):
+        dims = list(vals[0].shape)
+        batch = int(dims[0]) if isinstance(dims[0], int) else None
+        if input_shape is None and all(isinstance(d, int) for d in dims[1:]):
+            input_shape = tuple(int(d) for d in dims[1:])
+    gm = ep.module()
+    module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
+    return _wrap(module, input_shape, {"format": "export", "path": str(path), "export_batch": batch})
+
+
+class _Exported(nn.Module):
+    """An exported graph as a plain module. Its train/eval mode was fixed at export time (``train()`` on the graph
+    raises), so mode switches stop here. With ``b`` set, the graph only runs on batches of exactly ``b``: pad to a
+    multiple of ``b``, run the chunks, drop the padding (differentiable; used when the graph cannot be made
+    batch-generic)."""
+
+    def __init__(self, inner: nn.Module, b: int | None = None) -> None:
+        super().__init__()
+        self.inner, self.b = inner, b
+
+    def train(self, mode: bool = True) -> _Exported:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.b is None:
+            return self.inner(x)
+        n = x.shape[0]
+        pad = (-n) % self.b
+        if pad:
+            x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+        return torch.cat([self.inner(c) for c in x.split(self.b)])[:n]
+
+
+def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) -> nn.Module:
+    """Exported graphs guard their example's batch size. Drop the guard when the graph computes the same on other
+    batch sizes (checked numerically); otherwise chunk to the exported size."""
+    probe = torch.rand((b, *shape))
+    with torch.no_grad():
+        try:
+            gm(torch.cat([probe, probe[:1]]))
+            return _Exported(gm)  # already dynamic in the batch
+        except Exception:
+            pass
+        ref = gm(probe)
+        for node in list(gm.graph.nodes):
+            if node.op == "call_module" and "guards" in str(node.target) and not node.users:
+                gm.graph.erase_node(node)
+        gm.recompile()
+        try:
+            twice = gm(torch.cat([probe, probe]))
+            if twice.shape[0] == 2 * b and torch.allclose(twice[:b], ref, atol=1e-5) \
+                    and torch.allclose(twice[b:], ref, atol=1e-5):
+                return _Exported(gm)
+        except Exception:
+            pass
+    return _Exported(gm, b)
+
+
+def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    mod_name, _, fn_name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise ModelError(f"cannot import factory {spec!r}: {e}", "give package.module:function importable on "
+                                                                  "PYTHONPATH") from None
+    module = factory()
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"factory {spec!r} returned {type(module).__name__}, not an nn.Module",
+                         "make the factory return the (untrained) model")
+    if weights is None:
+        raise ModelError(f"factory model {spec!r} needs weights", "pass --weights FILE (.safetensors or .pt)")
+    wpath = Path(weights)
+    try:
+        if wpath.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(wpath))
+        else:
+            state = torch.load(wpath, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]
+        module.load_state_dict(state)
+    except FileNotFoundError:
+        raise ModelError(f"weights file {wpath} not found", "check the --weights path") from None
+    except Exception as e:
+        raise ModelError(f"cannot load weights {wpath} into {spec}: {str(e).splitlines()[0][:200]}",
+                         "the weights must be a state_dict (tensors only) of the factory's model") from None
+    return _wrap(module, input_shape, {"format": "factory", "factory": spec, "weights": str(wpath)})
+
+
+def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[str, Any]) -> LoadedModel:
+    if input_shape is None:
+        shape = getattr(getattr(module, "spec", None), "input_shape", None)
+        if shape is None:
+            raise ModelError(f"the input shape of {source.get('path', source.get('class', 'the model'))} is unknown",
+                             "pass --input-shape C,H,W (e.g. 1,28,28) or D for flat inputs")
+        input_shape = tuple(shape)
+    return LoadedModel(module, tuple(int(s) for s in input_shape), 0, source=source)
+
+
+def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    if isinstance(mean, str | Path):
+        try:
+            mean = np.load(mean, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot read mean image {mean}: {e}", "pass a .npy array saved with np.save") from None
+    t = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+    try:
+        return torch.broadcast_to(t, shape).clone()
+    except RuntimeError:
+        raise ModelError(f"mean image shaped {tuple(t.shape)} does not fit inputs {shape}",
+                         "save the mean with the model's input shape") from None
+
+
+def _check_finite(module: nn.Module) -> None:
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ModelError(f"weights contain NaN or inf ({name})", "the model diverged in training: use a saved "
+                                                                     "earlier checkpoint or retrain")
+
+
+@torch.no_grad()
+def _probe_outputs(lm: LoadedModel) -> int:
+    x = torch.zeros((2, *lm.input_shape), device=lm.device)
+    x += (lm.input_range[0] + lm.input_range[1]) / 2
+    try:
+        out = lm.logits(x)
+    except Exception as e:
+        raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {str(e).splitlines()[0][:160]}",
+                         "pass the right --input-shape") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)}, not N×K logits",
+                         "wrap it so forward returns a (batch, classes) tensor")
+    return int(out.shape[1])

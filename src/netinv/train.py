@@ -1,0 +1,162 @@
+"""Training victims: full-batch gradient descent with logistic loss to zero training error (KKT victims, Haim et
+al. 2022), or minibatch SGD/Adam with cross-entropy and weight decay (CNNs, BNNs). Resumable from the last state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ._errors import ConfigError
+from ._utils.checkpoint import load_state, save_state
+from ._utils.device import resolve_device
+from ._utils.progress import progress_bar
+from ._utils.runinfo import config_dict, environment
+from ._utils.seed import seed_everything
+from .data import TaskSplit
+from .models.checkpoint import save_checkpoint
+from .models.loaded import LoadedModel
+from .models.registry import parse_arch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a victim is trained. Defaults: ours, for the digits MLP victims (``benchmarks/kkt_digits.py``)."""
+
+    loss: Literal["auto", "logistic", "ce"] = "auto"  # auto: logistic for one output, cross-entropy otherwise
+    optimizer: Literal["gd", "sgd", "adam"] = "gd"  # gd = full-batch gradient descent (Haim et al.)
+    lr: float = 0.01  # Haim et al.'s full-batch GD step
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    epochs: int = 20_000  # an upper bound: training stops at target_loss with zero training error
+    batch_size: int | None = None  # None = full batch
+    target_loss: float = 1e-3  # stop once the mean training loss is below this and training error is 0
+    mean_subtract: bool = False  # subtract the training-set mean image (Haim et al.); recorded in the checkpoint
+    seed: int = 0
+    checkpoint_every: int = 1000  # epochs between resumable states
+    log_every: int = 50  # epochs between loss-curve points
+
+
+def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "logistic":  # y in {0,1} -> ±1; log(1 + exp(-y f))
+        return F.softplus(-(2 * y.to(logits.dtype) - 1) * logits[:, 0]).mean()
+    return F.cross_entropy(logits, y)
+
+
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+    return (pred == y).sum()
+
+
+def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConfig = TrainConfig(), *,
+          out: str | Path | None = None, resume: bool = False, device: str = "auto", show_progress: bool | None = None,
+          **arch_options: Any) -> LoadedModel:
+    """Train a classifier on ``split.train`` and (with ``out``) write a checkpoint directory.
+
+    Args:
+        split: members (trained on) and non-members (held out; their accuracy is recorded as test accuracy).
+        arch: an architecture string (``mlp:1000,1000``, ``cnn:32,64``, ``bnn:100``) or a spec object.
+        config: see :class:`TrainConfig`.
+        out: checkpoint directory; a resumable state is kept in ``out/.train_state.pt`` while training.
+        resume: continue from ``out/.train_state.pt`` (same result as an uninterrupted run).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        arch_options: architecture fields (``bias="none"``, ``init_scale=1e-3`` …).
+
+    Returns:
+        The trained model (eval mode) with its metadata.
+
+    Example:
+        >>> from netinv.data import load_data, make_task
+        >>> split = make_task(load_data("digits"), "parity", n_per_class=10, heldout_per_class=10)
+        >>> m = train(split, "mlp:32", TrainConfig(lr=0.5, epochs=2000), show_progress=False)
+        >>> m.accuracy(split.train.x, split.train.y)
+        1.0
+    """
+    dev = resolve_device(device)
+    seed_everything(config.seed)
+    tr = split.train
+    num_outputs = 1 if tr.num_classes == 2 and config.loss != "ce" else tr.num_classes
+    loss_kind = config.loss if config.loss != "auto" else ("logistic" if num_outputs == 1 else "ce")
+    if loss_kind == "logistic" and num_outputs != 1:
+        raise ConfigError(f"logistic loss needs a binary task, this one has {tr.num_classes} classes",
+                          "use --loss ce or a binary --task such as parity")
+    spec = arch if not isinstance(arch, str) else parse_arch(arch, tr.input_shape, num_outputs, **arch_options)
+    if tuple(spec.input_shape) != tuple(tr.input_shape):
+        raise ConfigError(f"architecture expects inputs {tuple(spec.input_shape)}, data has {tr.input_shape}",
+                          "build the architecture for this data set")
+    module = spec.build().to(dev)
+    mean = tr.x.mean(0) if config.mean_subtract else None
+    x = (tr.x - mean if mean is not None else tr.x).to(dev)
+    y = tr.y.to(dev)
+    params = list(module.parameters())
+    if config.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    bs = len(tr) if config.batch_size is None or config.optimizer == "gd" else config.batch_size
+    gen = torch.Generator().manual_seed(config.seed)
+    curve: list[dict[str, float]] = []
+    start, elapsed = 0, 0.0
+    state_path = Path(out) / ".train_state.pt" if out is not None else None
+    if resume and state_path is not None and state_path.exists():
+        st = load_state(state_path)
+        module.load_state_dict(st["model"])
+        opt.load_state_dict(st["optim"])
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])
+        start, curve, elapsed = int(st["epoch"]), list(st["curve"]), float(st["elapsed"])
+
+    t0 = time.perf_counter() - elapsed
+    loss_v, acc = float("nan"), 0.0
+    epoch = start
+    with progress_bar(config.epochs, "train", completed=start, show=show_progress) as bar:
+        for epoch in range(start, config.epochs):
+            module.train()
+            order = torch.randperm(len(tr), generator=gen).to(dev) if bs < len(tr) else None
+            tot, correct = torch.zeros((), device=dev), torch.zeros((), device=dev, dtype=torch.long)
+            for i in range(0, len(tr), bs):
+                idx = order[i:i + bs] if order is not None else slice(None)
+                logits = module(x[idx])
+                loss = _loss(logits, y[idx], loss_kind)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += loss.detach() * logits.shape[0]
+                correct += _correct(logits.detach(), y[idx])
+            done = epoch + 1
+            if done % config.log_every == 0 or done == config.epochs:
+                loss_v, acc = float(tot) / len(tr), float(correct) / len(tr)
+                curve.append({"epoch": done, "loss": loss_v, "train_acc": acc})
+                bar.update(config.log_every, loss=loss_v, acc=acc)
+                if acc == 1.0 and loss_v < config.target_loss:
+                    break
+            if state_path is not None and done % config.checkpoint_every == 0:
+                save_state(state_path, {"model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
+                                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve,
+                                        "elapsed": time.perf_counter() - t0})
+    module.eval()
+    model = LoadedModel(module, tuple(spec.input_shape), num_outputs, (0.0, 1.0),
+                        mean.to(dev) if mean is not None else None, list(tr.classes))
+    train_acc = model.accuracy(tr.x, tr.y)
+    test_acc = model.accuracy(split.heldout.x, split.heldout.y)
+    with torch.no_grad():
+        final_loss = float(_loss(model.logits(tr.x.to(dev)), tr.y.to(dev), loss_kind))
+    model.meta = {
+        "classes": list(tr.classes), "input_range": [0.0, 1.0], "loss": loss_kind, "seed": config.seed,
+        "train_config": config_dict(config), "epochs_run": epoch + 1 if curve else start,
+        "train_accuracy": train_acc, "test_accuracy": test_acc, "final_loss": final_loss,
+        "wall_time_s": time.perf_counter() - t0, "loss_curve": curve, "environment": environment(),
+        "data": {"load_args": tr.source.get("load_args"), "task": split.task,
+                 "train_indices": tr.indices, "heldout_indices": split.heldout.indices},
+    }
+    if out is not None:
+        model.source = {"format": "netinv", "path": str(out)}
+        save_checkpoint(out, module.cpu(), spec, model.meta, mean)
+        module.to(dev)
+        if state_path is not None:
+            state_path.unlink(missing_ok=True)
+    return model

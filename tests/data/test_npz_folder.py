@@ -1,0 +1,170 @@
+"""npz and image-folder sources: layouts, scaling, labels and the inputs each must refuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from netinv._errors import DataError
+from netinv.data import Dataset, load_data
+from netinv.data.folder import load_folder
+from netinv.data.npz import load_npz
+
+# --- npz ------------------------------------------------------------------------------------------------------
+
+
+def test_npz_nchw_float(tmp_path):
+    x = np.random.default_rng(0).random((4, 3, 5, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2, 1]))
+    ds = load_npz(tmp_path / "d.npz")
+    np.testing.assert_array_equal(ds.x.numpy(), x)
+    assert ds.y.tolist() == [0, 1, 2, 1] and ds.classes == ["0", "1", "2"]
+    assert ds.source["layout"] == "N×C×H×W" and "label_map" not in ds.source
+
+
+def test_npz_uint8_nhw_scaled(tmp_path):
+    x = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4) * 8
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([1, 0], np.uint8))
+    ds = load_npz(tmp_path / "d.npz")
+    assert ds.x.shape == (2, 1, 4, 4) and ds.x.dtype == torch.float32
+    np.testing.assert_allclose(ds.x[:, 0].numpy(), x / 255.0, rtol=1e-6)
+
+
+def test_npz_channels_last_only_when_clear(tmp_path):
+    x = np.random.default_rng(1).integers(0, 256, (2, 8, 7, 3), dtype=np.uint8)
+    np.savez(tmp_path / "hwc.npz", x=x, y=np.array([0, 1]))
+    ds = load_npz(tmp_path / "hwc.npz")
+    assert ds.x.shape == (2, 3, 8, 7) and ds.source["layout"] == "N×H×W×C"
+    assert ds.x[1, 2, 5, 4] == x[1, 5, 4, 2] / 255.0
+    # N×3×8×3 is ambiguous: axis 1 is a channel count, so it stays channels-first
+    np.savez(tmp_path / "chw.npz", x=np.zeros((2, 3, 8, 3), np.float32), y=np.array([0, 1]))
+    assert load_npz(tmp_path / "chw.npz").x.shape == (2, 3, 8, 3)
+
+
+def test_npz_tabular_and_label_remap(tmp_path):
+    np.savez(tmp_path / "t.npz", x=np.full((3, 5), 0.5), y=np.array([7, 3, 7]))
+    ds = load_npz(tmp_path / "t.npz")
+    assert ds.x.shape == (3, 5) and ds.source["layout"] == "N×D"
+    assert ds.classes == ["3", "7"] and ds.y.tolist() == [1, 0, 1]
+    assert ds.source["label_map"] == {3: 0, 7: 1}
+
+
+def test_npz_with_classes_and_roundtrip(tmp_path):
+    x = np.random.default_rng(2).random((3, 1, 2, 2)).astype(np.float32)
+    np.savez(tmp_path / "c.npz", x=x, y=np.array([2, 0, 2]), classes=np.array(["cat", "dog", "emu"]))
+    ds = load_npz(tmp_path / "c.npz")
+    assert ds.classes == ["cat", "dog", "emu"] and ds.y.tolist() == [2, 0, 2]
+    sub = ds.subset([2, 0])
+    back = load_data(str(sub.save_npz(tmp_path / "sub.npz")))  # '.npz' name dispatches to npz
+    assert torch.equal(back.x, sub.x) and torch.equal(back.y, sub.y) and back.classes == ds.classes
+    assert back.source["parent_indices"] == [2, 0] and back.indices == [0, 1]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (1.5, r"1 values outside \[0, 1\] \(e.g. 1.5\)"),
+    (-0.1, r"outside \[0, 1\]"),
+    (np.nan, r"outside \[0, 1\] \(e.g. nan\)"),
+])
+def test_npz_float_out_of_range(tmp_path, bad, match):
+    x = np.zeros((2, 4), np.float32)
+    x[1, 2] = bad
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1]))
+    with pytest.raises(DataError, match=match) as e:
+        load_npz(tmp_path / "d.npz")
+    assert "x / 255" in e.value.fix
+
+
+def test_npz_object_array_rejected(tmp_path):
+    np.savez(tmp_path / "o.npz", x=np.array([{"a": 1}, None], dtype=object), y=np.array([0, 1]))
+    with pytest.raises(DataError, match="cannot be read without unpickling"):
+        load_npz(tmp_path / "o.npz")
+
+
+@pytest.mark.parametrize("arrays, match", [
+    ({"x": np.zeros((2, 3))}, "not x and y"),
+    ({"x": np.zeros((2, 3)), "y": np.array([0.0, 1.0])}, "not 1-D integers"),
+    ({"x": np.zeros((2, 3)), "y": np.array([0, 1, 1])}, "2 inputs but 3 labels"),
+    ({"x": np.zeros((2, 3), np.int64), "y": np.array([0, 1])}, "dtype int64"),
+    ({"x": np.zeros((2, 1, 1, 1, 1)), "y": np.array([0, 1])}, r"shape \(2, 1, 1, 1, 1\)"),
+    ({"x": np.zeros((0, 3)), "y": np.zeros(0, np.int64)}, "no rows"),
+    ({"x": np.zeros((2, 3)), "y": np.array([0, 2]), "classes": np.array(["a", "b"])}, r"outside 0..1"),
+])
+def test_npz_bad_arrays(tmp_path, arrays, match):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=match):
+        load_npz(tmp_path / "d.npz")
+
+
+def test_npz_not_an_npz(tmp_path):
+    with pytest.raises(DataError, match="no npz file"):
+        load_npz(tmp_path / "absent.npz")
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    with pytest.raises(DataError, match="single .npy array"):
+        load_npz(tmp_path / "a.npy")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match="cannot read"):
+        load_npz(tmp_path / "junk.npz")
+
+
+# --- folder ---------------------------------------------------------------------------------------------------
+
+
+def _save(path, arr, mode):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode=None).convert(mode).save(path)
+
+
+def test_folder_grayscale_stays_one_channel(tmp_path):
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    _save(tmp_path / "zebra" / "1.png", a, "L")
+    _save(tmp_path / "ant" / "x.bmp", 255 - a, "L")
+    _save(tmp_path / "ant" / "y.PNG", a, "L")
+    (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    ds = load_folder(tmp_path)
+    assert ds.classes == ["ant", "zebra"] and ds.y.tolist() == [0, 0, 1]
+    assert ds.x.shape == (3, 1, 3, 4)
+    np.testing.assert_allclose(ds.x[0, 0].numpy(), (255 - a) / 255.0, rtol=1e-6)
+    assert ds.source["files"] == ["ant/x.bmp", "ant/y.PNG", "zebra/1.png"]
+
+
+def test_folder_mixed_modes_become_rgb(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    gray = np.full((5, 6), 77, np.uint8)
+    _save(tmp_path / "a" / "rgb.png", rgb, "RGB")
+    _save(tmp_path / "b" / "gray.png", gray, "L")
+    ds = load_folder(tmp_path)
+    assert ds.x.shape == (2, 3, 5, 6)
+    np.testing.assert_allclose(ds.x[0].numpy(), rgb.transpose(2, 0, 1) / 255.0, rtol=1e-6)
+    assert torch.all(ds.x[1] == 77 / 255.0)
+
+
+def test_folder_size_mismatch_names_file(tmp_path):
+    _save(tmp_path / "a" / "1.png", np.zeros((4, 4), np.uint8), "L")
+    _save(tmp_path / "b" / "odd.png", np.zeros((4, 5), np.uint8), "L")
+    with pytest.raises(DataError, match=r"b/odd.png is 5×4 but .*a/1.png is 4×4"):
+        load_folder(tmp_path)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="no folder"):
+        load_folder(tmp_path / "absent")
+    with pytest.raises(DataError, match="no class sub-folders"):
+        load_folder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="class folder .*empty has no images"):
+        load_folder(tmp_path)
+    (tmp_path / "empty" / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*bad.png"):
+        load_folder(tmp_path)
+    (tmp_path / "empty" / "bad.png").unlink()
+    Image.fromarray(np.zeros((2, 2), np.uint16)).save(tmp_path / "empty" / "wide.png")
+    with pytest.raises(DataError, match="more than 8-bit"):
+        load_folder(tmp_path)
+
+
+def test_folder_via_load_data(tmp_path):
+    _save(tmp_path / "c" / "1.png", np.zeros((2, 2), np.uint8), "L")
+    ds = load_data("folder", path=tmp_path)
+    assert isinstance(ds, Dataset) and len(ds) == 1 and ds.source["name"] == "folder"
