@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import urllib.error
 import urllib.request
@@ -188,3 +189,14 @@ def test_download_skips_present_files(tmp_path, monkeypatch):
     make_split(tmp_path / "MNIST" / "raw")
     monkeypatch.setattr(urllib.request, "urlopen", _no_network)
     assert len(load_mnist(tmp_path, download=True)) == 5
+
+
+def test_download_connection_dropped(tmp_path, monkeypatch):
+    class Dropped(io.BytesIO):
+        def read(self, n=-1):
+            raise http.client.IncompleteRead(b"partial")
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Dropped())
+    with pytest.raises(DataError, match="could not download .*IncompleteRead"):
+        load_mnist(tmp_path, download=True)
+    assert list((tmp_path / "MNIST" / "raw").iterdir()) == []

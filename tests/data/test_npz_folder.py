@@ -113,7 +113,7 @@ def test_npz_not_an_npz(tmp_path):
 
 def _save(path, arr, mode):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, mode=None).convert(mode).save(path)
+    Image.fromarray(arr).convert(mode).save(path)
 
 
 def test_folder_grayscale_stays_one_channel(tmp_path):

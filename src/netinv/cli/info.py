@@ -6,7 +6,6 @@ import json
 
 import typer
 
-from ..models.inspect import summary
 from ..models.loading import load_model
 from ._options import DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, ModelArg, WeightsOpt, model_kwargs
 
@@ -15,6 +14,8 @@ def info(model: ModelArg, weights: WeightsOpt = None, input_shape: InputShapeOpt
          input_range: InputRangeOpt = None, mean: MeanOpt = None, device: DeviceOpt = "auto",
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Load a model and report its parameters, layers, input contract and whether it is positively homogeneous."""
+    from ..models.inspect import summary
+
     s = summary(load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device)))
     if as_json:
         typer.echo(json.dumps(s, indent=2, default=str))

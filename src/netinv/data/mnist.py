@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import math
 import os
 import tempfile
@@ -76,7 +77,7 @@ def fetch_file(urls: list[str] | tuple[str, ...], dest: Path, md5: str, timeout:
                 continue
             os.replace(tmp, dest)
             return dest
-        except OSError as e:  # URLError, HTTPError and socket timeouts are all OSErrors
+        except (OSError, http.client.HTTPException) as e:  # URLError/timeouts are OSErrors; IncompleteRead is not
             errors.append(f"{url}: {e}")
         finally:
             if os.path.exists(tmp):

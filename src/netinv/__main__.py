@@ -1,0 +1,5 @@
+"""``python -m netinv`` = the ``netinv`` command."""
+
+from .cli.app import main
+
+main()

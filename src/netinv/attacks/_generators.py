@@ -1,0 +1,196 @@
+"""Generators for network inversion (Suhail & Sethi 2024, arXiv 2407.18002) and bounded perturbations.
+
+``GeneratorSpec(...).build()`` gives, by the classifier's input shape:
+- C×H×W with H, W divisible by 4: a transposed-convolution generator (8×8: 2→4→8, 28×28: 7→14→28; 32×32 and any
+  size divisible by 8 from 32 up: 4→8→16→32, three up-steps);
+- flat D inputs (and image sizes the above does not cover, reshaped): an MLP generator.
+Both take z (N×latent) and a :class:`~netinv.attacks._conditioning.Condition`. The vector (or learned label
+embedding) is concatenated to z; the K×K conditioning matrix is concatenated as an extra channel at a layer of
+spatial size K×K, which a valid (transposed) convolution then resamples to the first up-sampling size (the MLP
+takes the flattened matrix at its first hidden layer). Dropout in the up-sampling path stays ACTIVE in eval mode
+(the paper's "heavy dropout", a source of diversity). The output goes through a sigmoid into the model's
+``input_range`` in data space (identity when the range is unbounded).
+
+``PerturbationGenerator`` maps a real input and a one-hot target to a perturbation bounded by construction in L∞
+(ε·tanh) or L2 (projected onto the ε-ball), for the adversarial application.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._errors import ConfigError
+from ._conditioning import Condition, Conditioning
+
+__all__ = ["ActiveDropout", "ConvGenerator", "GeneratorSpec", "MLPGenerator", "PerturbationGenerator",
+           "bound_perturbation"]
+
+
+class ActiveDropout(nn.Module):
+    """Dropout that stays on in eval mode, so sampling keeps the generator's stochasticity."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.p, training=True) if self.p > 0 else x
+
+
+def _to_range(raw: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    if math.isfinite(lo) and math.isfinite(hi):
+        return lo + (hi - lo) * torch.sigmoid(raw)
+    return raw
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Everything that rebuilds a generator (saved in run.json beside generator.safetensors)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    conditioning: str = "vector+matrix"
+    latent_dim: int = 64
+    width: int = 64
+    dropout: float = 0.3
+    embed_dim: int = 16
+    input_range: tuple[float, float] = (0.0, 1.0)
+    temperature: float = 1.0
+
+    def plan(self) -> tuple[str, int]:
+        """("conv", up-steps) or ("mlp", 0) for this input shape."""
+        if len(self.input_shape) == 3:
+            _, h, w = self.input_shape
+            if min(h, w) >= 32 and h % 8 == 0 and w % 8 == 0:
+                return "conv", 3
+            if h % 4 == 0 and w % 4 == 0:
+                return "conv", 2
+        return "mlp", 0
+
+    def build(self) -> nn.Module:
+        kind, steps = self.plan()
+        return ConvGenerator(self, steps) if kind == "conv" else MLPGenerator(self)
+
+
+class _CondInput(nn.Module):
+    """z ⊕ (vector | label embedding): the generator's first input, N×(latent + V)."""
+
+    def __init__(self, spec: GeneratorSpec) -> None:
+        super().__init__()
+        self.cond = Conditioning(spec.conditioning, spec.num_classes, spec.temperature)
+        self.embed = nn.Embedding(spec.num_classes, spec.embed_dim) if self.cond.uses_embedding else None
+        self.dim = spec.latent_dim + (spec.embed_dim if self.embed is not None else self.cond.vector_dim)
+
+    def forward(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
+        if self.embed is not None:
+            return torch.cat([z, self.embed(c.labels)], 1)
+        return torch.cat([z, c.vector], 1) if c.vector is not None else z
+
+
+class ConvGenerator(nn.Module):
+    """fc -> (matrix stage at K×K) -> [ConvT 4×4/2 -> BN -> LeakyReLU -> ActiveDropout] × steps -> Conv 3×3."""
+
+    def __init__(self, spec: GeneratorSpec, steps: int) -> None:
+        super().__init__()
+        self.spec = spec
+        c_out, h, w = spec.input_shape
+        h0, w0 = h >> steps, w >> steps
+        ch = spec.width * 2 ** (steps - 1)  # channels at the base: halved at each up-step, `width` at the end
+        self.inp = _CondInput(spec)
+        k = spec.num_classes
+        self.use_matrix = self.inp.cond.uses_matrix
+        s0h, s0w = (k, k) if self.use_matrix else (h0, w0)
+        self.fc = nn.Sequential(nn.Linear(self.inp.dim, ch * s0h * s0w), nn.LeakyReLU(0.2))
+        self.base = (ch, s0h, s0w)
+        if self.use_matrix:  # mix the matrix channel in at K×K, then resample K×K -> h0×w0 by a valid (T)conv
+            mix: list[nn.Module] = [nn.Conv2d(ch + 1, ch, 3, padding=1), nn.LeakyReLU(0.2)]
+            if k >= h0 and k >= w0:
+                mix.append(nn.Conv2d(ch, ch, (k - h0 + 1, k - w0 + 1)))
+            elif k <= h0 and k <= w0:
+                mix.append(nn.ConvTranspose2d(ch, ch, (h0 - k + 1, w0 - k + 1)))
+            else:
+                raise ConfigError(f"cannot resample a {k}×{k} matrix to {h0}×{w0}", "use --conditioning soft or hot")
+            mix.append(nn.LeakyReLU(0.2))
+            self.mix = nn.Sequential(*mix)
+        ups: list[nn.Module] = []
+        for _ in range(steps):
+            ups += [nn.ConvTranspose2d(ch, max(ch // 2, 8), 4, stride=2, padding=1), nn.BatchNorm2d(max(ch // 2, 8)),
+                    nn.LeakyReLU(0.2), ActiveDropout(spec.dropout)]
+            ch = max(ch // 2, 8)
+        self.up = nn.Sequential(*ups)
+        self.out = nn.Conv2d(ch, c_out, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
+        x = self.fc(self.inp(z, c)).view(-1, *self.base)  # (N, ch, K, K) or (N, ch, h0, w0)
+        if self.use_matrix:
+            x = self.mix(torch.cat([x, c.matrix.to(x.dtype)], 1))  # (N, ch, h0, w0)
+        x = self.out(self.up(x))  # (N, C, H, W)
+        return _to_range(x, *self.spec.input_range)
+
+
+class MLPGenerator(nn.Module):
+    """z ⊕ vector -> Linear(4w) ⊕ flat matrix -> Linear(8w) -> Linear(prod(shape)), LeakyReLU + ActiveDropout."""
+
+    def __init__(self, spec: GeneratorSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.inp = _CondInput(spec)
+        k = spec.num_classes
+        self.use_matrix = self.inp.cond.uses_matrix
+        h1, h2 = 4 * spec.width, 8 * spec.width
+        self.l1 = nn.Sequential(nn.Linear(self.inp.dim, h1), nn.LeakyReLU(0.2), ActiveDropout(spec.dropout))
+        self.l2 = nn.Sequential(nn.Linear(h1 + (k * k if self.use_matrix else 0), h2), nn.LeakyReLU(0.2),
+                                ActiveDropout(spec.dropout))
+        self.l3 = nn.Linear(h2, math.prod(spec.input_shape))
+
+    def forward(self, z: torch.Tensor, c: Condition) -> torch.Tensor:
+        h = self.l1(self.inp(z, c))  # (N, 4w)
+        if self.use_matrix:
+            h = torch.cat([h, c.matrix.flatten(1).to(h.dtype)], 1)
+        x = self.l3(self.l2(h)).view(-1, *self.spec.input_shape)
+        return _to_range(x, *self.spec.input_range)
+
+
+def bound_perturbation(raw: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """Map unconstrained N×... outputs to perturbations with ‖δ‖ ≤ ε: L∞ by ε·tanh, L2 by projection on the ball."""
+    if norm == "linf":
+        return eps * torch.tanh(raw)
+    if norm == "l2":
+        n = raw.flatten(1).norm(dim=1).clamp_min(1e-12)
+        scale = torch.clamp(eps / n, max=1.0)
+        return raw * scale.view(-1, *([1] * (raw.dim() - 1)))
+    raise ConfigError(f"unknown norm {norm!r}", "use linf or l2")
+
+
+class PerturbationGenerator(nn.Module):
+    """δ = bound(g(x ⊕ one-hot target planes)): a small conv net for images, an MLP for flat inputs."""
+
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, norm: str, eps: float,
+                 width: int = 32) -> None:
+        super().__init__()
+        self.input_shape, self.num_classes, self.norm, self.eps = tuple(input_shape), num_classes, norm, eps
+        bound_perturbation(torch.zeros(1, 1), norm, eps)  # validates norm now, not at the first batch
+        if len(input_shape) == 3:
+            c = input_shape[0]
+            self.net: nn.Module = nn.Sequential(
+                nn.Conv2d(c + num_classes, width, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(width, c, 3, padding=1))
+        else:
+            d = math.prod(input_shape)
+            self.net = nn.Sequential(nn.Linear(d + num_classes, 8 * width), nn.LeakyReLU(0.2),
+                                     nn.Linear(8 * width, d))
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        hot = F.one_hot(target, self.num_classes).to(x.dtype)  # (N, K)
+        if x.dim() == 4:
+            planes = hot[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (N, K, H, W)
+            raw = self.net(torch.cat([x, planes], 1))
+        else:
+            raw = self.net(torch.cat([x.flatten(1), hot], 1)).view_as(x)
+        return bound_perturbation(raw, self.norm, self.eps)

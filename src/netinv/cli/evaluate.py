@@ -1,0 +1,35 @@
+"""``netinv evaluate RUN_DIR``: score an attack's candidates against the training set, beside the noise and real
+held-out null baselines (writes RUN_DIR/evaluation.json and figures)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..metrics.evaluation import evaluate_dir
+from ._options import DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, SeedOpt, WeightsOpt, model_kwargs
+
+
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="folder with candidates.npz (the --out of a reconstruct run)")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="the attacked model (checkpoint dir, .pt2, "
+                                              "TorchScript, pkg.module:factory); default: the one run.json names")]
+    = None,
+    train: Annotated[Path | None, typer.Option("--train", help="training set npz (x, y), for a user model")] = None,
+    heldout: Annotated[Path | None, typer.Option("--heldout", help="held-out set npz (x, y), for a user model")]
+    = None,
+    n_best: Annotated[int, typer.Option("--n-best", help="Haim's figure: mean SSIM of the best N")] = 10,
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Evaluate a reconstruction. Example: netinv evaluate runs/kkt --model runs/victim."""
+    ev = evaluate_dir(run_dir, model, train_npz=train, heldout_npz=heldout, seed=seed, n_best=n_best,
+                      model_options=model_kwargs(weights, input_shape, input_range, mean, device))
+    typer.echo(ev.table())
+    typer.echo(f"-> {run_dir / 'evaluation.json'}" + "".join(f", {p}" for p in ev.figures.values()))

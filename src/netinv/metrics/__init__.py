@@ -1,0 +1,25 @@
+"""Metrics: pure functions in :mod:`netinv.metrics.functional` and the leakage evaluation that chains them."""
+
+from .evaluation import CandidateFigures, Evaluation, EvaluationConfig, evaluate, evaluate_dir
+from .functional import (
+    aupr,
+    auroc,
+    class_assignment,
+    dssim,
+    fpr_at_95_tpr,
+    fpr_at_tpr,
+    leakage_threshold,
+    leaked,
+    margins,
+    mean_pairwise_distance,
+    membership_auc,
+    nearest_ncc,
+    ood_metrics,
+    per_class_mean_pairwise_distance,
+    ssim,
+)
+
+__all__ = ["CandidateFigures", "Evaluation", "EvaluationConfig", "aupr", "auroc", "class_assignment", "dssim",
+           "evaluate", "evaluate_dir", "fpr_at_95_tpr", "fpr_at_tpr", "leaked", "leakage_threshold", "margins",
+           "mean_pairwise_distance", "membership_auc", "nearest_ncc", "ood_metrics",
+           "per_class_mean_pairwise_distance", "ssim"]

@@ -1,0 +1,409 @@
+"""The leakage evaluation of a reconstruction attack: Haim et al. 2022's per-image score (NCC matching, min-max
+scaling, kornia SSIM with a 3×3 window) and, always beside it, netinv's member vs non-member figures and null
+baselines (uniform noise, real held-out images as candidates). Protocol: shared/reference/evaluation.md.
+
+Each reference image (the n training images = members, and held-out non-members of the same task) is matched to its
+nearest candidate by NCC; the candidate is min-max scaled to [0, 1] and scored by SSIM against the reference. A
+candidate set leaks the training set only when training images score above the held-out ones: τ = 95th percentile
+of the held-out scores, "leaked" = training images above τ, AUC of training vs held-out scores (0.5 = nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._errors import ConfigError, DataError, ModelError
+from .._utils.checkpoint import write_json
+from ..data import Dataset
+from ..models.loaded import LoadedModel
+from .functional import (
+    class_assignment,
+    leakage_threshold,
+    leaked,
+    margins,
+    membership_auc,
+    minmax_scale,
+    nearest_ncc,
+    per_class_mean_pairwise_distance,
+    ssim,
+)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Constants of the score and the figures (sources in comments)."""
+
+    window_size: int = 3  # Haim et al.'s kornia ssim(window_size=3)
+    sigma: float = 1.5  # kornia's fixed Gaussian σ
+    k1: float = 0.01  # SSIM C1 = (k1·L)², Wang et al. 2004 / kornia
+    k2: float = 0.03  # SSIM C2 = (k2·L)², Wang et al. 2004 / kornia
+    ssim_threshold: float = 0.4  # Haim et al.: "count of reconstructions with SSIM > 0.4"
+    quantile: float = 0.95  # τ = 95th percentile of held-out scores (evaluation protocol)
+    downsample: bool | None = None  # None: ×2 bicubic before matching only for 32×32 colour (Haim et al.)
+    batch_size: int = 4096  # inputs per model forward pass
+
+
+@dataclass
+class CandidateFigures:
+    """The figures of one candidate set (the attack's or a null baseline's).
+
+    Attributes:
+        name: ``attack``, ``noise`` or ``real_heldout``.
+        n_candidates: candidates in the set.
+        train_ssim: per training image, the SSIM to its NCC-nearest candidate (n_train).
+        train_match: per training image, the index of that candidate in the set (n_train).
+        heldout_ssim / heldout_match: the same for the held-out non-members used for τ.
+        best_mean_ssim: Haim's mean SSIM of the ``n_best`` best-matched training images.
+        n_above_threshold: Haim's count of training images with SSIM > ``ssim_threshold``.
+        tau: the ``quantile`` of ``heldout_ssim``.
+        n_leaked / frac_leaked: training images with SSIM > tau.
+        auc: training vs held-out SSIM (Mann-Whitney, ties ½).
+    """
+
+    name: str
+    n_candidates: int
+    train_ssim: torch.Tensor
+    train_match: torch.Tensor
+    heldout_ssim: torch.Tensor
+    heldout_match: torch.Tensor
+    best_mean_ssim: float
+    n_above_threshold: int
+    tau: float
+    n_leaked: int
+    frac_leaked: float
+    auc: float
+
+    def summary(self) -> dict[str, Any]:
+        """The scalar figures."""
+        return {k: getattr(self, k) for k in ("name", "n_candidates", "best_mean_ssim", "n_above_threshold", "tau",
+                                              "n_leaked", "frac_leaked", "auc")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Scalars plus the per-image scores and matches."""
+        return {**self.summary(), **{k: getattr(self, k).tolist() for k in ("train_ssim", "train_match",
+                                                                              "heldout_ssim", "heldout_match")}}
+
+
+@dataclass
+class Evaluation:
+    """The attack's figures next to its two null baselines, per-image margins and (with labels) class figures.
+
+    Attributes:
+        attack / noise / real_heldout: :class:`CandidateFigures` of the attack's candidates, of uniform noise in the
+            model's input range, and of real held-out images used as candidates (disjoint from the τ images).
+        train_margin: y·Φ(x) per training image (binary (2y−1)·logit; multiclass logit_y − max_{k≠y}), None
+            without a model.
+        conditioning: with candidate labels: fraction of candidates the model assigns to their label and mean
+            confidence (with a model), and per-class diversity of candidates vs real training images of that class
+            in pixels and (with a model) in the classifier's penultimate features; None otherwise.
+        settings: seed, sizes, held-out split indices, noise range and the :class:`EvaluationConfig`.
+        figures: name -> path of each PNG written.
+    """
+
+    attack: CandidateFigures
+    noise: CandidateFigures
+    real_heldout: CandidateFigures
+    train_margin: torch.Tensor | None
+    conditioning: dict[str, Any] | None
+    settings: dict[str, Any]
+    figures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sets(self) -> tuple[CandidateFigures, CandidateFigures, CandidateFigures]:
+        return self.attack, self.noise, self.real_heldout
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready (written as ``evaluation.json``)."""
+        return {"summary": {f.name: f.summary() for f in self.sets},
+                **{f.name: f.to_dict() for f in self.sets},
+                "train_margin": self.train_margin.tolist() if self.train_margin is not None else None,
+                "conditioning": self.conditioning, "settings": self.settings, "figures": self.figures}
+
+    def table(self) -> str:
+        """A compact text table: attack vs noise vs real held-out candidates."""
+        n = self.settings["n_train"]
+        thr, q, nb = (self.settings["config"][k] for k in ("ssim_threshold", "quantile", "n_best"))
+        rows = [("candidates", [str(f.n_candidates) for f in self.sets]),
+                (f"SSIM > {thr:g} (Haim)", [f"{f.n_above_threshold}/{n}" for f in self.sets]),
+                (f"mean SSIM, best {nb}", [f"{f.best_mean_ssim:.3f}" for f in self.sets]),
+                (f"tau ({q:.0%} of held-out)", [f"{f.tau:.3f}" for f in self.sets]),
+                ("leaked (SSIM > tau)", [f"{f.n_leaked}/{n} ({f.frac_leaked:.0%})" for f in self.sets]),
+                ("member vs non-member AUC", [f"{f.auc:.3f}" for f in self.sets])]
+        lines = [f"{'':26s}{'attack':>16s}{'noise':>16s}{'real held-out':>16s}"]
+        lines += [f"{name:26s}" + "".join(f"{v:>16s}" for v in vals) for name, vals in rows]
+        lines.append(f"{n} training images, {self.settings['n_heldout_tau']} held-out images for tau, "
+                     f"seed {self.settings['seed']}")
+        c = self.conditioning
+        if c and "assigned_fraction" in c:
+            lines.append(f"candidates assigned to their label: {c['assigned_fraction']:.1%}, "
+                         f"mean confidence {c['mean_confidence']:.3f}")
+        return "\n".join(lines)
+
+
+def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, model: LoadedModel | None = None,
+             candidate_labels: torch.Tensor | None = None, seed: int = 0, out: str | Path | None = None,
+             n_best: int = 10, config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
+    """Score a candidate set against the training set, beside the noise and real-held-out null baselines.
+
+    Args:
+        candidates: M×C×H×W (or M×D with D = C·H·W) candidates in DATA space (mean added back, not clipped, not
+            rescaled); each matched candidate is min-max scaled to [0, 1] here, as the protocol says.
+        train: the training images (members), in [0, 1].
+        heldout: held-out images of the same task (non-members). Split by ``seed`` into up to M images used as the
+            real-data candidates and the rest used for τ (the two parts are disjoint).
+        model: the attacked model: gives the margins, the noise range and the class figures. Default: none.
+        candidate_labels: M class indices the candidates were made for (±1 of a binary task are read as 0/1).
+        seed: draws the noise candidates and the held-out split.
+        out: folder for ``evaluation.json``, ``best_pairs.png`` and ``ssim_vs_margin.png`` (with a model).
+        n_best: how many best-matched training images Haim's mean SSIM takes. Default: 10 (Haim et al.).
+        config: score constants, see :class:`EvaluationConfig`.
+
+    Returns:
+        An :class:`Evaluation`.
+
+    Raises:
+        DataError: candidates that are not images of the training images' shape or not finite, held-out sets with
+            fewer than two images, mismatched shapes, bad labels.
+        ModelError: a model whose input shape does not fit the data.
+    """
+    shape = _check_data(train, heldout)
+    cands = _as_images(candidates, shape, "candidates")
+    m = cands.shape[0]
+    if n_best < 1:
+        raise ConfigError(f"n_best={n_best}", "use n_best >= 1 (Haim et al. use 10)")
+    if model is not None and int(np.prod(model.input_shape)) != int(np.prod(shape)):
+        raise ModelError(f"the model takes inputs {tuple(model.input_shape)}, the data has {shape}",
+                         "evaluate with the training set of this model")
+
+    # held-out split: a real-candidate part (same count as the attack's, at most half) and the τ part
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(heldout), generator=gen)
+    n_real = min(m, len(heldout) // 2)
+    real_idx, tau_idx = torch.sort(perm[:n_real]).values, torch.sort(perm[n_real:]).values
+    lo, hi = model.input_range if model is not None else (0.0, 1.0)
+    noise = lo + (hi - lo) * torch.rand((m, *shape), generator=gen)
+
+    refs = torch.cat([train.x, heldout.x[tau_idx]])  # (n_train + n_tau, C, H, W) in [0, 1]
+    sets = {"attack": cands, "noise": noise, "real_heldout": heldout.x[real_idx]}
+    figs = {name: _figures(name, c, refs, len(train), n_best, config) for name, c in sets.items()}
+
+    margin = None
+    if model is not None:
+        margin = margins(_logits(model, train.x, config.batch_size), train.y.to(model.device)).cpu()
+    cond = None
+    if candidate_labels is not None:
+        cond = _conditioning(cands, _labels(candidate_labels, m, model, train), train, model, config.batch_size)
+    settings = {"seed": seed, "n_train": len(train), "n_candidates": m, "n_heldout": len(heldout),
+                "n_heldout_tau": len(tau_idx), "n_heldout_candidates": n_real, "noise_range": [lo, hi],
+                "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
+                "train_indices": train.indices, "config": {**dataclasses.asdict(config), "n_best": n_best}}
+    ev = Evaluation(figs["attack"], figs["noise"], figs["real_heldout"], margin, cond, settings)
+    if out is not None:
+        _write(ev, cands, train, Path(out))
+    return ev
+
+
+def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = None,
+                 train_npz: str | Path | None = None, heldout_npz: str | Path | None = None, *, seed: int = 0,
+                 n_best: int = 10, model_options: dict[str, Any] | None = None,
+                 config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
+    """Evaluate ``run_dir/candidates.npz`` (``x`` in data space, ``y``, optional ``lam``) and write the results there.
+
+    Args:
+        run_dir: an attack's output folder.
+        model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the path under the
+            key ``model`` of ``run_dir/run.json``, if any.
+        train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
+            checkpoint's own sets (its ``meta['data']``) are used when these are not given.
+        seed, n_best, config: as :func:`evaluate`.
+        model_options: keyword arguments for ``load_model`` (weights, input_shape, input_range, mean, device).
+
+    Returns:
+        The :class:`Evaluation` (also written to ``run_dir/evaluation.json`` with its figures).
+
+    Raises:
+        DataError: no or unreadable candidates.npz, missing data sets.
+        ConfigError: only one of train_npz / heldout_npz.
+    """
+    from ..data import load_data, split_from_record
+    from ..models.loading import load_model
+
+    run_dir = Path(run_dir)
+    x, y = _read_candidates(run_dir / "candidates.npz")
+    if model is None:
+        model = _recorded_model(run_dir)
+    lm = load_model(model, **(model_options or {})) if model is not None else None
+    if (train_npz is None) != (heldout_npz is None):
+        raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
+    if train_npz is not None:
+        train, heldout = load_data("npz", path=train_npz), load_data("npz", path=heldout_npz)
+    elif lm is not None and isinstance(lm.meta.get("data"), dict):
+        split = split_from_record(lm.meta["data"])
+        train, heldout = split.train, split.heldout
+    else:
+        raise DataError("no training / held-out sets for this evaluation",
+                        "give a netinv checkpoint as the model, or --train T.npz --heldout H.npz")
+    return evaluate(x, train, heldout, model=lm, candidate_labels=y, seed=seed, out=run_dir, n_best=n_best,
+                    config=config)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def _figures(name: str, cands: torch.Tensor, refs: torch.Tensor, n_train: int, n_best: int,
+             cfg: EvaluationConfig) -> CandidateFigures:
+    """Match every reference to its NCC-nearest candidate, min-max scale it, score by SSIM, then the figures."""
+    match, _ = nearest_ncc(refs, cands, downsample=cfg.downsample)
+    matched = minmax_scale(cands[match].to(torch.float64))  # (n_refs, C, H, W) in [0, 1]
+    scores = ssim(matched, refs.to(torch.float64), window_size=cfg.window_size, sigma=cfg.sigma, k1=cfg.k1,
+                  k2=cfg.k2, data_range=1.0)
+    s_tr, s_ho = scores[:n_train], scores[n_train:]
+    tau = leakage_threshold(s_ho, cfg.quantile)
+    k, frac = leaked(s_tr, tau)
+    best = torch.sort(s_tr, descending=True).values[:n_best]
+    return CandidateFigures(name, int(cands.shape[0]), s_tr.float(), match[:n_train], s_ho.float(), match[n_train:],
+                            float(best.mean()), int((s_tr > cfg.ssim_threshold).sum()), tau, k, frac,
+                            membership_auc(s_tr, s_ho))
+
+
+def _check_data(train: Dataset, heldout: Dataset) -> tuple[int, ...]:
+    shape = tuple(train.input_shape)
+    if len(shape) != 3:
+        raise DataError(f"the evaluation scores images (C×H×W), the training inputs are {shape}",
+                        "evaluate image data (tabular rows have no SSIM)")
+    if tuple(heldout.input_shape) != shape:
+        raise DataError(f"held-out inputs {tuple(heldout.input_shape)} differ from training inputs {shape}",
+                        "give held-out images of the same task")
+    if len(train) == 0 or len(heldout) < 2:
+        raise DataError(f"{len(train)} training and {len(heldout)} held-out images",
+                        "give at least one training image and two held-out images (more make τ meaningful)")
+    return shape
+
+
+def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu().to(torch.float32)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{what} have shape {tuple(x.shape)}", f"give M×{'×'.join(map(str, shape))} {what}")
+    if tuple(x.shape[1:]) != shape:
+        if x[0].numel() != int(np.prod(shape)):
+            raise DataError(f"{what} of shape {tuple(x.shape[1:])} do not fit images of shape {shape}",
+                            "evaluate candidates made for this model and data set")
+        x = x.reshape(x.shape[0], *shape)
+    if not torch.isfinite(x).all():
+        raise DataError(f"{int((~torch.isfinite(x)).sum())} {what} values are NaN or inf",
+                        "drop the diverged candidates (or rerun the attack) before evaluating")
+    return x
+
+
+def _labels(labels: Any, m: int, model: LoadedModel | None, train: Dataset) -> torch.Tensor:
+    y = torch.as_tensor(np.asarray(labels)).flatten()
+    if y.numel() != m:
+        raise DataError(f"{y.numel()} candidate labels for {m} candidates", "give one label per candidate")
+    binary = (model.num_classes if model is not None else train.num_classes) == 2
+    if binary and bool((y < 0).any()):
+        y = (y > 0)  # ±1 labels of the KKT attack -> classes 0 / 1
+    y = y.to(torch.int64)
+    k = model.num_classes if model is not None else train.num_classes
+    if int(y.min()) < 0 or int(y.max()) >= k:
+        raise DataError(f"candidate labels outside 0..{k - 1}", "give class indices (or ±1 for a binary model)")
+    return y
+
+
+def _batched(fn: Any, x: torch.Tensor, model: LoadedModel, batch_size: int) -> torch.Tensor:
+    xs = x.reshape(x.shape[0], *model.input_shape)
+    with torch.no_grad():
+        return torch.cat([fn(xs[i:i + batch_size].to(model.device)).detach().float().cpu()
+                          for i in range(0, xs.shape[0], batch_size)])
+
+
+def _logits(model: LoadedModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return _batched(model.logits, x, model, batch_size)
+
+
+def _features(model: LoadedModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The input of the model's last ``nn.Linear`` (penultimate features); the logits when it has none."""
+    last = [mod for mod in model.module.modules() if isinstance(mod, nn.Linear)]
+    if not last:
+        return _logits(model, x, batch_size)
+    grabbed: list[torch.Tensor] = []
+    handle = last[-1].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].flatten(1)))
+    try:
+        def fn(xb: torch.Tensor) -> torch.Tensor:
+            grabbed.clear()
+            model.logits(xb)
+            return grabbed[-1]
+
+        return _batched(fn, x, model, batch_size)
+    finally:
+        handle.remove()
+
+
+def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: LoadedModel | None,
+                  batch_size: int) -> dict[str, Any]:
+    """Class figures of labelled candidates (generator inversion): assignment, confidence, diversity vs real data."""
+    classes = torch.unique(y).tolist()
+    real = {c: train.x[train.y == c] for c in classes}
+    real_x = torch.cat([real[c] for c in classes])
+    real_y = torch.cat([torch.full((len(real[c]),), c, dtype=torch.int64) for c in classes])
+    out: dict[str, Any] = {"classes": classes, "counts": {c: int((y == c).sum()) for c in classes}}
+
+    def div(a: torch.Tensor, b: torch.Tensor) -> dict[str, dict[int, float]]:
+        return {"candidates": per_class_mean_pairwise_distance(a, y),
+                "real": per_class_mean_pairwise_distance(b, real_y)}
+
+    out["diversity_pixels"] = div(cands, real_x)
+    if model is not None:
+        out.update(class_assignment(_logits(model, cands, batch_size), y))
+        out["diversity_features"] = div(_features(model, cands, batch_size), _features(model, real_x, batch_size))
+    return out
+
+
+def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if not path.is_file():
+        raise DataError(f"no candidates at {path}", "point at the --out folder of a netinv reconstruct run")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise DataError(f"{path} has arrays {sorted(f.files)}, no x", "save candidates as x (and y, lam)")
+            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
+            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
+    except DataError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path}: {e}", "rerun the attack to rewrite it") from None
+    return x, y
+
+
+def _recorded_model(run_dir: Path) -> str | None:
+    """The model path an attack recorded under the key ``model`` in ``run.json``, if it still exists."""
+    try:
+        rec = json.loads((run_dir / "run.json").read_text()).get("model")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    path = rec.get("path") if isinstance(rec, dict) else rec
+    return str(path) if isinstance(path, str) and Path(path).exists() else None
+
+
+def _write(ev: Evaluation, cands: torch.Tensor, train: Dataset, out: Path) -> None:
+    from ..report.figures import save_image_grid, save_scatter
+
+    out.mkdir(parents=True, exist_ok=True)
+    a = ev.attack
+    best = torch.argsort(a.train_ssim, descending=True)[: ev.settings["config"]["n_best"]]
+    recon = minmax_scale(cands[a.train_match[best]])
+    ev.figures["best_pairs"] = str(save_image_grid(
+        [recon, train.x[best]], out / "best_pairs.png", row_labels=["reconstruction", "training"],
+        col_labels=[f"{float(s):.2f}" for s in a.train_ssim[best]], title="best pairs (SSIM), best first"))
+    if ev.train_margin is not None:
+        series = {f.name: (ev.train_margin.tolist(), f.train_ssim.tolist()) for f in ev.sets}
+        ev.figures["ssim_vs_margin"] = str(save_scatter(
+            series, out / "ssim_vs_margin.png", xlabel="margin y·Φ(x) of the training image",
+            ylabel="SSIM to nearest candidate", title="training images: score vs margin (Haim et al. Fig. 4)",
+            hlines={"tau (attack)": a.tau}))
+    write_json(out / "evaluation.json", ev.to_dict())

@@ -1,0 +1,68 @@
+"""What a classifier says about inputs: margins y·Φ(x) (Haim et al. 2022, Figure 4: training images on the margin
+are the ones a KKT attack recovers; Buzaglo et al. 2023 for the multiclass margin) and how often generated samples
+land in the class they were made for, with what confidence (generator inversion, Suhail & Sethi 2024).
+
+Binary models have ONE logit z (class 1 iff z > 0); multiclass models have one logit per class.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..._errors import DataError
+
+
+def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.ndim != 2 or logits.shape[0] != torch.as_tensor(labels).numel():
+        raise DataError(f"logits {tuple(logits.shape)} do not fit {torch.as_tensor(labels).numel()} labels",
+                        "give N×K logits (K = 1 for a binary model) and N labels")
+    y = torch.as_tensor(labels, device=logits.device).flatten().to(torch.int64)
+    k = max(logits.shape[1], 2)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise DataError(f"labels outside 0..{k - 1} for a model with {logits.shape[1]} output(s)",
+                        "give class indices of this model")
+    return logits, y
+
+
+def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample margin: binary (2y − 1)·z; multiclass z_y − max_{k≠y} z_k. Positive = correctly classified.
+
+    Args:
+        logits: N×1 (binary) or N×K logits.
+        labels: N class indices (0/1 for binary).
+
+    Returns:
+        N margins.
+
+    Example:
+        >>> margins(torch.tensor([[2.0], [-1.0]]), torch.tensor([0, 0])).tolist()
+        [-2.0, 1.0]
+    """
+    z, y = _check(logits, labels)
+    if z.shape[1] == 1:
+        return (2 * y.to(z.dtype) - 1) * z[:, 0]
+    own = z.gather(1, y[:, None])[:, 0]
+    others = z.scatter(1, y[:, None], float("-inf"))  # mask the own class out of the max
+    return own - others.max(1).values
+
+
+def class_probabilities(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The probability the model gives each sample's class: sigmoid for one logit, softmax otherwise (N)."""
+    z, y = _check(logits, labels)
+    if z.shape[1] == 1:
+        p1 = torch.sigmoid(z[:, 0])
+        return torch.where(y == 1, p1, 1 - p1)
+    return torch.softmax(z, 1).gather(1, y[:, None])[:, 0]
+
+
+def class_assignment(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Fraction of samples the model assigns to their (conditioning) class, and the mean probability of that class.
+
+    Example:
+        >>> class_assignment(torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0]))["assigned_fraction"]
+        0.5
+    """
+    z, y = _check(logits, labels)
+    pred = (z[:, 0] > 0).to(torch.int64) if z.shape[1] == 1 else z.argmax(1)
+    return {"assigned_fraction": float((pred == y).to(torch.float64).mean()),
+            "mean_confidence": float(class_probabilities(z, y).to(torch.float64).mean())}

@@ -1,0 +1,50 @@
+"""The CLI is a mapping onto the API: commands pass their flags through; known errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from unittest.mock import patch
+
+from typer.testing import CliRunner
+
+from netinv.cli.app import app
+
+runner = CliRunner()
+
+
+def test_data_list_and_show():
+    r = runner.invoke(app, ["data", "list"])
+    assert r.exit_code == 0 and "digits" in r.output and "cifar10" in r.output
+    r = runner.invoke(app, ["data", "show", "digits"])
+    assert r.exit_code == 0 and '"n": 1797' in r.output and '"input_shape": [\n    1,\n    8,\n    8\n  ]' in r.output
+
+
+def test_train_maps_flags_onto_the_api(tmp_path):
+    with patch("netinv.cli.train.train_api") as api:
+        api.return_value.meta = {"train_accuracy": 1.0, "test_accuracy": 0.9, "final_loss": 1e-3, "epochs_run": 10,
+                                 "wall_time_s": 1.0}
+        r = runner.invoke(app, ["train", "--task", "parity", "--n-per-class", "50", "--arch", "mlp:1000,1000",
+                                "--bias", "none", "--init-scale", "0.001", "--lr", "0.05", "--seed", "3",
+                                "--out", str(tmp_path / "v"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    (split, arch, cfg), kw = api.call_args
+    assert arch == "mlp:1000,1000" and cfg.lr == 0.05 and cfg.seed == 3 and cfg.optimizer == "gd"
+    assert kw == {"out": tmp_path / "v", "resume": False, "device": "cpu", "bias": "none", "init_scale": 0.001}
+    assert len(split.train) == 100 and split.train.classes == ["even", "odd"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netinv", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_known_errors_are_one_line_with_exit_2(tmp_path):
+    r = run_cli("train", "--arch", "resnet:3", "--out", str(tmp_path / "x"), "--device", "cpu")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: unknown architecture 'resnet' — use one of: mlp, cnn, bnn "
+                                             "(e.g. mlp:1000,1000)"]
+    assert not (tmp_path / "x").exists()  # nothing half-written
+    r = run_cli("data", "show", "mnist", "--root", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "MNIST" in r.stderr
+    r = run_cli("info", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
