@@ -15,8 +15,8 @@ import torch
 
 from .._errors import DataError
 from ._dataset import Dataset
+from ._download import fetch_file, file_md5
 from ._safe_unpickle import safe_load
-from .mnist import fetch_file, file_md5
 
 FOLDER = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

@@ -182,6 +182,7 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
     if model is not None and int(np.prod(model.input_shape)) != int(np.prod(shape)):
         raise ModelError(f"the model takes inputs {tuple(model.input_shape)}, the data has {shape}",
                          "evaluate with the training set of this model")
+    labels = _labels(candidate_labels, m, model, train) if candidate_labels is not None else None
 
     # held-out split: a real-candidate part (same count as the attack's, at most half) and the τ part
     gen = torch.Generator().manual_seed(seed)
@@ -197,10 +198,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
 
     margin = None
     if model is not None:
-        margin = margins(_logits(model, train.x, config.batch_size), train.y.to(model.device)).cpu()
-    cond = None
-    if candidate_labels is not None:
-        cond = _conditioning(cands, _labels(candidate_labels, m, model, train), train, model, config.batch_size)
+        margin = margins(_logits(model, train.x, config.batch_size), train.y)
+    cond = _conditioning(cands, labels, train, model, config.batch_size) if labels is not None else None
     settings = {"seed": seed, "n_train": len(train), "n_candidates": m, "n_heldout": len(heldout),
                 "n_heldout_tau": len(tau_idx), "n_heldout_candidates": n_real, "noise_range": [lo, hi],
                 "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
@@ -215,12 +214,13 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
                  train_npz: str | Path | None = None, heldout_npz: str | Path | None = None, *, seed: int = 0,
                  n_best: int = 10, model_options: dict[str, Any] | None = None,
                  config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
-    """Evaluate ``run_dir/candidates.npz`` (``x`` in data space, ``y``, optional ``lam``) and write the results there.
+    """Evaluate ``run_dir/candidates.npz`` (``x`` in data space, ``y``, optional ``lam``; a generator run's
+    ``samples.npz`` when there is no candidates.npz) and write the results there.
 
     Args:
         run_dir: an attack's output folder.
         model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the path under the
-            key ``model`` of ``run_dir/run.json``, if any.
+            key ``model`` (a path, or a dict with ``path``) of ``run_dir/run.json``, if it exists.
         train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
             checkpoint's own sets (its ``meta['data']``) are used when these are not given.
         seed, n_best, config: as :func:`evaluate`.
@@ -237,7 +237,10 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     from ..models.loading import load_model
 
     run_dir = Path(run_dir)
-    x, y = _read_candidates(run_dir / "candidates.npz")
+    npz = run_dir / "candidates.npz"
+    if not npz.is_file() and (run_dir / "samples.npz").is_file():
+        npz = run_dir / "samples.npz"
+    x, y = _read_candidates(npz)
     if model is None:
         model = _recorded_model(run_dir)
     lm = load_model(model, **(model_options or {})) if model is not None else None
@@ -302,7 +305,7 @@ def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
 
 
 def _labels(labels: Any, m: int, model: LoadedModel | None, train: Dataset) -> torch.Tensor:
-    y = torch.as_tensor(np.asarray(labels)).flatten()
+    y = (labels.detach().cpu() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))).flatten()
     if y.numel() != m:
         raise DataError(f"{y.numel()} candidate labels for {m} candidates", "give one label per candidate")
     binary = (model.num_classes if model is not None else train.num_classes) == 2
@@ -326,22 +329,29 @@ def _logits(model: LoadedModel, x: torch.Tensor, batch_size: int) -> torch.Tenso
     return _batched(model.logits, x, model, batch_size)
 
 
-def _features(model: LoadedModel, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The input of the model's last ``nn.Linear`` (penultimate features); the logits when it has none."""
-    last = [mod for mod in model.module.modules() if isinstance(mod, nn.Linear)]
-    if not last:
-        return _logits(model, x, batch_size)
+def _features(model: LoadedModel, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, str]:
+    """(features, where from): the input of the model's last ``nn.Linear`` (penultimate features), or the logits
+    when it has none or cannot be hooked (TorchScript, exported graphs)."""
+    named = [(n, mod) for n, mod in model.module.named_modules() if isinstance(mod, nn.Linear)]
+    if not named:
+        return _logits(model, x, batch_size), "logits"
+    name, last = named[-1]
     grabbed: list[torch.Tensor] = []
-    handle = last[-1].register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].flatten(1)))
     try:
-        def fn(xb: torch.Tensor) -> torch.Tensor:
-            grabbed.clear()
-            model.logits(xb)
-            return grabbed[-1]
+        handle = last.register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].flatten(1)))
+    except RuntimeError:
+        return _logits(model, x, batch_size), "logits"
 
-        return _batched(fn, x, model, batch_size)
+    def fn(xb: torch.Tensor) -> torch.Tensor:
+        grabbed.clear()
+        z = model.logits(xb)
+        return grabbed[-1] if grabbed else z
+
+    try:
+        feats = _batched(fn, x, model, batch_size)
     finally:
         handle.remove()
+    return feats, f"input of {name or 'the last Linear'}" if grabbed else "logits"
 
 
 def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: LoadedModel | None,
@@ -360,7 +370,8 @@ def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: L
     out["diversity_pixels"] = div(cands, real_x)
     if model is not None:
         out.update(class_assignment(_logits(model, cands, batch_size), y))
-        out["diversity_features"] = div(_features(model, cands, batch_size), _features(model, real_x, batch_size))
+        (f_c, where), (f_r, _) = _features(model, cands, batch_size), _features(model, real_x, batch_size)
+        out["diversity_features"] = {**div(f_c, f_r), "layer": where}
     return out
 
 

@@ -77,10 +77,12 @@ def ssim_map(preds: torch.Tensor, target: torch.Tensor, *, window_size: int = 3,
     preds, target = _ssim_check_inputs(preds, target, window_size, sigma, data_range)
     w = gaussian_window_1d(window_size, sigma, dtype=preds.dtype, device=preds.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_x, mu_y = _filter(preds, w), _filter(target, w)
-    sigma_x = _filter(preds * preds, w) - mu_x * mu_x  # biased local variances, as kornia
-    sigma_y = _filter(target * target, w) - mu_y * mu_y
-    sigma_xy = _filter(preds * target, w) - mu_x * mu_y
+    # the five local moments in one filtering pass: (5·N, C, H, W) -> five N×C×H×W maps
+    stats = _filter(torch.cat([preds, target, preds * preds, target * target, preds * target]), w)
+    mu_x, mu_y, e_xx, e_yy, e_xy = stats.chunk(5)
+    sigma_x = e_xx - mu_x * mu_x  # biased local variances, as kornia
+    sigma_y = e_yy - mu_y * mu_y
+    sigma_xy = e_xy - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_x + sigma_y + c2)
     return num / (den + eps)

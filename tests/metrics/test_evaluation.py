@@ -1,0 +1,142 @@
+"""evaluate() on digits: the null baselines behave as the protocol says, and only real leakage scores as leakage."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netinv._errors import ConfigError, DataError
+from netinv.data import load_data, make_task
+from netinv.metrics import evaluate, evaluate_dir
+from netinv.metrics.functional import class_assignment, per_class_mean_pairwise_distance
+from netinv.models.loaded import LoadedModel
+
+
+@pytest.fixture(scope="module")
+def parity():
+    """100 members (50 per class) and 300 non-members (small enough for a loaded 2-core test machine)."""
+    return make_task(load_data("digits"), "parity", n_per_class=50, heldout_per_class=150, seed=0)
+
+
+def test_baselines_and_true_leakage(parity):
+    tr, ho = parity.train, parity.heldout
+    # "candidates" = the training images themselves, in an affine-changed data space and flattened (M×D)
+    cands = (3.0 * tr.x - 1.0).flatten(1)
+    ev = evaluate(cands, tr, ho, seed=0)
+    a, noise, real = ev.attack, ev.noise, ev.real_heldout
+    # the training set itself leaks everything: every member above τ, AUC ≈ 1
+    assert a.auc > 0.99 and a.n_leaked == 100 and a.frac_leaked == 1.0
+    assert a.best_mean_ssim > 0.99 and a.train_match.tolist() == list(range(100))
+    # real held-out digits look like digits (high Haim figures) but reveal nothing about members (AUC ≈ 0.5)
+    assert real.n_above_threshold >= 95 and real.best_mean_ssim > 0.8
+    assert abs(real.auc - 0.5) < 0.1 and real.frac_leaked < 0.15
+    # uniform noise scores low on every figure
+    assert noise.n_above_threshold == 0 and noise.best_mean_ssim < 0.4
+    assert abs(noise.auc - 0.5) < 0.1 and noise.frac_leaked < 0.15
+    # same counts, and the real candidates never serve as τ images
+    assert noise.n_candidates == real.n_candidates == 100
+    s = ev.settings
+    assert not set(s["heldout_tau_indices"]) & set(s["heldout_candidate_indices"])
+    assert s["n_heldout_tau"] + s["n_heldout_candidates"] == len(ho) and s["n_heldout_tau"] == len(a.heldout_ssim)
+    assert ev.train_margin is None and ev.conditioning is None
+    assert "attack" in ev.table() and "real held-out" in ev.table()
+
+
+def test_real_candidates_as_the_attack_do_not_count_as_leakage(parity):
+    tr, ho = parity.train, parity.heldout
+    other = make_task(load_data("digits"), "parity", n_per_class=50, seed=1).train.x  # mostly non-members
+    keep = ~(other[:, None] == tr.x[None]).flatten(2).all(2).any(1)  # drop the few that are members
+    ev = evaluate(other[keep], tr, ho, seed=3)
+    assert ev.attack.n_above_threshold >= 90 and abs(ev.attack.auc - 0.5) < 0.12
+
+
+def test_seed_determinism(digits_parity):
+    tr, ho = digits_parity.train, digits_parity.heldout
+    x = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    e1, e2, e3 = (evaluate(x, tr, ho, seed=s) for s in (4, 4, 5))
+    assert e1.to_dict() == e2.to_dict()
+    assert e1.noise.train_ssim.tolist() != e3.noise.train_ssim.tolist()
+
+
+def _linear_model(k: int, seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, k)).eval()
+    return LoadedModel(module, (1, 8, 8), k, (-1.0, 2.0))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_margins_conditioning_and_files(tmp_path, k):
+    split = make_task(load_data("digits"), "parity" if k == 1 else "classes:0,1,2", n_per_class=15,
+                      heldout_per_class=30, seed=0)
+    tr, ho = split.train, split.heldout
+    model = _linear_model(k)
+    x = tr.x + 0.1 * torch.randn_like(tr.x)
+    labels = (2 * tr.y - 1) if k == 1 else tr.y  # binary candidates may carry ±1 labels (KKT)
+    ev = evaluate(x, tr, ho, model=model, candidate_labels=labels, seed=0, out=tmp_path, n_best=5)
+    with torch.no_grad():
+        z = model.module(tr.x)
+    expect = (2 * tr.y - 1) * z[:, 0] if k == 1 else torch.stack(
+        [z[i, y] - max(z[i, j] for j in range(k) if j != y) for i, y in enumerate(tr.y.tolist())])
+    assert torch.allclose(ev.train_margin, expect, atol=1e-6)
+    # noise drawn in the model's input range
+    assert ev.settings["noise_range"] == [-1.0, 2.0]
+    c = ev.conditioning
+    with torch.no_grad():
+        assert c["assigned_fraction"] == pytest.approx(class_assignment(model.module(x), tr.y)["assigned_fraction"])
+    real = per_class_mean_pairwise_distance(tr.x, tr.y)
+    assert c["diversity_pixels"]["real"] == pytest.approx(real)
+    assert set(c["diversity_features"]["candidates"]) == set(range(2 if k == 1 else 3))
+    assert c["diversity_features"]["layer"] == "input of 3"  # the last Linear of the Sequential
+    d = json.loads((tmp_path / "evaluation.json").read_text())
+    assert d["summary"]["attack"]["n_leaked"] == ev.attack.n_leaked and len(d["attack"]["train_ssim"]) == len(tr)
+    assert d["settings"]["config"]["n_best"] == 5 and d["settings"]["seed"] == 0
+    for name in ("best_pairs", "ssim_vs_margin"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and name in ev.figures
+
+
+def test_bad_inputs(parity):
+    tr, ho = parity.train, parity.heldout
+    with pytest.raises(DataError, match="NaN"):
+        evaluate(torch.full((3, 1, 8, 8), float("nan")), tr, ho)
+    with pytest.raises(DataError, match="do not fit"):
+        evaluate(torch.rand(3, 1, 7, 7), tr, ho)
+    with pytest.raises(DataError, match="labels"):
+        evaluate(torch.rand(3, 1, 8, 8), tr, ho, candidate_labels=[0, 1])
+    with pytest.raises(DataError, match="held-out"):
+        evaluate(torch.rand(3, 1, 8, 8), tr, ho.subset([0]))
+
+
+def test_evaluate_dir_with_checkpoint_and_with_npz(parity_victim, digits_parity, tmp_path):
+    model, ckpt = parity_victim
+    run = tmp_path / "run"
+    run.mkdir()
+    tr = digits_parity.train
+    x = torch.cat([tr.x, torch.rand(10, 1, 8, 8)])
+    y = torch.cat([2 * tr.y - 1, torch.ones(10, dtype=torch.long)])
+    np.savez(run / "candidates.npz", x=x.numpy(), y=y.numpy(), lam=np.ones(len(x), np.float32))
+    ev = evaluate_dir(run, ckpt, model_options={"device": "cpu"})  # sets from the checkpoint's metadata
+    assert ev.settings["train_indices"] == tr.indices and ev.attack.n_leaked == len(tr)
+    assert ev.train_margin is not None and float(ev.train_margin.min()) > 0  # zero training error
+    assert ev.conditioning["assigned_fraction"] >= len(tr) / len(x)
+    assert (run / "evaluation.json").exists() and (run / "ssim_vs_margin.png").exists()
+    # a user model's sets come as npz files; without a model there are no margins
+    tr_npz, ho_npz = tr.save_npz(tmp_path / "t.npz"), digits_parity.heldout.save_npz(tmp_path / "h.npz")
+    ev2 = evaluate_dir(run, None, tr_npz, ho_npz)
+    assert ev2.attack.summary() == ev.attack.summary() and ev2.train_margin is None
+    # a generator run: samples.npz, and the model recorded in run.json
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    np.savez(gen / "samples.npz", x=x.numpy(), y=(y > 0).long().numpy())
+    (gen / "run.json").write_text(json.dumps({"model": {"format": "netinv", "path": str(ckpt)}}))
+    ev3 = evaluate_dir(gen)
+    assert ev3.attack.summary() == ev.attack.summary() and ev3.conditioning == ev.conditioning
+    with pytest.raises(ConfigError, match="only one"):
+        evaluate_dir(run, None, tr_npz, None)
+    with pytest.raises(DataError, match="no training"):
+        evaluate_dir(run)
+    with pytest.raises(DataError, match="no candidates"):
+        evaluate_dir(tmp_path / "nothing", ckpt)
