@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from . import adversarial as adversarial_cmd
 from . import data as data_cmd
 from . import evaluate as evaluate_cmd
 from . import info as info_cmd
+from . import invert as invert_cmd
+from . import ood as ood_cmd
+from . import reconstruct as reconstruct_cmd
+from . import sat as sat_cmd
+from . import sweep as sweep_cmd
 from . import train as train_cmd
 from ._errors import run_cli
 
@@ -17,6 +23,12 @@ app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("info")(info_cmd.info)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("invert")(invert_cmd.invert)
+app.command("ood")(ood_cmd.ood)
+app.command("adversarial")(adversarial_cmd.adversarial)
+app.add_typer(sat_cmd.app, name="sat")
+app.add_typer(reconstruct_cmd.app, name="reconstruct")
+app.add_typer(sweep_cmd.app, name="sweep")
 
 
 def main() -> None:

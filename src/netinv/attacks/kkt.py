@@ -1,0 +1,277 @@
+"""KKT training-data reconstruction: Haim, Vardi, Yehudai, Shamir, Irani, "Reconstructing Training Data from
+Trained Neural Networks", NeurIPS 2022 (arXiv 2206.07758, code nivha/dataset_reconstruction); multiclass, weight
+decay and general losses from Buzaglo et al., "Deconstructing Data Reconstruction", NeurIPS 2023 (arXiv
+2307.01827).
+
+A positively homogeneous network trained to zero error converges in direction to a KKT point of the max-margin
+problem, so its parameters are a non-negative combination of the margin gradients of its training samples,
+``θ = Σ λ_i ∇θ margin_i(x_i)``. The attack optimises m candidate inputs and multipliers to satisfy that equation
+(losses in :mod:`netinv.losses.kkt`) and ranks the candidates by how much of θ each explains — no ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+from .._errors import ConfigError, ModelError
+from .._utils.checkpoint import load_state, save_state
+from .._utils.progress import progress_bar
+from .._utils.runinfo import config_dict, environment
+from .._utils.seed import seed_everything
+from ..losses.kkt import box_prior, candidate_margins, dual_feasibility, kkt_stationarity, relu_surrogate
+from ..models.inspect import homogeneity_report
+from ..models.loaded import LoadedModel
+from .base import Attack, Candidates
+
+
+@dataclass(frozen=True)
+class KKTConfig:
+    """Settings of :class:`KKTReconstruction`. Sources: [H] Haim et al. 2022 / their code, [B] Buzaglo et al. 2023,
+    [ours] chosen by measurement in ``benchmarks/kkt_digits.py`` (see docs/kkt.md)."""
+
+    iterations: int = 1500  # [ours] [H] run 50 000 SGD steps; Adam converges in ~1 000 on digits
+    optimizer: Literal["adam", "sgd"] = "adam"  # [ours] [H] use SGD, momentum 0.9
+    lr_x: float = 0.01  # [ours] step on the inputs ([H] sweep log-U[1e-5, 1] for SGD)
+    lr_lam: float = 0.01  # [ours] step on the multipliers ([H] 1e-4 for SGD)
+    init_scale: float = 0.1  # [ours] x0 = randn·init_scale in the model's input space ([H] sweep log-U[1e-6, 0.1])
+    lam_min: float = 0.1  # [ours] floor of the dual-feasibility penalty, in units of lam_unit ([H] U[0.01, 0.5])
+    alpha: float | None = 100.0  # [ours] ReLU backward -> sigmoid(α·z); None = exact ReLU ([H] U[10, 500])
+    w_dual: float = 5.0  # [H] weight of Σ relu(λ_min − λ)²
+    w_prior: float = 1.0  # [H] weight of the input-box prior
+    lam_sign: Literal["nonneg", "any"] = "nonneg"  # [B] "any": regression / general losses (λ of either sign)
+    lam_unit: Literal["auto", "one"] = "auto"  # [ours] auto: λ in units of m·‖θ‖²/(L·Σ|margins|) at init (scale-free)
+    dtype: Literal["float32", "float64"] = "float32"  # [ours] [H] use float64; float32 gave the same figures
+    checkpoint_every: int = 250  # iterations between resumable states (with ``out``)
+    log_every: int = 25  # iterations between loss-curve points
+    show_progress: bool | None = None  # None: a bar when attached to a terminal
+
+
+class KKTReconstruction(Attack):
+    """Reconstruct training samples of a (positively homogeneous) classifier from its weights alone.
+
+    Binary models (one logit) use ``y·Φ(x)``; multiclass models the margin ``Φ_y − max_{k≠y} Φ_k`` per candidate
+    (Buzaglo et al.), with candidates spread evenly over the classes. A model that is not homogeneous in its
+    parameters (biases, BatchNorm) gets a warning and the attack still runs (the theory then holds only roughly).
+
+    Example:
+        >>> from netinv.data import load_data, make_task
+        >>> from netinv.train import train, TrainConfig
+        >>> split = make_task(load_data("digits"), "parity", n_per_class=5, heldout_per_class=5)
+        >>> victim = train(split, "mlp:64", TrainConfig(lr=0.5, epochs=500), bias="none", show_progress=False)
+        >>> cands = KKTReconstruction(victim, KKTConfig(iterations=5)).invert(20)
+        >>> tuple(cands.x.shape), tuple(cands.arrays["lam"].shape)
+        ((20, 1, 8, 8), (20,))
+    """
+
+    #: Optuna search space (name -> (kind, low, high)), after Haim et al.'s random sweep, centred on our defaults.
+    search_space: ClassVar[dict[str, tuple[str, float, float]]] = {
+        "init_scale": ("log", 1e-3, 0.5),
+        "lr_x": ("log", 1e-3, 0.1),
+        "lam_min": ("log", 0.01, 1.0),
+        "alpha": ("log", 10.0, 500.0),
+    }
+
+    def __init__(self, model: LoadedModel, config: KKTConfig | None = None) -> None:
+        super().__init__(model, config or KKTConfig())
+        self.config: KKTConfig = self.config
+        self.homogeneity = homogeneity_report(model)
+        if not self.homogeneity["homogeneous"]:
+            warnings.warn("the model is not positively homogeneous in its parameters ("
+                          + "; ".join(self.homogeneity["issues"][:3]) + "): the KKT conditions the attack solves "
+                          "hold only approximately, expect weaker reconstructions", UserWarning, stacklevel=2)
+
+    def default_n(self) -> int:
+        """2× the training-set size when the checkpoint records it ([H]: m = 2n), else 100 per class."""
+        idx = self.model.meta.get("data", {}).get("train_indices") if isinstance(self.model.meta, dict) else None
+        return 2 * len(idx) if idx else 100 * self.model.num_classes
+
+    def invert(self, n: int | None = None, *, seed: int = 0, out: str | Path | None = None,
+               resume: bool = False) -> Candidates:
+        """Optimise ``n`` candidates and multipliers on the KKT conditions.
+
+        Args:
+            n: number of candidates m. Default: :meth:`default_n`.
+            seed: draws x0 and λ0; recorded in run.json.
+            out: folder for ``candidates.npz`` (x in DATA space, y, lam, margin, score), ``run.json`` and the
+                resumable state ``.kkt_state.pt``. Default: nothing written.
+            resume: continue from ``out/.kkt_state.pt`` (same result as an uninterrupted run).
+
+        Returns:
+            :class:`Candidates` with ``score`` = each candidate's share of θ (leave-one-out increase of the relative
+            stationarity residual; higher = more trustworthy) and ``info['criterion']`` = the final relative
+            residual with the exact ReLU (lower = better run), both attacker-side.
+
+        Raises:
+            ConfigError: bad n or settings, or a state in ``out`` made with other settings.
+            ModelError: a model the attack cannot differentiate (e.g. TorchScript).
+        """
+        cfg = self.config
+        m = self.default_n() if n is None else int(n)
+        k = self.model.num_classes
+        if m < k:
+            raise ConfigError(f"n={m} candidates for {k} classes", f"use n >= {k} (default: 2× the training set)")
+        if cfg.iterations < 0 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
+            raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
+        dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+        dev = self.model.device
+        prob = _Problem(self.model, dtype, cfg, self.homogeneity.get("degree"))
+
+        gen = seed_everything(seed)
+        y = (torch.arange(m) * k // m).to(dev)  # classes spread evenly; binary: first half 0 (−1), second half 1
+        x = (torch.randn((m, *self.model.input_shape), generator=gen, dtype=torch.float64) * cfg.init_scale)
+        lam = torch.rand(m, generator=gen, dtype=torch.float64)
+        x, lam = x.to(dev, dtype).requires_grad_(), lam.to(dev, dtype).requires_grad_()
+        unit = prob.lam_unit(x.detach(), y) if cfg.lam_unit == "auto" else 1.0
+        opt_x, opt_l = _optimizer(cfg, x, cfg.lr_x), _optimizer(cfg, lam, cfg.lr_lam)
+
+        start, curve, elapsed = 0, [], 0.0
+        state_path = Path(out) / ".kkt_state.pt" if out is not None else None
+        settings = {"config": config_dict(cfg), "n": m, "seed": seed}
+        if resume and state_path is not None and state_path.exists():
+            st = load_state(state_path)
+            if st["settings"] != settings:
+                raise ConfigError(f"{state_path} was made with other settings", "resume with the same settings, "
+                                  "or use a new --out")
+            with torch.no_grad():
+                x.copy_(st["x"]), lam.copy_(st["lam"])
+            opt_x.load_state_dict(st["opt_x"]), opt_l.load_state_dict(st["opt_lam"])
+            start, curve, elapsed, unit = int(st["iteration"]), list(st["curve"]), float(st["elapsed"]), st["unit"]
+
+        t0 = time.perf_counter() - elapsed
+        t_loop, it_done = time.perf_counter(), 0
+        with progress_bar(cfg.iterations, "kkt", completed=start, show=cfg.show_progress) as bar:
+            for it in range(start, cfg.iterations):
+                terms = prob.step(x, lam, y, unit, opt_x, opt_l)
+                it_done += 1
+                done = it + 1
+                if done % cfg.log_every == 0 or done == cfg.iterations or it == start:
+                    curve.append({"iteration": done, **terms})
+                if not math.isfinite(terms["loss"]):
+                    raise ConfigError(f"the attack diverged at iteration {done} (loss {terms['loss']})",
+                                      "lower lr_x / init_scale, or use dtype float64")
+                bar.update(1, stationarity=terms["stationarity"], loss=terms["loss"])
+                if state_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+                    save_state(state_path, {"x": x.detach().cpu(), "lam": lam.detach().cpu(), "unit": unit,
+                                            "opt_x": opt_x.state_dict(), "opt_lam": opt_l.state_dict(),
+                                            "iteration": done, "curve": curve, "settings": settings,
+                                            "elapsed": time.perf_counter() - t0})
+        loop_s = time.perf_counter() - t_loop
+
+        score, criterion, marg = prob.rank(x.detach(), lam.detach() * unit, y)
+        wall = time.perf_counter() - t0
+        mean = self.model.mean
+        x_data = x.detach() + (mean.to(dev, dtype) if mean is not None else 0.0)  # data space, not clipped
+        info = {"attack": "kkt", **settings, "lam_unit": unit, "num_classes": k, "binary": self.model.binary,
+                "criterion": criterion, "criterion_name": "relative stationarity residual, exact ReLU (lower=better)",
+                "final": curve[-1] if curve else None, "loss_curve": curve, "wall_time_s": wall,
+                "iterations_per_s": it_done / loop_s if loop_s > 0 and it_done else None,
+                "homogeneity": self.homogeneity, "model": {**self.model.source, "input_range":
+                                                           list(self.model.input_range)},
+                "environment": environment()}
+        cands = Candidates(x_data.float().cpu(), y.cpu(), score.float().cpu(),
+                           {"lam": (lam.detach() * unit).float().cpu(), "margin": marg.float().cpu()}, info)
+        if out is not None:
+            cands.save(out)
+            if state_path is not None:
+                state_path.unlink(missing_ok=True)
+        return cands
+
+
+def _optimizer(cfg: KKTConfig, t: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam([t], lr=lr)
+    return torch.optim.SGD([t], lr=lr, momentum=0.9)  # [H]
+
+
+class _Problem:
+    """The model as a function of its (copied) parameters, the input box and one optimisation step."""
+
+    def __init__(self, model: LoadedModel, dtype: torch.dtype, cfg: KKTConfig, degree: float | None) -> None:
+        self.model, self.cfg = model, cfg
+        mod = model.module
+        if isinstance(mod, torch.jit.ScriptModule):
+            raise ModelError("the KKT attack needs second derivatives through the model, TorchScript hides them",
+                             "give a netinv checkpoint, a .pt2 export or a package.module:factory")
+        # detached copies: the user's module is never modified (thread-safe for parallel sweeps)
+        self.params = {k: p.detach().to(dtype).requires_grad_() for k, p in mod.named_parameters()}
+        self.buffers = {k: (b.detach().to(dtype) if b.is_floating_point() else b) for k, b in mod.named_buffers()}
+        self.plist = list(self.params.values())
+        self.degree = float(degree) if degree and degree > 0 else 1.0  # L in Euler's ⟨θ, ∇θΦ⟩ = L·Φ
+        dev = model.device
+        lo, hi = model.input_range
+        mean = model.mean.to(dev, dtype) if model.mean is not None else torch.zeros((), device=dev, dtype=dtype)
+        self.lo, self.hi = lo - mean, hi - mean  # the box in the module's (mean-subtracted) input space
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model.module, {**self.params, **self.buffers}, (x,))
+
+    def lam_unit(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """λ scale where ``(1/m)Σ λ·margin ≈ ‖θ‖²/L`` (Euler: ⟨θ, ∇θ margin⟩ = L·margin) for unit λ at margins
+        the size of the model's typical output on box-uniform inputs: keeps lam_min meaningful across models."""
+        g = torch.Generator().manual_seed(0)
+        u = torch.rand((256, *x.shape[1:]), generator=g, dtype=torch.float64).to(x.device, x.dtype)
+        probe = self.lo + (self.hi - self.lo) * u
+        with torch.no_grad():
+            out = self.logits(probe)
+        scale = float(out.abs().mean())
+        norm2 = float(sum((p.detach() ** 2).sum() for p in self.plist))
+        return norm2 / (self.degree * scale) if scale > 0 else 1.0
+
+    def step(self, x: torch.Tensor, lam: torch.Tensor, y: torch.Tensor, unit: float, opt_x: torch.optim.Optimizer,
+             opt_l: torch.optim.Optimizer) -> dict[str, float]:
+        """One optimisation step on x and λ; returns the loss terms (floats)."""
+        cfg = self.cfg
+        with relu_surrogate(cfg.alpha):
+            marg = candidate_margins(self.logits(x), y)
+            stat = kkt_stationarity(self.plist, marg, lam * unit)  # (1/m)Σ λ_j ∇ margin_j, one backward
+        dual = dual_feasibility(lam, cfg.lam_min, signed=cfg.lam_sign == "any")
+        prior = box_prior(x, self.lo, self.hi)
+        loss = stat + cfg.w_dual * dual + cfg.w_prior * prior
+        # autograd.grad, not backward: nothing accumulates into the model's parameters
+        gx, gl = torch.autograd.grad(loss, [x, lam])
+        x.grad, lam.grad = gx, gl
+        opt_x.step(), opt_l.step()
+        terms = {"loss": loss, "stationarity": stat, "dual": dual, "prior": prior}
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    def rank(self, x: torch.Tensor, lam: torch.Tensor, y: torch.Tensor,
+             chunk: int = 16) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """Attacker-side figures with the exact ReLU: per candidate the leave-one-out increase of the relative
+        residual ``(‖r + c_j‖² − ‖r‖²)/‖θ‖² = (2⟨r, c_j⟩ + ‖c_j‖²)/‖θ‖²`` with ``c_j = λ_j ∇θ margin_j / m``; the
+        run's relative residual ‖r‖²/‖θ‖²; the candidates' margins."""
+        m = x.shape[0]
+        with torch.enable_grad():
+            marg = candidate_margins(self.logits(x), y)
+            grads = torch.autograd.grad((lam * marg).sum() / m, self.plist)
+        r = [p.detach() - g for p, g in zip(self.plist, grads, strict=True)]
+        norm2 = float(sum((p.detach() ** 2).sum() for p in self.plist))
+        criterion = float(sum((t * t).sum() for t in r)) / norm2
+        score = torch.empty(m, dtype=torch.float64, device=x.device)
+        for i in range(0, m, chunk):  # per-candidate gradients, a chunk at a time (memory: chunk × |θ|)
+            xs, ys = x[i:i + chunk], y[i:i + chunk]
+            jac = _per_sample_grads(self, xs, ys)
+            dot = sum((j * t.unsqueeze(0)).flatten(1).sum(1) for j, t in zip(jac, r, strict=True))
+            sq = sum((j * j).flatten(1).sum(1) for j in jac)
+            c = lam[i:i + chunk] / m
+            score[i:i + chunk] = ((2 * c * dot + c * c * sq) / norm2).double()
+        return score, criterion, marg.detach()
+
+
+def _per_sample_grads(prob: _Problem, xs: torch.Tensor, ys: torch.Tensor) -> list[torch.Tensor]:
+    """∇θ margin_j for each candidate of a chunk, vectorised with ``torch.func.vmap``: (chunk, *p.shape) each."""
+    params = {k: p.detach() for k, p in prob.params.items()}
+
+    def margin_one(ps: dict[str, torch.Tensor], x1: torch.Tensor, y1: torch.Tensor) -> torch.Tensor:
+        out = functional_call(prob.model.module, {**ps, **prob.buffers}, (x1.unsqueeze(0),))
+        return candidate_margins(out, y1.unsqueeze(0))[0]
+
+    g = vmap(grad(margin_one), in_dims=(None, 0, 0))(params, xs, ys)
+    return [g[k] for k in prob.params]

@@ -1,0 +1,63 @@
+"""``netinv adversarial MODEL --out DIR``: targeted adversarial samples, conditioned generator vs PGD."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .._utils.config import merge_config
+from ..apps.adversarial import AdversarialConfig, run_adversarial, table
+from ..data import load_data
+from ..models.loading import check_compatible, load_model
+from ._options import (
+    ConfigOpt,
+    DataPathOpt,
+    DeviceOpt,
+    InputRangeOpt,
+    InputShapeOpt,
+    MeanOpt,
+    ModelArg,
+    OutOpt,
+    RootOpt,
+    SeedOpt,
+    WeightsOpt,
+    model_kwargs,
+)
+
+
+def adversarial(
+    model: ModelArg,
+    out: OutOpt = Path("runs/adversarial"),
+    norm: str | None = typer.Option(None, help="linf (default) or l2"),
+    eps: float | None = typer.Option(None, help="perturbation budget in the chosen norm (data space)"),
+    n: int = typer.Option(200, "--n", help="inputs to attack"),
+    pgd_steps: int | None = None,
+    gen_steps: int | None = typer.Option(None, help="training steps of the perturbation generator"),
+    data: str | None = typer.Option(None, "--data", help="inputs to attack (default: the checkpoint's held-out "
+                                                         "set; the generator trains on its training set)"),
+    path: DataPathOpt = None,
+    root: RootOpt = None,
+    config: ConfigOpt = None,
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Find inputs within an L∞/L2 budget that the model assigns to a target class: a target-conditioned
+    perturbation generator against targeted PGD (success rate, mean ‖δ‖, time).
+
+    Example: netinv adversarial runs/victim --norm l2 --eps 1.0
+    """
+    cfg = merge_config(AdversarialConfig(), {"norm": norm, "eps": eps, "pgd_steps": pgd_steps,
+                                             "gen_steps": gen_steps}, yaml_file=config)
+    victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
+    ds = None
+    if data is not None:
+        ds = load_data(data, root=root, path=path)
+        check_compatible(victim, ds)
+    res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out)
+    typer.echo(table(res, cfg))
+    typer.echo(f"-> {out} (adversarial.json, adversarial.npz)")

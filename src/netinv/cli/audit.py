@@ -1,0 +1,38 @@
+"""``netinv audit MODEL --out DIR``: reconstruct, evaluate against null baselines, write report.html/md/json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..audit import audit as audit_api
+from ..data import load_data
+from ._options import (
+    DeviceOpt,
+    InputRangeOpt,
+    InputShapeOpt,
+    MeanOpt,
+    ModelArg,
+    OutOpt,
+    ResumeOpt,
+    SeedOpt,
+    WeightsOpt,
+    model_kwargs,
+)
+
+
+def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
+          train: Path | None = typer.Option(None, "--train", help="members as npz (x, y); default: the checkpoint's"),
+          heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y)"),
+          weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
+          mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0, resume: ResumeOpt = False) -> None:
+    """How much of the training set can be reconstructed from these weights? Prints the figures beside their
+    null baselines and writes DIR/report.html."""
+    opts = model_kwargs(weights, input_shape, input_range, mean, device)
+    device = opts.pop("device")
+    res = audit_api(model, out=out, train=load_data("npz", path=train) if train else None,
+                    heldout=load_data("npz", path=heldout) if heldout else None, seed=seed, device=device,
+                    resume=resume, model_options=opts)
+    typer.echo(res.evaluation.table())
+    typer.echo(f"report: {res.report['html']}")

@@ -1,0 +1,167 @@
+"""``netinv sat infer|invert|sample|count|robust|export``: exact queries on a BNN through CNF and a SAT solver.
+
+Each command checks its flags, loads the model and makes one :mod:`netinv.sat` call.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from .. import sat as sat_api
+from .._errors import ConfigError
+from .._utils.config import merge_config
+from ..models.loading import load_model
+from ._options import (
+    ConfigOpt,
+    DeviceOpt,
+    InputRangeOpt,
+    InputShapeOpt,
+    MeanOpt,
+    ModelArg,
+    SeedOpt,
+    WeightsOpt,
+    model_kwargs,
+)
+
+app = typer.Typer(no_args_is_help=True, help="Exact inversion of binarised nets (CNF + SAT solver).")
+
+EncodingOpt = typer.Option(None, "--encoding", help="auto, totalizer, seqcounter, sortnet or adder")
+SolverOpt = typer.Option(None, "--solver", help="PySAT back end: g42 (default), cd195, m22, ...")
+TimeOpt = typer.Option(None, "--time-limit", help="seconds (per class for invert/count); UNKNOWN when hit")
+CandOpt = typer.Option(None, "--candidates", help="cheap model-checked random inputs tried first (0: solver only)")
+QOutOpt = typer.Option(None, "--out", "-o", help="write result.json, preimages.npz and preimages.png here")
+
+
+def read_array(path: Path | None, name: str) -> np.ndarray | None:
+    """``.npy`` or ``.npz`` (array ``x``, else the only array), loaded without pickle."""
+    if path is None:
+        return None
+    try:
+        z = np.load(path, allow_pickle=False)
+        if isinstance(z, np.ndarray):
+            return z
+        with z:
+            keys = list(z.keys())
+            key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise ConfigError(f"{name} {path} has arrays {keys} but no 'x'", "save the inputs under the key x")
+            return z[key]
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {name} {path}: {e}"[:200], "give a .npy or .npz file (no pickles)") from None
+
+
+def parse_ints(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"cannot read {name} {text!r}", f"write integers, e.g. {name} 0,3") from None
+
+
+def _config(encoding, solver, time_limit, candidates, seed, config) -> sat_api.QueryConfig:  # noqa: ANN001
+    return merge_config(sat_api.QueryConfig(), {"encoding": encoding, "solver": solver, "time_limit": time_limit,
+                                                "candidates": candidates, "seed": seed}, yaml_file=config)
+
+
+def _model(model, weights, input_shape, input_range, mean, device):  # noqa: ANN001, ANN202
+    return load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
+
+
+def _print(result: object) -> None:
+    typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result, indent=2, default=str))
+
+
+@app.command()
+def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".npy/.npz of data-space inputs"),
+          encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
+          out: Path | None = QOutOpt, config: ConfigOpt = None, weights: WeightsOpt = None,
+          input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None, mean: MeanOpt = None,
+          seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+    """Classify inputs through the CNF and check agreement with the PyTorch model."""
+    cfg = _config(encoding, solver, time_limit, None, seed, config)
+    x = read_array(inputs, "--inputs")
+    _print(sat_api.infer(_model(model, weights, input_shape, input_range, mean, device), x, cfg, out=out))
+
+
+@app.command()
+def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
+           fixed: Path | None = typer.Option(None, "--fixed", help="input whose --mask pixels are kept"),
+           mask: Path | None = typer.Option(None, "--mask", help=".npy bool mask shaped like one input"),
+           center: Path | None = typer.Option(None, "--center", help="input at the centre of a Hamming ball"),
+           radius: int | None = typer.Option(None, "--radius", help="Hamming radius around --center"),
+           min_on: int | None = typer.Option(None, "--min-on", help="at least this many input bits set"),
+           max_on: int | None = typer.Option(None, "--max-on", help="at most this many input bits set"),
+           encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
+           candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
+           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
+           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+    """A preimage per class, or a proof that the class is unreachable."""
+    cfg = _config(encoding, solver, time_limit, candidates, seed, config)
+    cons = sat_api.InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
+                                    read_array(center, "--center"), radius, min_on, max_on)
+    _print(sat_api.invert(_model(model, weights, input_shape, input_range, mean, device),
+                          parse_ints(classes, "--classes"), cons, cfg, out=out))
+
+
+@app.command()
+def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the class to sample"),
+           n: int = typer.Option(100, "-n", help="distinct preimages wanted"),
+           method: str = typer.Option("auto", "--method", help="auto, solver or unigen"),
+           encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
+           candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
+           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
+           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+    """N distinct, diverse preimages of a class with their pairwise Hamming distances."""
+    cfg = _config(encoding, solver, time_limit, candidates, seed, config)
+    _print(sat_api.sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, None, cfg,
+                          method=method, out=out))
+
+
+@app.command()
+def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
+          epsilon: float = typer.Option(0.8, help="ApproxMC tolerance"),
+          delta: float = typer.Option(0.2, help="ApproxMC confidence 1 - delta"),
+          method: str = typer.Option("approxmc", "--method", help="approxmc or exact (<= 24 free bits)"),
+          encoding: str | None = EncodingOpt, time_limit: float | None = TimeOpt, out: Path | None = QOutOpt,
+          config: ConfigOpt = None, weights: WeightsOpt = None, input_shape: InputShapeOpt = None,
+          input_range: InputRangeOpt = None, mean: MeanOpt = None, seed: SeedOpt = 0,
+          device: DeviceOpt = "cpu") -> None:
+    """Approximate number of preimages per class and the share of the input space it owns."""
+    cfg = _config(encoding, None, time_limit, None, seed, config)
+    _print(sat_api.count(_model(model, weights, input_shape, input_range, mean, device),
+                         parse_ints(classes, "--classes"), None, cfg, epsilon=epsilon, delta=delta, method=method,
+                         out=out))
+
+
+@app.command()
+def robust(model: ModelArg, input: Path = typer.Option(..., "--input", help=".npy/.npz holding the input"),
+           index: int = typer.Option(0, "--index", help="which row of --input when it holds several"),
+           radius: int = typer.Option(..., "--radius", help="Hamming radius in input bits"),
+           encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
+           candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
+           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
+           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+    """Is every input within Hamming distance RADIUS classified the same? Counterexample or proof."""
+    cfg = _config(encoding, solver, time_limit, candidates, seed, config)
+    x = read_array(input, "--input")
+    lm = _model(model, weights, input_shape, input_range, mean, device)
+    if x.ndim > len(lm.input_shape):
+        if not 0 <= index < len(x):
+            raise ConfigError(f"--index {index} outside 0..{len(x) - 1}", "pick a row of --input")
+        x = x[index]
+    _print(sat_api.robust(lm, x, radius, cfg, out=out))
+
+
+@app.command()
+def export(model: ModelArg, out: Path = typer.Option(..., "--out", "-o", help="output directory"),
+           encoding: str = typer.Option("auto", "--encoding", help="auto, totalizer, seqcounter, sortnet, adder"),
+           cls: int | None = typer.Option(None, "--class", help="add the unit clause 'class = CLS' to the CNF"),
+           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
+           mean: MeanOpt = None, device: DeviceOpt = "cpu") -> None:
+    """Write the plain integer format (plain.npz, plain.json) and DIMACS CNF (model.cnf)."""
+    _print(sat_api.export(_model(model, weights, input_shape, input_range, mean, device), out, encoding, cls))

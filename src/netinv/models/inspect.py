@@ -1,0 +1,145 @@
+"""Model inspection: positive homogeneity in the parameters (what the KKT attack's theory needs, Haim et al. 2022
+§3; Lyu & Li 2020) and a summary for ``netinv info``.
+
+A network Φ(θ; x) is positively homogeneous of degree L in θ when Φ(c·θ; x) = c^L·Φ(θ; x) for every c > 0: a
+bias-free ReLU / leaky-ReLU / max-pool network with L parameterised layers is, and so is one with a bias in the
+first layer only (Haim et al.'s victim: c·(W₁x + b₁) scales like the rest); later biases, normalisation layers with
+running statistics and saturating activations break it. The check is numerical (scale every parameter) plus a
+structural scan that names the culprits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .loaded import LoadedModel
+
+__all__ = ["homogeneity_report", "is_positively_homogeneous", "summary"]
+
+_NORM = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
+_NON_HOMOGENEOUS_ACT = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.SELU, nn.CELU, nn.Softplus, nn.Mish,
+                        nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.ReLU6, nn.Softmax, nn.LogSoftmax)
+
+
+def _structural_issues(module: nn.Module) -> list[str]:
+    issues: list[str] = []
+    for name, mod in module.named_modules():
+        label = name or type(mod).__name__
+        if isinstance(mod, _NORM):
+            issues.append(f"normalisation layer {label} ({type(mod).__name__})")
+        elif isinstance(mod, _NON_HOMOGENEOUS_ACT):
+            issues.append(f"non-homogeneous activation {label} ({type(mod).__name__})")
+        elif getattr(mod, "bias", None) is not None and isinstance(mod.bias, torch.Tensor) \
+                and isinstance(mod, nn.Linear | nn.modules.conv._ConvNd):
+            issues.append(f"bias in {label}")
+    return issues
+
+
+@torch.no_grad()
+def homogeneity_report(model: LoadedModel, *, scales: tuple[float, ...] = (2.0, 0.5, 3.0), n_inputs: int = 8,
+                       rtol: float = 1e-6, seed: int = 0) -> dict[str, Any]:
+    """Test Φ(c·θ; x) = c^L·Φ(θ; x) numerically (float64) and scan the layers for what breaks it.
+
+    Args:
+        model: the model (not modified: scaled parameter copies go through ``torch.func.functional_call``).
+        scales: the factors c tried; L is estimated from the first.
+        n_inputs: random inputs, uniform in the model's input range.
+        rtol: allowed relative error of c^L·Φ(θ; x) (float64 round-off is ~1e-15).
+        seed: draws the inputs.
+
+    Returns:
+        ``{"homogeneous": bool, "degree": L or None, "max_rel_error": float, "issues": [str, ...],
+        "notes": [str, ...], "checked": "numerical" | "structural"}``. ``issues`` says why a model is not
+        homogeneous (biases, normalisation layers, non-homogeneous activations found by the scan); on a model that
+        passes the numerical check the scan's findings go to ``notes`` instead (e.g. a first-layer bias).
+    """
+    module = model.module
+    issues = _structural_issues(module)
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = model.input_range
+    x = lo + (hi - lo) * torch.rand((n_inputs, *model.input_shape), generator=g, dtype=torch.float64)
+    dev = model.device
+    x = model.preprocess(x.to(dev))
+    try:
+        params = {k: p.detach().double() for k, p in module.named_parameters()}
+        buffers = {k: (b.detach().double() if b.is_floating_point() else b) for k, b in module.named_buffers()}
+
+        def phi(c: float) -> torch.Tensor:
+            return functional_call(module, {**{k: c * p for k, p in params.items()}, **buffers}, (x,)).flatten()
+
+        f1 = phi(1.0)
+    except Exception:  # e.g. TorchScript: no functional call; the structural scan is all we have
+        return {"homogeneous": not issues, "degree": None, "max_rel_error": None, "issues": issues, "notes": [],
+                "checked": "structural"}
+    ok = f1.abs() > 1e-12 * max(float(f1.abs().max()), 1e-300)
+    if not bool(ok.any()):
+        return {"homogeneous": False, "degree": None, "max_rel_error": None,
+                "issues": issues + ["the model outputs 0 on random inputs"], "notes": [], "checked": "numerical"}
+    f2 = phi(scales[0])
+    ratio = (f2[ok] / f1[ok]).abs()
+    degree = float(torch.log(ratio.median()) / math.log(scales[0]))
+    err = 0.0
+    for c in scales:
+        fc = f2 if c == scales[0] else phi(c)
+        want = c ** degree * f1
+        err = max(err, float((fc - want).norm() / want.norm().clamp_min(1e-300)))
+    homogeneous = err <= rtol
+    if not homogeneous:
+        issues.insert(0, f"Φ(c·θ) differs from c^L·Φ(θ) by {err:.2g} relative")
+    return {"homogeneous": homogeneous, "degree": round(degree, 6) if homogeneous else degree,
+            "max_rel_error": err, "issues": issues if not homogeneous else [],
+            "notes": [] if not homogeneous else issues, "checked": "numerical"}
+
+
+def is_positively_homogeneous(model: LoadedModel, **kwargs: Any) -> bool:
+    """True when Φ(c·θ; x) = c^L·Φ(θ; x) holds numerically for every parameter scale tried.
+
+    Args:
+        model: the model.
+        kwargs: see :func:`homogeneity_report` (scales, n_inputs, rtol, seed).
+
+    Returns:
+        Whether the model is positively homogeneous in its parameters (what the KKT attack assumes).
+
+    Example:
+        >>> from torch import nn
+        >>> from netinv.models.loaded import LoadedModel
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False))
+        >>> is_positively_homogeneous(LoadedModel(net, (4,), 1))
+        True
+        >>> is_positively_homogeneous(LoadedModel(nn.Sequential(nn.Linear(4, 1)), (4,), 1))
+        False
+    """
+    return bool(homogeneity_report(model, **kwargs)["homogeneous"])
+
+
+def summary(model: LoadedModel) -> dict[str, Any]:
+    """What ``netinv info`` prints: inputs, outputs, parameter counts, layers and homogeneity.
+
+    Args:
+        model: the model.
+
+    Returns:
+        A JSON-ready dict: ``input_shape``, ``num_outputs``, ``binary``, ``input_range``, ``mean_subtracted``,
+        ``classes``, ``parameters`` (total), ``trainable``, ``layers`` (name, type, parameters, shapes of the
+        leaf modules), ``homogeneity`` (:func:`homogeneity_report`) and ``source``.
+    """
+    module = model.module
+    layers = []
+    for name, mod in module.named_modules():
+        if any(True for _ in mod.children()):
+            continue
+        own = list(mod.parameters(recurse=False))
+        layers.append({"name": name, "type": type(mod).__name__, "parameters": sum(p.numel() for p in own),
+                       "shapes": [list(p.shape) for p in own]})
+    params = list(module.parameters())
+    return {"input_shape": list(model.input_shape), "num_outputs": model.num_outputs, "binary": model.binary,
+            "input_range": list(model.input_range), "mean_subtracted": model.mean is not None,
+            "classes": model.classes, "parameters": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad), "layers": layers,
+            "homogeneity": homogeneity_report(model), "source": model.source}

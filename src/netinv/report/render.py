@@ -1,0 +1,72 @@
+"""An audit's report: ``report.md`` (readable anywhere), ``report.html`` (the same, figures embedded) and
+``report.json`` (machine-readable). The headline always stands beside its null baselines."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from .._utils.checkpoint import atomic_write_bytes, write_json
+from .figures import png_data_uri
+
+
+def verdict(summary: dict[str, dict[str, Any]], n_train: int) -> str:
+    """One sentence a privacy auditor can act on, with the baselines that make it mean something."""
+    a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
+    margin = a["auc"] - max(noise["auc"], real["auc"])
+    level = "clear" if a["auc"] >= 0.75 and margin > 0.1 else "some" if margin > 0.05 else "no measurable"
+    return (f"{level.capitalize()} leakage: {a['n_leaked']} of {n_train} training images ({a['frac_leaked']:.0%}) "
+            f"are reconstructed better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
+            f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
+            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}.")
+
+
+def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str, str], info: dict[str, Any],
+           out: str | Path) -> dict[str, Path]:
+    """Write the three report files into ``out`` and return their paths.
+
+    Args:
+        title: the report's heading.
+        evaluation: ``Evaluation.to_dict()``.
+        table: ``Evaluation.table()``.
+        figures: caption -> PNG path (shown in this order).
+        info: settings shown at the end (model, data, attack config, seed, times).
+        out: the folder.
+    """
+    out = Path(out)
+    n_train = evaluation["settings"]["n_train"]
+    head = verdict(evaluation["summary"], n_train)
+    settings = "\n".join(f"- **{k}**: `{v}`" for k, v in info.items())
+    md = [f"# {title}", "", head, "", "```", table, "```", ""]
+    md += [f"![{cap}]({Path(p).resolve().relative_to(out.resolve()) if _inside(p, out) else p})\n\n*{cap}*\n"
+           for cap, p in figures.items()]
+    md += ["## Settings", "", settings, "",
+           "How to read this: a training image counts as leaked when its best reconstruction matches it better "
+           "(SSIM after NCC matching) than 95% of held-out images the model never saw are matched. Real digits "
+           "that were never in the training set also look like digits; only the member vs non-member comparison "
+           "separates leakage from 'looks like the data'.", ""]
+    paths = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
+    atomic_write_bytes(paths["md"], "\n".join(md).encode())
+    figs = "".join(f'<figure><img src="{png_data_uri(p)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
+                   f"</figcaption></figure>" for cap, p in figures.items())
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td><code>{html.escape(str(v))}</code></td></tr>"
+                   for k, v in info.items())
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+            "pre{background:#f4f4f4;padding:1rem;overflow:auto}figure{display:inline-block;margin:.5rem}"
+            "img{max-width:56rem;image-rendering:pixelated}th{text-align:left;padding-right:1rem}"
+            f"</style></head><body><h1>{html.escape(title)}</h1><p><strong>{html.escape(head)}</strong></p>"
+            f"<pre>{html.escape(table)}</pre>{figs}<h2>Settings</h2><table>{rows}</table></body></html>")
+    atomic_write_bytes(paths["html"], page.encode())
+    write_json(paths["json"], {"title": title, "verdict": head, "summary": evaluation["summary"], "info": info,
+                               "figures": figures})
+    return paths
+
+
+def _inside(path: str | Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,329 @@
+"""BNN -> integer "plain" form -> CNF (Narodytska et al., AAAI 2018; Suhail, Chakraborty & Sethi 2024).
+
+Plain format (:class:`PlainBNN`, saved as one ``.npz`` with a JSON ``meta`` string; no pickle):
+
+* input bits ``b = (x - mean) >= threshold`` in float32 (D,), ``a = 2 b - 1``; ``fixed_bits[j]`` is -1 for a
+  free pixel, else the only bit pixel ``j`` can take inside the data range (a constant); bit 0/1 is written back
+  to data space as ``x_lo[j]`` / ``x_hi[j]``;
+* hidden layer ``l``: ``weights[l]`` int8 (H_l, H_{l-1}) in {-1, 0, +1} with the BatchNorm direction folded in,
+  ``thresholds[l]`` int64 (H_l,): ``h_i = [sum_j W_ij a_j >= k_i]``, then ``a = 2 h - 1``;
+* output: ``out_weight`` int8 (C, H) in {-1, +1}, ``out_bias`` int64 (C,): ``score_c = sum_j V_cj a_j +
+  out_bias_c / bias_den``; class = argmax with ties to the lowest index; one output: class 1 iff score > 0.
+
+CNF: variables are named in a PySAT IDPool: ``("x", j)`` are ids 1..D (input bit j is variable j+1, also in
+DIMACS), ``("h", l, i)`` hidden neurons, ``("g", c, d)`` for c < d means "c beats d" (score_c >= score_d),
+``("y", c)`` the class. Each neuron ``h <-> (#agreeing literals >= K)`` is one :func:`cardinality` call.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pysat.formula import CNF, IDPool
+
+from .._errors import ConfigError, ModelError
+from ..models.loaded import LoadedModel
+from .cardinality import Encoding, auto_encoding, cardinality, parse_encoding
+
+
+@dataclass(frozen=True)
+class PlainBNN:
+    """The integer form of a BNN (see the module docstring); ``predict`` is exact integer arithmetic."""
+
+    input_shape: tuple[int, ...]
+    weights: tuple[np.ndarray, ...]
+    thresholds: tuple[np.ndarray, ...]
+    out_weight: np.ndarray
+    out_bias: np.ndarray
+    bias_den: int
+    fixed_bits: np.ndarray
+    x_lo: np.ndarray
+    x_hi: np.ndarray
+    num_outputs: int
+    threshold: float = 0.5
+    mean: np.ndarray | None = None  # (D,) float32 data-space mean subtracted before the threshold, or None
+
+    @property
+    def num_inputs(self) -> int:
+        return int(self.fixed_bits.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return 2 if self.num_outputs == 1 else self.num_outputs
+
+    @property
+    def free(self) -> np.ndarray:
+        """Indices of the pixels whose bit is not constant."""
+        return np.flatnonzero(self.fixed_bits < 0)
+
+    def hidden(self, bits: np.ndarray) -> np.ndarray:
+        """Last hidden layer in ±1, (N, H) float64, for bits (N, D)."""
+        a = np.asarray(bits, dtype=np.float64) * 2 - 1
+        for w, k in zip(self.weights, self.thresholds, strict=True):
+            a = np.where(a @ w.T.astype(np.float64) >= k, 1.0, -1.0)  # integer sums: exact in float64
+        return a
+
+    def scores(self, bits: np.ndarray) -> np.ndarray:
+        """Output scores times ``bias_den`` as exact integers (N, C) float64."""
+        return self.hidden(bits) @ self.out_weight.T.astype(np.float64) * self.bias_den + self.out_bias
+
+    def predict(self, bits: np.ndarray) -> np.ndarray:
+        """Classes (N,) int64 of input bits (N, D): argmax, ties to the lowest index; one output: score > 0."""
+        s = self.scores(np.atleast_2d(bits))
+        return (s[:, 0] > 0).astype(np.int64) if self.num_outputs == 1 else s.argmax(1).astype(np.int64)
+
+    def binarize(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Data-space inputs (N, *input_shape), (N, D) or one input -> bits (N, D) bool, the model's float32 ops.
+
+        Raises:
+            ConfigError: the shape does not fit the model, or values are NaN.
+        """
+        t = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x), dtype=torch.float32)
+        d = self.num_inputs
+        if tuple(t.shape) == tuple(self.input_shape) or t.shape == (d,):
+            t = t.reshape(1, d)
+        elif t.ndim >= 2 and t[0].numel() == d and tuple(t.shape[1:]) in (tuple(self.input_shape), (d,)):
+            t = t.reshape(-1, d)
+        else:
+            raise ConfigError(f"input of shape {tuple(t.shape)} does not fit the model's {tuple(self.input_shape)}",
+                              f"give N×{'×'.join(map(str, self.input_shape))} data-space inputs")
+        if torch.isnan(t).any():
+            raise ConfigError("input contains NaN", "give finite data-space values")
+        if self.mean is not None:
+            t = t - torch.as_tensor(self.mean, dtype=torch.float32)
+        return (t >= self.threshold).numpy()
+
+    def to_data(self, bits: np.ndarray) -> np.ndarray:
+        """Input bits (N, D) -> data-space inputs (N, *input_shape) float32 the PyTorch model reads as these bits."""
+        bits = np.atleast_2d(bits).astype(bool)
+        return np.where(bits, self.x_hi, self.x_lo).astype(np.float32).reshape(-1, *self.input_shape)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the plain format as one ``.npz`` (arrays + JSON ``meta``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": "netinv-bnn-plain/1", "input_shape": list(self.input_shape), "bias_den": self.bias_den,
+                "num_outputs": self.num_outputs, "layers": len(self.weights), "threshold": self.threshold}
+        arrays = {f"w{i}": w for i, w in enumerate(self.weights)} | {f"k{i}": k for i, k in enumerate(self.thresholds)}
+        if self.mean is not None:
+            arrays["mean"] = self.mean
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=np.array(json.dumps(meta)), out_weight=self.out_weight, out_bias=self.out_bias,
+                            fixed_bits=self.fixed_bits, x_lo=self.x_lo, x_hi=self.x_hi, **arrays)
+        path.write_bytes(buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PlainBNN:
+        """Read :meth:`save` output (``allow_pickle=False``)."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                n = int(meta["layers"])
+                return cls(tuple(meta["input_shape"]), tuple(z[f"w{i}"] for i in range(n)),
+                           tuple(z[f"k{i}"] for i in range(n)), z["out_weight"], z["out_bias"], int(meta["bias_den"]),
+                           z["fixed_bits"], z["x_lo"], z["x_hi"], int(meta["num_outputs"]), float(meta["threshold"]),
+                           z["mean"] if "mean" in z else None)
+        except (OSError, KeyError, ValueError) as e:
+            raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], "write it with netinv sat export") from None
+
+
+def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
+    """Fold a netinv BNN (a :class:`LoadedModel` or the module itself) into its exact integer form.
+
+    Raises:
+        ModelError: the model is not a netinv ``bnn`` or has non-finite parameters.
+    """
+    from ..models.bnn import BIAS_DEN, BNN, fold_batchnorm, quantize_weight
+
+    if isinstance(model, PlainBNN):
+        return model
+    lm = model if isinstance(model, LoadedModel) else None
+    module = lm.module if lm is not None else model
+    if not isinstance(module, BNN):
+        raise ModelError(f"SAT queries need a netinv BNN, got {type(module).__name__}",
+                         "train one with: netinv train --arch bnn:100 --optimizer adam --loss ce")
+    if not all(torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()):
+        raise ModelError("the BNN has NaN or infinite parameters", "retrain it")
+    weights, ks = [], []
+    for q, lin, bn in zip(module.weights(), module.hidden, module.norms, strict=True):
+        s, k = fold_batchnorm(bn, lin.in_features)
+        weights.append((q.cpu().numpy().astype(np.int64) * s[:, None]).astype(np.int8))  # s*z >= k
+        ks.append(k)
+    shape = tuple(module.spec.input_shape)
+    d = int(np.prod(shape))
+    lo, hi = lm.input_range if lm is not None else (0.0, 1.0)
+    mean = lm.mean.detach().float().cpu().reshape(-1).numpy() if lm is not None and lm.mean is not None else None
+    out_w = quantize_weight(module.out.weight.detach()).cpu().numpy().astype(np.int8)
+    plain = PlainBNN(shape, tuple(weights), tuple(ks), out_w, module.out_bias_int().cpu().numpy(), BIAS_DEN,
+                     np.full(d, -1, np.int8), np.full(d, lo, np.float32), np.full(d, hi, np.float32),
+                     int(module.spec.num_outputs), float(module.spec.threshold), mean)
+    b = plain.binarize(np.stack([plain.x_lo, plain.x_hi]))  # (2, D): bits at the ends of the data range
+    plain.fixed_bits[:] = np.where(b[0] == b[1], b[0].astype(np.int8), np.int8(-1))  # constant pixels
+    return plain
+
+
+@dataclass
+class BNNFormula:
+    """A BNN as CNF: clauses, the variable pool and the literals a query needs."""
+
+    plain: PlainBNN
+    vpool: IDPool
+    clauses: list[list[int]]
+    x_vars: list[int]  # (D,) variable of input bit j (= j + 1)
+    h_lits: list[list[int]]  # per hidden layer, the literal of each neuron
+    y_lits: list[int]  # (num_classes,) literal of "the class is c"
+    encodings: list[str]  # per layer (hidden..., output) the encoding used
+    encode_time_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_vars(self) -> int:
+        return self.vpool.top
+
+    @property
+    def num_clauses(self) -> int:
+        return len(self.clauses)
+
+    def stats(self) -> dict[str, Any]:
+        return {"variables": self.num_vars, "clauses": self.num_clauses, "encodings": self.encodings,
+                "encode_time_s": self.encode_time_s, "inputs": self.plain.num_inputs,
+                "free_inputs": int(len(self.plain.free))}
+
+    def to_dimacs(self, path: str | Path, cls: int | None = None) -> Path:
+        """Write DIMACS CNF; comments name the output literals and the input projection (``c ind``).
+
+        With ``cls`` the unit clause "class = cls" is added (the inversion instance).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clauses = self.clauses + ([[self.y_lits[cls]]] if cls is not None else [])
+        cnf = CNF(from_clauses=clauses)
+        cnf.nv = max(cnf.nv, self.num_vars)
+        comments = [f"c netinv BNN: input bit j is variable j+1 (1..{len(self.x_vars)}); encodings {self.encodings}",
+                    *(f"c y {c} {lit}" for c, lit in enumerate(self.y_lits)),
+                    "c ind " + " ".join(map(str, self.x_vars)) + " 0"]
+        cnf.comments = comments
+        cnf.to_file(str(path))
+        return path
+
+
+def encode(model: LoadedModel | torch.nn.Module | PlainBNN,
+           encoding: Encoding | str | list = Encoding.AUTO) -> BNNFormula:
+    """Encode a BNN as CNF.
+
+    Args:
+        model: a netinv BNN (LoadedModel or module) or a :class:`PlainBNN`.
+        encoding: one encoding for every layer, or a list with one per hidden layer plus one for the output layer.
+            Default AUTO: by fan-in (:func:`netinv.sat.cardinality.auto_encoding`).
+
+    Returns:
+        A :class:`BNNFormula`.
+
+    Raises:
+        ModelError: not a BNN. ConfigError: unknown encoding or a list of the wrong length.
+    """
+    t0 = time.perf_counter()
+    plain = from_model(model)
+    n_layers = len(plain.weights) + 1
+    encs = [parse_encoding(e) for e in encoding] if isinstance(encoding, list | tuple) else \
+        [parse_encoding(encoding)] * n_layers
+    if len(encs) != n_layers:
+        raise ConfigError(f"{len(encs)} encodings for {n_layers} layers", "give one per hidden layer plus the output")
+    vp = IDPool()
+    x_vars = [vp.id(("x", j)) for j in range(plain.num_inputs)]
+    clauses: list[list[int]] = [[v if plain.fixed_bits[j] else -v] for j, v in enumerate(x_vars)
+                                if plain.fixed_bits[j] >= 0]
+    used: list[str] = []
+    prev, h_lits = x_vars, []
+    for layer, (w, k) in enumerate(zip(plain.weights, plain.thresholds, strict=True)):
+        enc = encs[layer] if encs[layer] is not Encoding.AUTO else auto_encoding(int((w != 0).sum(1).max(initial=0)))
+        used.append(enc.value)
+        cur = []
+        for i in range(w.shape[0]):
+            nz = np.flatnonzero(w[i])
+            lits = [prev[j] if w[i, j] > 0 else -prev[j] for j in nz]  # agree with the weight's sign
+            # sum_j W a = 2 #agree - n >= k  <->  #agree >= ceil((k + n) / 2)
+            bound = -((-(int(k[i]) + len(nz))) // 2)
+            o, cl = cardinality(lits, bound, vpool=vp, encoding=enc, name=("h", layer, i))
+            clauses += cl
+            h = vp.id(("h", layer, i))
+            clauses += [[-h, o], [h, -o]]
+            cur.append(h)
+        h_lits.append(cur)
+        prev = cur
+    y_lits = _encode_output(plain, prev, vp, clauses, encs[-1], used)
+    f = BNNFormula(plain, vp, clauses, x_vars, h_lits, y_lits, used)
+    f.encode_time_s = time.perf_counter() - t0
+    return f
+
+
+def _encode_output(plain: PlainBNN, hid: list[int], vp: IDPool, clauses: list, enc: Encoding, used: list) -> list[int]:
+    v, B, den = plain.out_weight.astype(np.int64), plain.out_bias.astype(np.int64), plain.bias_den
+    enc = enc if enc is not Encoding.AUTO else auto_encoding(v.shape[1])
+    used.append(enc.value)
+    if plain.num_outputs == 1:
+        # z + B/den > 0 with z = 2A - n  <->  A >= floor((n den - B) / (2 den)) + 1
+        n = v.shape[1]
+        lits = [hid[j] if v[0, j] > 0 else -hid[j] for j in range(n)]
+        o, cl = cardinality(lits, (n * den - int(B[0])) // (2 * den) + 1, vpool=vp, encoding=enc, name=("out", 1))
+        clauses += cl
+        y1 = vp.id(("y", 1))
+        clauses += [[-y1, o], [y1, -o]]
+        return [-y1, y1]
+    C = v.shape[0]
+    for c in range(C):
+        for d in range(c + 1, C):
+            # c beats d (ties to the lower index c): z_c + B_c/den >= z_d + B_d/den. Over D = {j: v_c != v_d},
+            # z_c - z_d = 4 A - 2|D| with A = #{j in D: a_j = v_cj}  <->  A >= ceil((B_d - B_c + 2|D| den) / (4 den))
+            diff = np.flatnonzero(v[c] != v[d])
+            lits = [hid[j] if v[c, j] > 0 else -hid[j] for j in diff]
+            bound = -((-(int(B[d]) - int(B[c]) + 2 * len(diff) * den)) // (4 * den))
+            o, cl = cardinality(lits, bound, vpool=vp, encoding=enc, name=("g", c, d))
+            clauses += cl
+            g = vp.id(("g", c, d))
+            clauses += [[-g, o], [g, -o]]
+    y_lits = []
+    for c in range(C):
+        beats = [vp.id(("g", c, d)) for d in range(c + 1, C)] + [-vp.id(("g", d, c)) for d in range(c)]
+        y = vp.id(("y", c))
+        clauses += [[-y, b] for b in beats] + [[y] + [-b for b in beats]]  # y <-> AND(beats)
+        y_lits.append(y)
+    return y_lits
+
+
+def export(model: LoadedModel | torch.nn.Module | PlainBNN, out: str | Path,
+           encoding: Encoding | str | list = Encoding.AUTO, cls: int | None = None) -> dict[str, Any]:
+    """Write ``out/plain.npz`` and ``out/plain.json`` (the plain format), ``out/model.cnf`` (DIMACS; with ``cls``
+    the unit clause "class = cls" is added) and ``out/result.json`` (sizes and paths).
+
+    Returns:
+        The dict written to result.json.
+    """
+    from .._utils.checkpoint import write_json
+
+    out = Path(out)
+    f = encode(model, encoding)
+    p = f.plain
+    if cls is not None and not 0 <= cls < len(f.y_lits):
+        raise ConfigError(f"class {cls} outside 0..{len(f.y_lits) - 1}", "give a valid class index")
+    p.save(out / "plain.npz")
+    write_json(out / "plain.json", {
+        "format": "netinv-bnn-plain/1", "input_shape": list(p.input_shape), "threshold": p.threshold,
+        "mean": None if p.mean is None else p.mean.tolist(), "fixed_bits": p.fixed_bits.tolist(),
+        "x_lo": p.x_lo.tolist(), "x_hi": p.x_hi.tolist(), "num_outputs": p.num_outputs, "bias_den": p.bias_den,
+        "layers": [{"weights": w.tolist(), "thresholds": k.tolist()} for w, k in zip(p.weights, p.thresholds,
+                                                                                   strict=True)],
+        "out_weight": p.out_weight.tolist(), "out_bias": p.out_bias.tolist()})
+    f.to_dimacs(out / "model.cnf", cls)
+    res = {"query": "export", "formula": f.stats(), "class": cls, "y_lits": f.y_lits,
+           "files": {k: str(out / k) for k in ("plain.npz", "plain.json", "model.cnf")}}
+    write_json(out / "result.json", res)
+    return res

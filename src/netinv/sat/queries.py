@@ -1,0 +1,418 @@
+"""SAT queries on a BNN: infer, invert, sample, count, robust (Suhail, Chakraborty & Sethi 2024, arXiv 2402.11995).
+
+Every query first tries cheap inputs checked by the exact integer model (uniform random inputs under the
+constraints, then model-guided bit-flip climbing), and keeps the solver for what sampling cannot answer
+(constrained regions, UNSAT proofs, robustness) — issue 5 measured ~10% of random inputs per class on a 784-input
+BNN that no encoding solved in 600 s. Every found input is re-checked by the PyTorch model when one is given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._errors import ConfigError, SolverError
+from .._utils.progress import progress_bar
+from .._utils.runinfo import config_dict
+from ..models.loaded import LoadedModel
+from ._solver import DEFAULT_SOLVER, LimitedSolver, check_solver, run_forked
+from .cardinality import parse_encoding
+from .constraints import BitConstraints, InputConstraints, climb, constraint_clauses, random_candidates, resolve
+from .encode import BNNFormula, PlainBNN, encode
+from .results import (
+    ClassCount,
+    ClassOutcome,
+    CountResult,
+    InferResult,
+    InvertResult,
+    RobustResult,
+    SampleResult,
+    Status,
+    write_outputs,
+)
+
+Model = LoadedModel | torch.nn.Module | PlainBNN | BNNFormula
+ENUMERATE_MAX = 100_000  # robust: Hamming balls up to this many points are enumerated instead of solved (ours)
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """Settings shared by the queries."""
+
+    encoding: str = "auto"  # ours: totalizer up to 256 inputs, adder above (benchmarks/sat_bnn.py)
+    solver: str = DEFAULT_SOLVER  # ours: Glucose 4.2, interruptible in-process (benchmarks/sat_bnn.py)
+    time_limit: float = 60.0  # seconds per class (invert, count), per query (sample, robust), per input (infer)
+    candidates: int = 1024  # cheap random inputs checked by the model before the solver (issue 5); 0: solver only
+    climb_steps: int = 100  # model-guided bit-flip rounds on those candidates (ours)
+    seed: int = 0
+
+
+def _setup(model: Model, config: QueryConfig) -> tuple[BNNFormula, Any]:
+    """The formula and, when one was given, the PyTorch model used to verify found inputs."""
+    if config.time_limit <= 0:
+        raise ConfigError(f"time_limit={config.time_limit} is not positive", "give a time limit in seconds > 0")
+    check_solver(config.solver)
+    parse_encoding(config.encoding)
+    f = model if isinstance(model, BNNFormula) else encode(model, config.encoding)
+    torch_model = None if isinstance(model, PlainBNN | BNNFormula) else model
+    return f, torch_model
+
+
+def _torch_predict(torch_model: Any, plain: PlainBNN, bits: np.ndarray, x: Any = None) -> np.ndarray | None:
+    """Classes by the PyTorch model of ``bits`` written to data space (or of the data-space inputs ``x``)."""
+    if torch_model is None or len(bits) == 0:
+        return None
+    x = torch.from_numpy(plain.to_data(bits)) if x is None else \
+        torch.as_tensor(np.asarray(x), dtype=torch.float32).reshape(-1, *plain.input_shape)
+    if isinstance(torch_model, LoadedModel):
+        return torch_model.predict(x).numpy()
+    was = torch_model.training
+    torch_model.eval()
+    with torch.no_grad():
+        z = torch_model(x.to(next(torch_model.parameters()).device)).cpu()
+    torch_model.train(was)
+    return ((z[:, 0] > 0).long() if z.shape[1] == 1 else z.argmax(1)).numpy()
+
+
+def _verify(torch_model: Any, plain: PlainBNN, bits: np.ndarray, want: np.ndarray, leave: bool = False) -> bool | None:
+    p = _torch_predict(torch_model, plain, bits)
+    if p is None:
+        return None
+    return bool(np.all(p != want) if leave else np.all(p == want))
+
+
+def _bits_from_model(f: BNNFormula, model: list[int]) -> np.ndarray:
+    pos = np.zeros(f.num_vars + 1, bool)
+    m = np.asarray(model)
+    pos[m[(m > 0) & (m <= f.num_vars)]] = True
+    return pos[np.asarray(f.x_vars)]
+
+
+def _classes(classes: int | list[int] | None, plain: PlainBNN) -> list[int]:
+    cs = list(range(plain.num_classes)) if classes is None else ([classes] if isinstance(classes, int) else classes)
+    bad = [c for c in cs if not 0 <= int(c) < plain.num_classes]
+    if bad or not cs:
+        raise ConfigError(f"class(es) {bad or cs} outside 0..{plain.num_classes - 1}", "give valid class indices")
+    return [int(c) for c in cs]
+
+
+def _cheap(plain: PlainBNN, bc: BitConstraints, cls: int, config: QueryConfig, rng: np.random.Generator,
+           leave: bool = False) -> np.ndarray:
+    """Distinct model-checked inputs (M, D) reaching (or, with ``leave``, leaving) ``cls``, from random + climbing."""
+    if config.candidates <= 0:
+        return np.zeros((0, plain.num_inputs), bool)
+    cand = random_candidates(bc, plain.num_inputs, config.candidates, rng)
+    cand = cand[bc.check(cand)]
+    p = plain.predict(cand) if len(cand) else np.zeros(0, int)
+    hit = cand[(p != cls) if leave else (p == cls)]
+    if len(hit) == 0 and config.climb_steps > 0:
+        hit = climb(plain, cand[: max(1, config.candidates // 4)], bc, cls, config.climb_steps, rng, leave)
+    return np.unique(hit, axis=0) if len(hit) else hit
+
+
+def infer(model: Model, x: Any, config: QueryConfig = QueryConfig(), *, out: str | Path | None = None) -> InferResult:
+    """Classify inputs through the CNF (inputs fixed by assumptions) and compare with the PyTorch model.
+
+    Args:
+        model: a netinv BNN (LoadedModel or module), a PlainBNN or an encoded BNNFormula.
+        x: data-space inputs, N×input_shape (or one input).
+        config: see :class:`QueryConfig` (``time_limit`` is per input).
+        out: directory for result.json.
+
+    Returns:
+        :class:`InferResult`; ``agree`` is the exactness check (any mismatch is a bug).
+
+    Raises:
+        ConfigError: bad input shape or settings. ModelError: not a BNN.
+    """
+    f, tm = _setup(model, config)
+    bits = f.plain.binarize(x)
+    ref = _torch_predict(tm, f.plain, bits, x)  # the PyTorch model on the given inputs themselves
+    ref = f.plain.predict(bits) if ref is None else ref
+    sat, times = np.full(len(bits), -1, np.int64), np.zeros(len(bits))
+    with LimitedSolver(f.clauses, config.solver) as s, progress_bar(len(bits), "infer", show=None) as bar:
+        for i, b in enumerate(bits):
+            t0 = time.perf_counter()
+            ok = s.solve([v if bi else -v for v, bi in zip(f.x_vars, b.tolist(), strict=True)], config.time_limit)
+            times[i] = time.perf_counter() - t0
+            if ok is False:
+                raise SolverError("the CNF has no model for a fixed input", "this is a bug: report the model")
+            if ok:
+                model_set = set(s.get_model())
+                sat[i] = next(c for c, y in enumerate(f.y_lits) if y in model_set)
+            bar.update(1)
+    done = sat >= 0
+    res = InferResult(sat, np.asarray(ref), bool((sat[done] == ref[done]).all()), times, f.stats(), config.seed,
+                      config_dict(config))
+    if out is not None:
+        write_outputs(res, out)
+    return res
+
+
+def invert(model: Model, classes: int | list[int] | None = None, constraints: InputConstraints | None = None,
+           config: QueryConfig = QueryConfig(), *, out: str | Path | None = None,
+           show_progress: bool | None = None) -> InvertResult:
+    """One preimage per class, or a proof that the class is unreachable (under ``constraints``).
+
+    Args:
+        model: a netinv BNN, PlainBNN or BNNFormula.
+        classes: class index or list (default: every class).
+        constraints: fixed pixels / Hamming ball / on-count bounds (:class:`InputConstraints`).
+        config: see :class:`QueryConfig` (``time_limit`` per class).
+        out: directory for result.json, preimages.npz and preimages.png.
+
+    Returns:
+        :class:`InvertResult` with SAT / UNSAT / UNKNOWN per class and the preimages in data space.
+    """
+    f, tm = _setup(model, config)
+    plain, cs = f.plain, _classes(classes, f.plain)
+    bc = resolve(constraints, plain)
+    rng = np.random.default_rng(config.seed)
+    outcomes: list[ClassOutcome] = []
+    with LimitedSolver(f.clauses + constraint_clauses(bc, f), config.solver) as s, \
+            progress_bar(len(cs), "invert", show=show_progress) as bar:
+        for c in cs:
+            t0 = time.perf_counter()
+            hit = _cheap(plain, bc, c, config, rng)
+            if len(hit):
+                outcomes.append(ClassOutcome(c, Status.SAT, time.perf_counter() - t0, "candidates", hit[0]))
+            else:
+                ok = s.solve([f.y_lits[c]], config.time_limit - (time.perf_counter() - t0))
+                bits = _bits_from_model(f, s.get_model()) if ok else None
+                if bits is not None and (plain.predict(bits)[0] != c or not bc.check(bits[None])[0]):
+                    raise SolverError(f"solver preimage of class {c} is not class {c} under the integer model",
+                                      "this is an encoding bug: report the model")
+                st = Status.SAT if ok else (Status.UNSAT if ok is False else Status.UNKNOWN)
+                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "solver" if ok else "", bits))
+            bar.update(1, cls=c, status=outcomes[-1].status.value)
+    found = [o for o in outcomes if o.bits is not None]
+    bits = np.stack([o.bits for o in found]) if found else np.zeros((0, plain.num_inputs), bool)
+    y = np.array([o.cls for o in found], dtype=np.int64)
+    cfg = {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()}
+    res = InvertResult(outcomes, f.stats(), plain.to_data(bits), y, _verify(tm, plain, bits, y), config.seed, cfg)
+    if out is not None:
+        write_outputs(res, out)
+    return res
+
+
+def sample(model: Model, cls: int, n: int = 100, constraints: InputConstraints | None = None,
+           config: QueryConfig = QueryConfig(), *, method: str = "auto", out: str | Path | None = None,
+           show_progress: bool | None = None) -> SampleResult:
+    """``n`` distinct preimages of ``cls`` with their pairwise Hamming distances.
+
+    Args:
+        method: ``auto`` (uniform random candidates checked by the model, then the solver with random phases and
+            blocking clauses on the input variables), ``solver`` (only the latter) or ``unigen`` (pyunigen's
+            near-uniform sampler over the input variables, in a child process).
+        config: ``time_limit`` bounds the whole query; the samples found so far are returned on timeout.
+
+    Returns:
+        :class:`SampleResult`; UNSAT means the solver enumerated every preimage and there are fewer than ``n``.
+    """
+    if method not in ("auto", "solver", "unigen"):
+        raise ConfigError(f"unknown sampling method {method!r}", "use auto, solver or unigen")
+    if n <= 0:
+        raise ConfigError(f"n={n} is not positive", "ask for at least one sample")
+    f, tm = _setup(model, config)
+    plain, c = f.plain, _classes(cls, f.plain)[0]
+    bc = resolve(constraints, plain)
+    rng = np.random.default_rng(config.seed)
+    t0 = time.perf_counter()
+    left = lambda: config.time_limit - (time.perf_counter() - t0)  # noqa: E731
+    found: dict[bytes, np.ndarray] = {}
+    methods = {"candidates": 0, "solver": 0, "unigen": 0}
+    status = Status.UNKNOWN
+    cons = constraint_clauses(bc, f)
+    with progress_bar(n, f"sample class {c}", show=show_progress) as bar:
+        def add(bits: np.ndarray, how: str) -> None:
+            for b in bits:
+                if len(found) < n and b.tobytes() not in found:
+                    found[b.tobytes()] = b
+                    methods[how] += 1
+                    bar.update(1, found=len(found))
+        if method == "auto":
+            for _ in range(64):  # rounds of cheap candidates while they keep paying off
+                before = len(found)
+                add(_cheap(plain, bc, c, config, rng), "candidates")
+                if len(found) >= n or len(found) == before or left() <= 0:
+                    break
+        if method == "unigen" and len(found) < n:
+            ok, val = run_forked(_unigen_child, (f.clauses + cons + [[f.y_lits[c]]], f.x_vars, n, config.seed),
+                                 left())
+            if ok:
+                add(np.array([_bits_from_model(f, m) for m in val], dtype=bool).reshape(-1, plain.num_inputs),
+                    "unigen")
+                status = Status.SAT if len(found) >= n else (Status.UNSAT if not val else Status.UNKNOWN)
+        elif len(found) < n:
+            free = [f.x_vars[j] for j in plain.free]
+            with LimitedSolver(f.clauses + cons, config.solver) as s:
+                for b in found.values():  # block what the candidates already gave
+                    s.add_clause([-v if b[j] else v for j, v in zip(plain.free, free, strict=True)])
+                while len(found) < n:
+                    s.set_phases([v if r else -v for v, r in zip(free, rng.random(len(free)) < 0.5, strict=True)])
+                    ok = s.solve([f.y_lits[c]], left())
+                    if not ok:
+                        status = Status.UNSAT if ok is False else Status.UNKNOWN
+                        break
+                    b = _bits_from_model(f, s.get_model())
+                    add(b[None], "solver")
+                    s.add_clause([-v if b[j] else v for j, v in zip(plain.free, free, strict=True)])
+        if len(found) >= n:
+            status = Status.SAT
+    bits = np.stack(list(found.values())) if found else np.zeros((0, plain.num_inputs), bool)
+    if len(bits) and not ((plain.predict(bits) == c).all() and bc.check(bits).all()):
+        raise SolverError(f"a sample is not class {c} under the integer model", "this is an encoding bug: report it")
+    ham = (bits[:, None, :] != bits[None, :, :]).sum(2) if len(bits) <= 2000 else np.zeros((0, 0), int)
+    dt = time.perf_counter() - t0
+    res = SampleResult(c, status, plain.to_data(bits)[: len(bits)], bits, ham, dt, len(bits) / dt if dt else 0.0,
+                       methods, _verify(tm, plain, bits, np.full(len(bits), c)), f.stats(), config.seed,
+                       {**config_dict(config), "method": method, "n": n})
+    if out is not None:
+        write_outputs(res, out)
+    return res
+
+
+def _unigen_child(clauses: list, xs: list[int], n: int, seed: int, emit: Any) -> list[list[int]]:
+    import pyunigen
+
+    s = pyunigen.Sampler(seed=seed)
+    for cl in clauses:
+        s.add_clause(cl)
+    return list(s.sample(num=n, sampling_set=xs)[2])
+
+
+def _count_child(clauses: list, xs: list[int], eps: float, delta: float, seed: int, emit: Any) -> tuple[int, int]:
+    import pyapproxmc
+
+    c = pyapproxmc.Counter(seed=seed, epsilon=eps, delta=delta)
+    c.add_clauses(clauses)
+    return c.count(projection=xs)
+
+
+def count(model: Model, classes: int | list[int] | None = None, constraints: InputConstraints | None = None,
+          config: QueryConfig = QueryConfig(), *, epsilon: float = 0.8, delta: float = 0.2, method: str = "approxmc",
+          out: str | Path | None = None, show_progress: bool | None = None) -> CountResult:
+    """Number of preimages per class and the share of the input space each class owns.
+
+    Args:
+        epsilon, delta: ApproxMC's guarantee, P[count/(1+eps) <= estimate <= count(1+eps)] >= 1 - delta
+            (defaults: ApproxMC's own, Chakraborty, Meel & Vardi 2016).
+        method: ``approxmc`` (projected on the input variables, in a child process killed at the time limit) or
+            ``exact`` (enumerate every free input through the integer model; at most 24 free bits).
+
+    Returns:
+        :class:`CountResult`; the fraction is count / 2**free_bits, free_bits = non-constant input pixels.
+    """
+    if method not in ("approxmc", "exact"):
+        raise ConfigError(f"unknown counting method {method!r}", "use approxmc or exact")
+    if not (0 < epsilon and 0 < delta < 1):
+        raise ConfigError(f"epsilon={epsilon}, delta={delta} out of range", "use epsilon > 0 and 0 < delta < 1")
+    f, _ = _setup(model, config)
+    plain, cs = f.plain, _classes(classes, f.plain)
+    bc = resolve(constraints, plain)
+    free = plain.free
+    if method == "exact" and len(free) > 24:
+        raise ConfigError(f"exact counting over {len(free)} free bits is too large", "use method='approxmc'")
+    cons = constraint_clauses(bc, f)
+    counts: list[ClassCount] = []
+    with progress_bar(len(cs), "count", show=show_progress) as bar:
+        if method == "exact":
+            t0 = time.perf_counter()
+            tot = np.zeros(plain.num_classes, np.int64)
+            base = np.where(plain.fixed_bits == 1, True, False)
+            for start in range(0, 1 << len(free), 1 << 16):
+                if time.perf_counter() - t0 > config.time_limit:
+                    tot = None
+                    break
+                idx = np.arange(start, min(start + (1 << 16), 1 << len(free)), dtype=np.int64)
+                bits = np.repeat(base[None], len(idx), 0)
+                bits[:, free] = (idx[:, None] >> np.arange(len(free))) & 1
+                bits = bits[bc.check(bits)]
+                tot += np.bincount(plain.predict(bits), minlength=plain.num_classes) if len(bits) else 0
+            dt = time.perf_counter() - t0
+            for c in cs:
+                v = None if tot is None else int(tot[c])
+                st = Status.UNKNOWN if v is None else (Status.SAT if v else Status.UNSAT)
+                counts.append(_class_count(c, st, v, len(free), dt))
+                bar.update(1)
+        else:
+            for c in cs:
+                t0 = time.perf_counter()
+                ok, val = run_forked(_count_child, (f.clauses + cons + [[f.y_lits[c]]], f.x_vars, epsilon, delta,
+                                                    config.seed), config.time_limit)
+                v = None if not ok else int(val[0]) * 2 ** int(val[1])
+                st = Status.UNKNOWN if v is None else (Status.SAT if v else Status.UNSAT)
+                counts.append(_class_count(c, st, v, len(free), time.perf_counter() - t0))
+                bar.update(1, cls=c)
+    res = CountResult(counts, method, epsilon if method == "approxmc" else None,
+                      delta if method == "approxmc" else None, int(len(free)), f.stats(), config.seed,
+                      {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()})
+    if out is not None:
+        write_outputs(res, out)
+    return res
+
+
+def _class_count(c: int, st: Status, v: int | None, free: int, dt: float) -> ClassCount:
+    if v is None:
+        return ClassCount(c, st, None, None, None, dt)
+    return ClassCount(c, st, float(v), math.log2(v) if v else float("-inf"), v / 2.0**free, dt)
+
+
+def robust(model: Model, x: Any, radius: int, config: QueryConfig = QueryConfig(), *,
+           out: str | Path | None = None) -> RobustResult:
+    """Is every input within Hamming distance ``radius`` of ``x``'s bits classified like ``x``?
+
+    Returns:
+        :class:`RobustResult`: a counterexample (SAT, checked by the model), a proof (UNSAT) or UNKNOWN.
+    """
+    if int(radius) < 0:
+        raise ConfigError(f"radius {radius} is negative", "give a radius >= 0")
+    f, tm = _setup(model, config)
+    plain = f.plain
+    b0 = plain.binarize(x)
+    if b0.shape[0] != 1:
+        raise ConfigError(f"robust takes one input, got {b0.shape[0]}", "give a single input")
+    c = int(plain.predict(b0)[0])
+    bc = resolve(InputConstraints(center=x, radius=int(radius)), plain)
+    rng = np.random.default_rng(config.seed)
+    t0 = time.perf_counter()
+    hit, how = _cheap(plain, bc, c, config, rng, leave=True), "candidates"
+    free = np.setdiff1d(plain.free, bc.fixed_idx)
+    ball = sum(math.comb(len(free), i) for i in range(min(int(radius), len(free)) + 1))
+    if len(hit):
+        hit = hit[np.argsort((hit != b0).sum(1), kind="stable")[:1]]  # the closest one found
+        st = Status.SAT
+    elif ball <= ENUMERATE_MAX:  # a small ball: checking every point through the exact model is a proof
+        how, hit, st = "enumeration", np.zeros((0, plain.num_inputs), bool), Status.UNSAT
+        for i in range(1, min(int(radius), len(free)) + 1):
+            flips = np.array(list(itertools.combinations(free.tolist(), i)), dtype=np.int64)  # (C(F, i), i)
+            pts = np.repeat(b0, len(flips), 0)
+            pts[np.arange(len(flips))[:, None], flips] ^= True
+            bad = pts[plain.predict(pts) != c]
+            if len(bad):
+                hit, st = bad[:1], Status.SAT
+                break
+    else:
+        how = "solver"
+        with LimitedSolver(f.clauses + constraint_clauses(bc, f), config.solver) as s:
+            ok = s.solve([-f.y_lits[c]], config.time_limit - (time.perf_counter() - t0))
+            st = Status.SAT if ok else (Status.UNSAT if ok is False else Status.UNKNOWN)
+            hit = _bits_from_model(f, s.get_model())[None] if ok else np.zeros((0, plain.num_inputs), bool)
+    if len(hit) and (plain.predict(hit)[0] == c or not bc.check(hit)[0]):
+        raise SolverError("the counterexample does not change the class under the integer model", "report this bug")
+    cc = int(plain.predict(hit)[0]) if len(hit) else None
+    res = RobustResult(st, None if st is Status.UNKNOWN else st is Status.UNSAT, c, int(radius),
+                       time.perf_counter() - t0, how, plain.to_data(hit)[: len(hit)], cc,
+                       int((hit[0] != b0[0]).sum()) if len(hit) else None,
+                       _verify(tm, plain, hit, np.array([c]), leave=True) if len(hit) else None, f.stats(),
+                       config.seed, config_dict(config))
+    if out is not None:
+        write_outputs(res, out)
+    return res

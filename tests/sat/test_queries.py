@@ -1,0 +1,214 @@
+"""Every query's answer is checked against the PyTorch model (or brute-force enumeration of a tiny net)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from netinv._errors import ConfigError, ModelError
+from netinv.sat import InputConstraints, QueryConfig, Status, count, encode, infer, invert, robust, sample
+from netinv.sat.encode import PlainBNN
+
+from ._helpers import all_inputs, random_bnn, torch_classes
+
+SOLVER_ONLY = QueryConfig(candidates=0, time_limit=30)
+
+
+@pytest.fixture(scope="module")
+def formulas(bnn_digits):
+    model, _ = bnn_digits
+    return {enc: encode(model, enc) for enc in ("totalizer", "seqcounter", "sortnet", "adder")}
+
+
+@pytest.mark.parametrize("enc", ["totalizer", "seqcounter", "sortnet", "adder"])
+def test_infer_agrees_with_pytorch_on_real_and_random_inputs(enc, formulas, bnn_digits, digits_all):
+    model, _ = bnn_digits
+    x = torch.cat([digits_all.heldout.x, torch.rand(100, 1, 8, 8)])
+    r = infer(formulas[enc], x)
+    assert r.agree and (r.sat_classes == model.predict(x).numpy()).all()
+    if enc == "totalizer":  # also straight from the LoadedModel: the reference is PyTorch itself
+        assert infer(model, x[:50]).agree
+
+
+def test_infer_on_random_nets_with_ties_negative_and_zero_bn_scales():
+    for outputs, zero_bias in [(6, True), (1, False), (10, False)]:
+        m = random_bnn(16, (10, 7), outputs, seed=outputs, zero_bias=zero_bias)
+        x = torch.rand(300, 16)
+        r = infer(m, x, QueryConfig(encoding="adder"))
+        assert r.agree and (r.sat_classes == torch_classes(m, x).numpy()).all()
+
+
+@pytest.mark.parametrize("enc", ["totalizer", "adder"])
+def test_invert_every_class_solver_only_checked_by_pytorch(enc, formulas, bnn_digits):
+    model, _ = bnn_digits
+    r = invert(formulas[enc], None, None, SOLVER_ONLY)
+    sat = [o for o in r.outcomes if o.status is Status.SAT]
+    assert len(sat) >= 8 and all(o.method == "solver" for o in sat)
+    assert (model.predict(torch.from_numpy(r.x)).numpy() == r.y).all() and r.x.shape[1:] == (1, 8, 8)
+
+
+def test_invert_with_candidates_verifies_with_pytorch(bnn_digits, tmp_path):
+    model, _ = bnn_digits
+    r = invert(model, [0, 3, 7], out=tmp_path)
+    assert r.verified is True and set(r.y.tolist()) == {0, 3, 7}
+    z = np.load(tmp_path / "preimages.npz")
+    assert z["x"].shape == (3, 1, 8, 8) and (model.predict(torch.from_numpy(z["x"])).numpy() == z["y"]).all()
+    assert (tmp_path / "result.json").exists() and (tmp_path / "preimages.png").exists()
+
+
+@pytest.mark.parametrize("cfg", [SOLVER_ONLY, QueryConfig()])
+def test_invert_under_constraints(cfg, bnn_digits, digits_all):
+    model, _ = bnn_digits
+    x0 = digits_all.heldout.x[0]
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[..., :4] = True  # keep the left half of a real digit
+    cons = InputConstraints(fixed=x0, mask=mask, min_on=10, max_on=40)
+    r = invert(model, [1, 6], cons, cfg)
+    b0 = x0.flatten() >= 0.5
+    for o in r.outcomes:
+        if o.status is Status.SAT:
+            assert (o.bits[mask.flatten().numpy()] == b0[mask.flatten()].numpy()).all()
+            assert 10 <= o.bits.sum() <= 40
+    assert r.verified in (True, None)
+    ball = invert(model, None, InputConstraints(center=x0, radius=3), cfg)
+    for o in ball.outcomes:
+        if o.status is Status.SAT:
+            assert (o.bits != b0.numpy()).sum() <= 3
+    assert ball.verified is not False
+
+
+def test_unreachable_class_is_proved_unsat():
+    m = random_bnn(12, (8,), 4, seed=5)
+    with torch.no_grad():  # class 2 copies class 0's weights with a lower bias: it can never win (ties go to 0)
+        m.out.weight[2] = m.out.weight[0]
+        m.out.bias[2] = m.out.bias[0] - 0.5
+    r = invert(m, None)
+    st = {o.cls: o.status for o in r.outcomes}
+    assert st[2] is Status.UNSAT
+    assert (torch_classes(m, all_inputs(12)) != 2).all()  # brute force agrees
+    assert all(st[c] is Status.SAT for c in (0, 1, 3) if (torch_classes(m, all_inputs(12)) == c).any())
+
+
+def test_counts_match_exact_enumeration_on_a_tiny_net():
+    m = random_bnn(10, (6,), 3, seed=2)
+    truth = np.bincount(torch_classes(m, all_inputs(10)).numpy(), minlength=3)
+    exact = count(m, method="exact")
+    assert [c.count for c in exact.counts] == truth.tolist()
+    assert np.isclose(sum(c.fraction for c in exact.counts), 1.0)
+    approx = count(m, epsilon=0.5, delta=0.1, config=QueryConfig(time_limit=60))
+    for c, t in zip(approx.counts, truth, strict=True):
+        if t == 0:
+            assert c.status is Status.UNSAT and c.count == 0
+        else:
+            assert t / 1.5 <= c.count <= t * 1.5, (c, t)
+    assert approx.epsilon == 0.5 and approx.delta == 0.1 and approx.free_bits == 10
+
+
+def test_sample_distinct_diverse_preimages(bnn_digits):
+    model, _ = bnn_digits
+    for cfg, key in [(QueryConfig(), "candidates"), (SOLVER_ONLY, "solver")]:
+        r = sample(model, 4, 25, config=cfg)
+        assert r.status is Status.SAT and len(r.bits) == 25 and r.methods[key] == 25
+        assert len(np.unique(r.bits, axis=0)) == 25 and r.verified is True
+        assert (r.hamming == (r.bits[:, None] != r.bits[None]).sum(2)).all() and r.hamming[0, 1:].min() >= 1
+
+
+def test_sample_enumerates_a_small_class_and_reports_unsat():
+    m = random_bnn(8, (6,), 3, seed=4)
+    truth = np.bincount(torch_classes(m, all_inputs(8)).numpy(), minlength=3)
+    c = int(np.argmin(np.where(truth > 0, truth, 10**9)))
+    r = sample(m, c, int(truth[c]) + 5, config=SOLVER_ONLY)
+    assert r.status is Status.UNSAT and len(r.bits) == truth[c] and r.verified is True
+
+
+def test_sample_with_unigen(bnn_digits):
+    m = random_bnn(12, (8,), 3, seed=1)
+    r = sample(m, 0, 5, method="unigen", config=QueryConfig(time_limit=60))
+    assert len(r.bits) >= 1 and r.verified is True and r.methods["unigen"] == len(r.bits)
+
+
+def test_robust_matches_brute_force(bnn_digits, digits_all, monkeypatch):
+    import netinv.sat.queries as q
+
+    model, _ = bnn_digits
+    plain = encode(model).plain
+    for i in range(3):
+        x = digits_all.heldout.x[i]
+        b0 = plain.binarize(x)
+        flips = np.eye(64, dtype=bool)  # radius 1 by brute force
+        nbr = b0 ^ flips
+        truth_robust = bool((plain.predict(nbr) == plain.predict(b0)[0]).all())
+        r = robust(model, x, 1)
+        assert r.robust == truth_robust and r.status in (Status.SAT, Status.UNSAT)
+        if not r.robust:
+            assert r.verified is True and r.distance == 1
+        monkeypatch.setattr(q, "ENUMERATE_MAX", 0)  # the solver's proof must agree too
+        s = robust(model, x, 1, SOLVER_ONLY)
+        assert s.robust == truth_robust and s.method == "solver"
+        monkeypatch.undo()
+
+
+def test_time_limits_return_unknown_quickly(bnn_digits):
+    from pysat.examples.genhard import PHP
+
+    from netinv.sat._solver import LimitedSolver, run_forked
+
+    t0 = time.perf_counter()
+    with LimitedSolver(PHP(11).clauses, "g42") as s:
+        assert s.solve([], 0.3) is None
+    with LimitedSolver(PHP(11).clauses, "cd195") as s:  # no interrupt: runs in a child that is killed
+        assert s.solve([], 0.3) is None
+    assert run_forked(lambda emit: time.sleep(30), (), 0.3) == (False, None)
+    model, _ = bnn_digits
+    r = count(model, [0], config=QueryConfig(time_limit=0.5))
+    assert r.counts[0].status is Status.UNKNOWN and r.counts[0].count is None
+    assert time.perf_counter() - t0 < 8
+
+
+def test_bad_inputs_give_one_line_errors(bnn_digits):
+    model, _ = bnn_digits
+    with pytest.raises(ConfigError, match="does not fit"):
+        infer(model, torch.rand(3, 1, 9, 9))
+    with pytest.raises(ConfigError, match="NaN"):
+        infer(model, torch.full((1, 1, 8, 8), float("nan")))
+    with pytest.raises(ConfigError, match="outside"):
+        invert(model, [10])
+    with pytest.raises(ConfigError, match="unknown encoding"):
+        invert(model, [0], config=QueryConfig(encoding="bogus"))
+    with pytest.raises(ConfigError, match="unknown SAT solver"):
+        invert(model, [0], config=QueryConfig(solver="bogus"))
+    with pytest.raises(ConfigError, match="mask"):
+        invert(model, [0], InputConstraints(mask=np.ones(64, bool)))
+    with pytest.raises(ConfigError, match="center and radius"):
+        invert(model, [0], InputConstraints(radius=2))
+    with pytest.raises(ConfigError, match="min_on"):
+        invert(model, [0], InputConstraints(min_on=30, max_on=10))
+    with pytest.raises(ConfigError, match="negative"):
+        robust(model, torch.rand(1, 8, 8), -1)
+    with pytest.raises(ConfigError, match="time_limit"):
+        invert(model, [0], config=QueryConfig(time_limit=0))
+    with pytest.raises(ModelError, match="BNN"):
+        encode(torch.nn.Linear(4, 2))
+    with pytest.raises(ModelError, match="plain BNN"):
+        PlainBNN.load("/nonexistent.npz")
+
+
+def test_export_dimacs_solves_to_a_preimage(bnn_digits, tmp_path):
+    from pysat.formula import CNF
+    from pysat.solvers import Solver
+
+    from netinv.sat import export
+
+    model, _ = bnn_digits
+    res = export(model, tmp_path, cls=5)
+    cnf = CNF(from_file=str(tmp_path / "model.cnf"))
+    with Solver(name="g42", bootstrap_with=cnf.clauses) as s:
+        assert s.solve()
+        mod = set(s.get_model())
+    bits = np.array([j + 1 in mod for j in range(64)])
+    assert model.predict(torch.from_numpy(bits.reshape(1, 1, 8, 8).astype(np.float32))).item() == 5
+    assert res["formula"]["clauses"] + 1 == len(cnf.clauses)
+    assert (tmp_path / "plain.json").exists() and PlainBNN.load(tmp_path / "plain.npz").num_inputs == 64
