@@ -90,7 +90,7 @@ def test_margins_conditioning_and_files(tmp_path, k):
     real = per_class_mean_pairwise_distance(tr.x, tr.y)
     assert c["diversity_pixels"]["real"] == pytest.approx(real)
     assert set(c["diversity_features"]["candidates"]) == set(range(2 if k == 1 else 3))
-    assert c["diversity_features"]["layer"] == "input of 3"  # the last Linear of the Sequential
+    assert c["diversity_features"]["layer"] == "3:input"  # the last Linear of the Sequential
     d = json.loads((tmp_path / "evaluation.json").read_text())
     assert d["summary"]["attack"]["n_leaked"] == ev.attack.n_leaked and len(d["attack"]["train_ssim"]) == len(tr)
     assert d["settings"]["config"]["n_best"] == 5 and d["settings"]["seed"] == 0

@@ -14,7 +14,7 @@ from netinv.sat.encode import PlainBNN
 
 from ._helpers import all_inputs, random_bnn, torch_classes
 
-SOLVER_ONLY = QueryConfig(candidates=0, time_limit=30)
+SOLVER_ONLY = QueryConfig(candidates=0, enumerate_max=0, time_limit=30)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,10 @@ def test_unreachable_class_is_proved_unsat():
     with torch.no_grad():  # class 2 copies class 0's weights with a lower bias: it can never win (ties go to 0)
         m.out.weight[2] = m.out.weight[0]
         m.out.bias[2] = m.out.bias[0] - 0.5
-    r = invert(m, None)
+    r = invert(m, None, config=QueryConfig(enumerate_max=0))
     st = {o.cls: o.status for o in r.outcomes}
-    assert st[2] is Status.UNSAT
+    assert st[2] is Status.UNSAT and r.outcomes[2].method == "solver"
+    assert invert(m, 2).outcomes[0].method == "enumeration"  # 2**12 inputs: enumeration proves it too
     assert (torch_classes(m, all_inputs(12)) != 2).all()  # brute force agrees
     assert all(st[c] is Status.SAT for c in (0, 1, 3) if (torch_classes(m, all_inputs(12)) == c).any())
 
@@ -130,9 +131,7 @@ def test_sample_with_unigen(bnn_digits):
     assert len(r.bits) >= 1 and r.verified is True and r.methods["unigen"] == len(r.bits)
 
 
-def test_robust_matches_brute_force(bnn_digits, digits_all, monkeypatch):
-    import netinv.sat.queries as q
-
+def test_robust_matches_brute_force(bnn_digits, digits_all):
     model, _ = bnn_digits
     plain = encode(model).plain
     for i in range(3):
@@ -145,10 +144,9 @@ def test_robust_matches_brute_force(bnn_digits, digits_all, monkeypatch):
         assert r.robust == truth_robust and r.status in (Status.SAT, Status.UNSAT)
         if not r.robust:
             assert r.verified is True and r.distance == 1
-        monkeypatch.setattr(q, "ENUMERATE_MAX", 0)  # the solver's proof must agree too
-        s = robust(model, x, 1, SOLVER_ONLY)
+        assert r.method in ("candidates", "enumeration")
+        s = robust(model, x, 1, SOLVER_ONLY)  # the solver's proof must agree too
         assert s.robust == truth_robust and s.method == "solver"
-        monkeypatch.undo()
 
 
 def test_time_limits_return_unknown_quickly(bnn_digits):
@@ -212,3 +210,36 @@ def test_export_dimacs_solves_to_a_preimage(bnn_digits, tmp_path):
     assert model.predict(torch.from_numpy(bits.reshape(1, 1, 8, 8).astype(np.float32))).item() == 5
     assert res["formula"]["clauses"] + 1 == len(cnf.clauses)
     assert (tmp_path / "plain.json").exists() and PlainBNN.load(tmp_path / "plain.npz").num_inputs == 64
+
+
+def test_ball_enumeration_by_first_layer_differences_is_exact(bnn_digits, digits_all):
+    from netinv.sat.constraints import enumerate_classes, resolve, space_size
+
+    model, _ = bnn_digits
+    plain = encode(model, "adder").plain
+    x0 = digits_all.heldout.x[5]
+    for cons in (InputConstraints(center=x0, radius=2), InputConstraints(center=x0, radius=2, min_on=20, max_on=24)):
+        bc = resolve(cons, plain)
+        n = 0
+        for classes, bits_of in enumerate_classes(plain, bc):
+            bits = bits_of(np.arange(len(classes)))
+            assert (classes == plain.predict(bits)).all() and bc.check(bits).all()
+            assert len(np.unique(bits, axis=0)) == len(bits)
+            n += len(classes)
+        assert n == space_size(bc, 64) if cons.min_on is None else n < space_size(bc, 64)
+    enum = invert(model, None, InputConstraints(center=x0, radius=2), QueryConfig(candidates=0))
+    solv = invert(model, None, InputConstraints(center=x0, radius=2), SOLVER_ONLY)
+    assert [o.status for o in enum.outcomes] == [o.status for o in solv.outcomes]
+    assert {o.method for o in enum.outcomes} == {"enumeration"}
+
+
+def test_exact_count_under_a_ball_matches_brute_force():
+    m = random_bnn(10, (6,), 3, seed=2)
+    x_all = all_inputs(10)
+    center = x_all[37]
+    inside = (x_all != center).sum(1) <= 3
+    truth = np.bincount(torch_classes(m, x_all[inside]).numpy(), minlength=3)
+    r = count(m, constraints=InputConstraints(center=center, radius=3), method="exact")
+    assert [c.count for c in r.counts] == truth.tolist()
+    with pytest.raises(ConfigError, match="too large"):
+        count(random_bnn(30, (4,), 2), method="exact")

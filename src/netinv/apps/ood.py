@@ -59,7 +59,8 @@ class OODConfig:
     noise_std: float = 0.25  # ours: N(mid-range, (noise_std·range)²), clipped to the input range
     per_epoch: int | None = None  # inverted samples joining the garbage class per epoch; None: mean class size / 2
     gen_steps: int = 100  # ours: generator steps per epoch (the generator is warm-started across epochs)
-    conditioning: str = "hot"  # ours: generator conditioning, measured (docs/generator.md)
+    conditioning: str = "vector+matrix"  # ours, measured: soft targets beat one-hot ones here (docs/generator.md)
+    temperature: float = 1.0  # paper's soft vector softmax(v): ambiguous samples make useful garbage
     checkpoint_every: int = 1  # epochs between resumable states (with out=...)
 
 
@@ -104,6 +105,7 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
     pool = noise.clamp(lo, hi)  # (P, *shape) garbage-class inputs
     opt = torch.optim.Adam(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     inverter = GeneratorInversion(lm, GeneratorConfig(conditioning=config.conditioning, schedule="constant",
+                                                      temperature=config.temperature,
                                                       steps=max(config.gen_steps * config.epochs, 1)))
     inverter.setup(seed)
     curve: list[dict[str, float]] = []

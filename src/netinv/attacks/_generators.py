@@ -12,7 +12,7 @@ takes the flattened matrix at its first hidden layer). Dropout in the up-samplin
 ``input_range`` in data space (identity when the range is unbounded).
 
 ``PerturbationGenerator`` maps a real input and a one-hot target to a perturbation bounded by construction in L∞
-or L2 (scaled onto the ε-ball), for the adversarial application.
+(a sigmoid into the feasible box) or L2 (scaled onto the ε-ball), for the adversarial application.
 """
 
 from __future__ import annotations
@@ -173,29 +173,36 @@ class MLPGenerator(_Generate, nn.Module):
         return _to_range(x, *self.spec.input_range)
 
 
-def bound_perturbation(raw: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
-    """Map unconstrained N×... outputs to perturbations with ‖δ‖ ≤ ε by scaling each sample down onto the ε-ball
-    when it lies outside (δ = raw·min(1, ε/‖raw‖)). Scaling, not ε·tanh or clipping: those saturate, their
-    gradient vanishes and a generator trained through them stalls at one target-independent sign pattern (measured
-    on the digits CNN: chance-level targeted success)."""
-    flat = raw.flatten(1)
+def bound_perturbation(raw: torch.Tensor, norm: str, eps: float, x: torch.Tensor | None = None,
+                       input_range: tuple[float, float] = (-math.inf, math.inf)) -> torch.Tensor:
+    """Map unconstrained N×... outputs to perturbations δ with ‖δ‖ ≤ ε and x + δ inside ``input_range``.
+
+    L∞: the feasible set {x + δ : ‖δ‖∞ ≤ ε, lo ≤ x + δ ≤ hi} is a box [l, u], and x + δ = l + (u − l)·σ(raw) lies
+    in it for any raw. (Clipping x + δ to the range instead leaves dead zones with zero gradient, e.g. a negative
+    δ on a 0 background pixel; measured on the digits CNN, a generator trained through them stalls at chance-level
+    targeted success.) L2: raw scaled onto the ε-ball when outside, δ = raw·min(1, ε/‖raw‖₂); the range is then
+    enforced by clipping (which only shrinks |δ|).
+    """
     if norm == "linf":
-        n = flat.abs().max(1).values
-    elif norm == "l2":
-        n = flat.norm(dim=1)
-    else:
-        raise ConfigError(f"unknown norm {norm!r}", "use linf or l2")
-    scale = torch.clamp(eps / n.clamp_min(1e-12), max=1.0)
-    return raw * scale.view(-1, *([1] * (raw.dim() - 1)))
+        if x is None:
+            return eps * torch.tanh(raw)
+        lo, hi = input_range
+        low, up = torch.clamp(x - eps, min=lo), torch.clamp(x + eps, max=hi)
+        return low + (up - low) * torch.sigmoid(raw) - x
+    if norm == "l2":
+        n = raw.flatten(1).norm(dim=1).clamp_min(1e-12)
+        return raw * torch.clamp(eps / n, max=1.0).view(-1, *([1] * (raw.dim() - 1)))
+    raise ConfigError(f"unknown norm {norm!r}", "use linf or l2")
 
 
 class PerturbationGenerator(nn.Module):
     """δ = bound(g(x ⊕ one-hot target planes)): a small conv net for images, an MLP for flat inputs."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, norm: str, eps: float,
-                 width: int = 32) -> None:
+                 width: int = 32, input_range: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__()
         self.input_shape, self.num_classes, self.norm, self.eps = tuple(input_shape), num_classes, norm, eps
+        self.input_range = input_range
         bound_perturbation(torch.zeros(1, 1), norm, eps)  # validates norm now, not at the first batch
         if len(input_shape) == 3:
             c = input_shape[0]
@@ -215,4 +222,4 @@ class PerturbationGenerator(nn.Module):
             raw = self.net(torch.cat([x, planes], 1))
         else:
             raw = self.net(torch.cat([x.flatten(1), hot], 1)).view_as(x)
-        return bound_perturbation(raw, self.norm, self.eps)
+        return bound_perturbation(raw, self.norm, self.eps, x, self.input_range)

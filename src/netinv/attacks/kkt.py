@@ -152,7 +152,7 @@ class KKTReconstruction(Attack):
                 terms = prob.step(x, lam, y, unit, opt_x, opt_l)
                 it_done += 1
                 done = it + 1
-                if done % cfg.log_every == 0 or done == cfg.iterations or it == start:
+                if done % cfg.log_every == 0 or done == cfg.iterations or done == 1:
                     curve.append({"iteration": done, **terms})
                 if not math.isfinite(terms["loss"]):
                     raise ConfigError(f"the attack diverged at iteration {done} (loss {terms['loss']})",

@@ -9,7 +9,19 @@ import typer
 from .._utils.config import merge_config
 from ..apps.ood import OODConfig, garbage_ood
 from ..models.loading import load_model
-from ._options import ConfigOpt, DeviceOpt, ModelArg, OutOpt, ResumeOpt, SeedOpt
+from ._options import (
+    ConfigOpt,
+    DeviceOpt,
+    InputRangeOpt,
+    InputShapeOpt,
+    MeanOpt,
+    ModelArg,
+    OutOpt,
+    ResumeOpt,
+    SeedOpt,
+    WeightsOpt,
+    model_kwargs,
+)
 
 
 def ood(
@@ -24,6 +36,10 @@ def ood(
     batch_size: int | None = None,
     weighted_ce: bool | None = typer.Option(None, "--weighted-ce/--no-weighted-ce"),
     config: ConfigOpt = None,
+    weights: WeightsOpt = None,
+    input_shape: InputShapeOpt = None,
+    input_range: InputRangeOpt = None,
+    mean: MeanOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     resume: ResumeOpt = False,
@@ -36,7 +52,8 @@ def ood(
     cfg = merge_config(OODConfig(), {"epochs": epochs, "per_epoch": per_epoch, "gen_steps": gen_steps,
                                      "noise_init": noise_init, "conditioning": conditioning, "lr": lr,
                                      "batch_size": batch_size, "weighted_ce": weighted_ce}, yaml_file=config)
-    res = garbage_ood(load_model(model, device=device), cfg, seed=seed, out=out, resume=resume)
+    victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
+    res = garbage_ood(victim, cfg, seed=seed, out=out, resume=resume)
     typer.echo(res.table())
     a = res.accuracy
     typer.echo(f"in-distribution accuracy: baseline {a['baseline']:.4f}, garbage model {a['garbage_model']:.4f} "

@@ -104,8 +104,8 @@ def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes"
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
     cons = sat_api.InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
                                     read_array(center, "--center"), radius, min_on, max_on)
-    _print(sat_api.invert(_model(model, weights, input_shape, input_range, mean, device),
-                          parse_ints(classes, "--classes"), cons, cfg, out=out))
+    cs = parse_ints(classes, "--classes")
+    _print(sat_api.invert(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg, out=out))
 
 
 @app.command()
@@ -133,9 +133,9 @@ def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes",
           device: DeviceOpt = "cpu") -> None:
     """Approximate number of preimages per class and the share of the input space it owns."""
     cfg = _config(encoding, None, time_limit, None, seed, config)
-    _print(sat_api.count(_model(model, weights, input_shape, input_range, mean, device),
-                         parse_ints(classes, "--classes"), None, cfg, epsilon=epsilon, delta=delta, method=method,
-                         out=out))
+    cs = parse_ints(classes, "--classes")
+    _print(sat_api.count(_model(model, weights, input_shape, input_range, mean, device), cs, None, cfg,
+                         epsilon=epsilon, delta=delta, method=method, out=out))
 
 
 @app.command()

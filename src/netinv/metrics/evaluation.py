@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from .._errors import ConfigError, DataError, ModelError
 from .._utils.checkpoint import write_json
@@ -330,28 +329,15 @@ def _logits(model: LoadedModel, x: torch.Tensor, batch_size: int) -> torch.Tenso
 
 
 def _features(model: LoadedModel, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, str]:
-    """(features, where from): the input of the model's last ``nn.Linear`` (penultimate features), or the logits
-    when it has none or cannot be hooked (TorchScript, exported graphs)."""
-    named = [(n, mod) for n, mod in model.module.named_modules() if isinstance(mod, nn.Linear)]
-    if not named:
-        return _logits(model, x, batch_size), "logits"
-    name, last = named[-1]
-    grabbed: list[torch.Tensor] = []
-    try:
-        handle = last.register_forward_pre_hook(lambda _m, inp: grabbed.append(inp[0].flatten(1)))
-    except RuntimeError:
-        return _logits(model, x, batch_size), "logits"
+    """(features, where from): the classifier's penultimate features (:class:`netinv.models.features.Features`:
+    the input of the last linear layer called, or the logits where hooks cannot reach)."""
+    from ..models.features import Features
 
-    def fn(xb: torch.Tensor) -> torch.Tensor:
-        grabbed.clear()
-        z = model.logits(xb)
-        return grabbed[-1] if grabbed else z
-
+    feats = Features(model)
     try:
-        feats = _batched(fn, x, model, batch_size)
+        return _batched(lambda xb: feats(xb)[0], x, model, batch_size), feats.layer
     finally:
-        handle.remove()
-    return feats, f"input of {name or 'the last Linear'}" if grabbed else "logits"
+        feats.close()
 
 
 def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: LoadedModel | None,

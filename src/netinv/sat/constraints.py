@@ -3,6 +3,9 @@ cheap random candidates that satisfy it (tried, and checked by the model, before
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,18 +182,85 @@ def climb(plain: PlainBNN, bits: np.ndarray, bc: BitConstraints, target: int, st
 
     bits = bits.copy()
     cur = margin(bits)
-    found = [bits[hit(bits)]]
+    done = hit(bits)  # a walker stops at its first hit: one input per walker keeps the results diverse
     for _ in range(steps):
+        if done.all():
+            break
         j = free_idx[rng.integers(0, len(free_idx), size=len(bits))]
         prop = bits.copy()
         prop[rows, j] ^= True
         m = margin(prop)
-        acc = (m >= cur) & bc.check(prop)
+        acc = (m >= cur) & bc.check(prop) & ~done
         bits[acc], cur[acc] = prop[acc], m[acc]
-        h = hit(bits)
-        if h.any():
-            found.append(bits[h])
-            if len(np.unique(np.concatenate(found), axis=0)) >= len(bits):
-                break
-    out = np.concatenate(found)
+        done |= acc & hit(bits)
+    out = bits[done]
     return np.unique(out, axis=0) if len(out) else out
+
+
+def space_size(bc: BitConstraints, d: int) -> int:
+    """How many inputs the fixed pixels and the Hamming ball leave (on-count bounds not subtracted)."""
+    free = np.ones(d, bool)
+    free[bc.fixed_idx] = False
+    f = int(free.sum())
+    if bc.center is None:
+        return 2**f
+    r = bc.radius - int((bc.center[bc.fixed_idx] != bc.fixed_val).sum())  # fixed pixels already spend some radius
+    return sum(math.comb(f, i) for i in range(min(r, f) + 1)) if r >= 0 else 0
+
+
+def enumerate_classes(plain: PlainBNN, bc: BitConstraints, chunk: int = 1 << 15
+                      ) -> Iterator[tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]]:
+    """Classify every input satisfying ``bc`` (use when :func:`space_size` is small), in chunks.
+
+    A Hamming ball is walked by increasing distance, with the first layer updated by differences
+    (``z = z_centre - 2 sum_{flipped j} W_0[:, j] a_j``), so no input is materialised until asked for.
+
+    Yields:
+        ``(classes (M,), bits)`` where ``bits(rows)`` builds the inputs (len(rows), D) bool of chosen rows.
+    """
+    d = plain.num_inputs
+    free = np.ones(d, bool)
+    free[bc.fixed_idx] = False
+    free_idx = np.flatnonzero(free)
+    base = np.zeros(d, bool) if bc.center is None else bc.center.copy()
+    base[bc.fixed_idx] = bc.fixed_val
+    if bc.center is None:
+        n = 1 << len(free_idx)
+        for start in range(0, n, chunk):
+            idx = np.arange(start, min(start + chunk, n), dtype=np.int64)
+            bits = np.repeat(base[None], len(idx), 0)
+            bits[:, free_idx] = (idx[:, None] >> np.arange(len(free_idx))) & 1
+            bits = bits[bc.check(bits)]
+            yield plain.predict(bits), (lambda rows, b=bits: b[rows])
+        return
+    r = bc.radius - int((bc.center[bc.fixed_idx] != bc.fixed_val).sum())
+    z0 = plain.preact1(base[None])[0]  # (H1,)
+    a0 = base.astype(np.float64) * 2 - 1
+    delta = -2.0 * plain.weights[0].T.astype(np.float64) * a0[:, None]  # (D, H1): change of z when bit j flips
+    on0, step = int(base.sum()), np.where(base, -1, 1)  # on-count change per flipped bit
+    for flips in _flip_sets(free_idx, r, chunk):  # (M, i) pixels to flip, by increasing distance i
+        on = on0 + step[flips].sum(1)
+        keep = np.ones(len(flips), bool)
+        if bc.min_on is not None:
+            keep &= on >= bc.min_on
+        if bc.max_on is not None:
+            keep &= on <= bc.max_on
+        flips = flips[keep]
+        z = z0 + delta[flips].sum(1)  # (M, H1)
+
+        def bits(rows: np.ndarray, f: np.ndarray = flips) -> np.ndarray:
+            out = np.repeat(base[None], len(rows), 0)
+            out[np.arange(len(rows))[:, None], f[rows]] ^= True
+            return out
+
+        yield plain.classes(plain.scores_from_preact1(z)), bits
+
+
+def _flip_sets(free_idx: np.ndarray, r: int, chunk: int) -> Iterator[np.ndarray]:
+    if r < 0:
+        return
+    yield np.zeros((1, 0), np.int64)  # the centre itself
+    for i in range(1, min(r, len(free_idx)) + 1):
+        combos = itertools.combinations(free_idx.tolist(), i)
+        while len(flips := np.array(list(itertools.islice(combos, chunk)), dtype=np.int64).reshape(-1, i)):
+            yield flips

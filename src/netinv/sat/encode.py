@@ -17,6 +17,7 @@ DIMACS), ``("h", l, i)`` hidden neurons, ``("g", c, d)`` for c < d means "c beat
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -31,6 +32,18 @@ from pysat.formula import CNF, IDPool
 from .._errors import ConfigError, ModelError
 from ..models.loaded import LoadedModel
 from .cardinality import Encoding, auto_encoding, cardinality, parse_encoding
+
+
+@functools.cache
+def _blas() -> Any:
+    from threadpoolctl import ThreadpoolController  # comes with scikit-learn
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> Any:
+    """Small matmuls run ~70x faster on one BLAS thread than on a busy multi-threaded pool (measured here)."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -63,21 +76,31 @@ class PlainBNN:
         """Indices of the pixels whose bit is not constant."""
         return np.flatnonzero(self.fixed_bits < 0)
 
-    def hidden(self, bits: np.ndarray) -> np.ndarray:
-        """Last hidden layer in ±1, (N, H) float64, for bits (N, D)."""
-        a = np.asarray(bits, dtype=np.float64) * 2 - 1
-        for w, k in zip(self.weights, self.thresholds, strict=True):
-            a = np.where(a @ w.T.astype(np.float64) >= k, 1.0, -1.0)  # integer sums: exact in float64
-        return a
+    def preact1(self, bits: np.ndarray) -> np.ndarray:
+        """First-layer pre-activations ``W_0 a`` (N, H_1) float64 (exact integers) of bits (N, D)."""
+        a = np.asarray(np.atleast_2d(bits), dtype=np.float64) * 2 - 1
+        with _one_blas_thread():
+            return a @ self.weights[0].T.astype(np.float64)
+
+    def scores_from_preact1(self, z: np.ndarray) -> np.ndarray:
+        """Output scores times ``bias_den`` (N, C) float64, exact integers, from first-layer pre-activations."""
+        with _one_blas_thread():
+            a = np.where(z >= self.thresholds[0], 1.0, -1.0)
+            for w, k in zip(self.weights[1:], self.thresholds[1:], strict=True):
+                a = np.where(a @ w.T.astype(np.float64) >= k, 1.0, -1.0)  # integer sums: exact in float64
+            return a @ self.out_weight.T.astype(np.float64) * self.bias_den + self.out_bias
 
     def scores(self, bits: np.ndarray) -> np.ndarray:
         """Output scores times ``bias_den`` as exact integers (N, C) float64."""
-        return self.hidden(bits) @ self.out_weight.T.astype(np.float64) * self.bias_den + self.out_bias
+        return self.scores_from_preact1(self.preact1(bits))
+
+    def classes(self, scores: np.ndarray) -> np.ndarray:
+        """Scores (N, C) -> classes (N,): argmax with ties to the lowest index; one output: class 1 iff > 0."""
+        return (scores[:, 0] > 0).astype(np.int64) if self.num_outputs == 1 else scores.argmax(1).astype(np.int64)
 
     def predict(self, bits: np.ndarray) -> np.ndarray:
-        """Classes (N,) int64 of input bits (N, D): argmax, ties to the lowest index; one output: score > 0."""
-        s = self.scores(np.atleast_2d(bits))
-        return (s[:, 0] > 0).astype(np.int64) if self.num_outputs == 1 else s.argmax(1).astype(np.int64)
+        """Classes (N,) int64 of input bits (N, D)."""
+        return self.classes(self.scores(bits))
 
     def binarize(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Data-space inputs (N, *input_shape), (N, D) or one input -> bits (N, D) bool, the model's float32 ops.

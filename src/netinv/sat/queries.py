@@ -8,7 +8,6 @@ BNN that no encoding solved in 600 s. Every found input is re-checked by the PyT
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +23,16 @@ from .._utils.runinfo import config_dict
 from ..models.loaded import LoadedModel
 from ._solver import DEFAULT_SOLVER, LimitedSolver, check_solver, run_forked
 from .cardinality import parse_encoding
-from .constraints import BitConstraints, InputConstraints, climb, constraint_clauses, random_candidates, resolve
+from .constraints import (
+    BitConstraints,
+    InputConstraints,
+    climb,
+    constraint_clauses,
+    enumerate_classes,
+    random_candidates,
+    resolve,
+    space_size,
+)
 from .encode import BNNFormula, PlainBNN, encode
 from .results import (
     ClassCount,
@@ -39,7 +47,6 @@ from .results import (
 )
 
 Model = LoadedModel | torch.nn.Module | PlainBNN | BNNFormula
-ENUMERATE_MAX = 100_000  # robust: Hamming balls up to this many points are enumerated instead of solved (ours)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class QueryConfig:
     time_limit: float = 60.0  # seconds per class (invert, count), per query (sample, robust), per input (infer)
     candidates: int = 1024  # cheap random inputs checked by the model before the solver (issue 5); 0: solver only
     climb_steps: int = 100  # model-guided bit-flip rounds on those candidates (ours)
+    enumerate_max: int = 1_000_000  # invert/robust: constrained spaces this small are enumerated, not solved (ours)
     seed: int = 0
 
 
@@ -156,6 +164,16 @@ def infer(model: Model, x: Any, config: QueryConfig = QueryConfig(), *, out: str
     return res
 
 
+def _enumerate(plain: PlainBNN, bc: BitConstraints) -> dict[int, np.ndarray]:
+    """One input (D,) per class present in a small constrained space (every input classified)."""
+    seen: dict[int, np.ndarray] = {}
+    for cls_, bits_of in enumerate_classes(plain, bc):
+        for c in np.unique(cls_).tolist():
+            if c not in seen:
+                seen[c] = bits_of(np.flatnonzero(cls_ == c)[:1])[0]
+    return seen
+
+
 def invert(model: Model, classes: int | list[int] | None = None, constraints: InputConstraints | None = None,
            config: QueryConfig = QueryConfig(), *, out: str | Path | None = None,
            show_progress: bool | None = None) -> InvertResult:
@@ -176,6 +194,8 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
     bc = resolve(constraints, plain)
     rng = np.random.default_rng(config.seed)
     outcomes: list[ClassOutcome] = []
+    small = space_size(bc, plain.num_inputs) <= config.enumerate_max
+    seen: dict[int, np.ndarray] | None = None  # class -> an input, once the small space has been enumerated
     with LimitedSolver(f.clauses + constraint_clauses(bc, f), config.solver) as s, \
             progress_bar(len(cs), "invert", show=show_progress) as bar:
         for c in cs:
@@ -183,6 +203,10 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
             hit = _cheap(plain, bc, c, config, rng)
             if len(hit):
                 outcomes.append(ClassOutcome(c, Status.SAT, time.perf_counter() - t0, "candidates", hit[0]))
+            elif small:  # few inputs left: checking all of them through the exact model decides every class
+                seen = _enumerate(plain, bc) if seen is None else seen
+                st = Status.SAT if c in seen else Status.UNSAT
+                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "enumeration", seen.get(c)))
             else:
                 ok = s.solve([f.y_lits[c]], config.time_limit - (time.perf_counter() - t0))
                 bits = _bits_from_model(f, s.get_model()) if ok else None
@@ -190,7 +214,7 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
                     raise SolverError(f"solver preimage of class {c} is not class {c} under the integer model",
                                       "this is an encoding bug: report the model")
                 st = Status.SAT if ok else (Status.UNSAT if ok is False else Status.UNKNOWN)
-                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "solver" if ok else "", bits))
+                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "solver", bits))
             bar.update(1, cls=c, status=outcomes[-1].status.value)
     found = [o for o in outcomes if o.bits is not None]
     bits = np.stack([o.bits for o in found]) if found else np.zeros((0, plain.num_inputs), bool)
@@ -305,7 +329,7 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
         epsilon, delta: ApproxMC's guarantee, P[count/(1+eps) <= estimate <= count(1+eps)] >= 1 - delta
             (defaults: ApproxMC's own, Chakraborty, Meel & Vardi 2016).
         method: ``approxmc`` (projected on the input variables, in a child process killed at the time limit) or
-            ``exact`` (enumerate every free input through the integer model; at most 24 free bits).
+            ``exact`` (enumerate every input under the constraints through the integer model; at most 2**24).
 
     Returns:
         :class:`CountResult`; the fraction is count / 2**free_bits, free_bits = non-constant input pixels.
@@ -318,24 +342,20 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
     plain, cs = f.plain, _classes(classes, f.plain)
     bc = resolve(constraints, plain)
     free = plain.free
-    if method == "exact" and len(free) > 24:
-        raise ConfigError(f"exact counting over {len(free)} free bits is too large", "use method='approxmc'")
+    if method == "exact" and space_size(bc, plain.num_inputs) > 2**24:
+        raise ConfigError(f"exact counting over {space_size(bc, plain.num_inputs)} inputs is too large",
+                          "use method='approxmc', or constrain the input to at most 2**24 inputs")
     cons = constraint_clauses(bc, f)
     counts: list[ClassCount] = []
     with progress_bar(len(cs), "count", show=show_progress) as bar:
         if method == "exact":
             t0 = time.perf_counter()
             tot = np.zeros(plain.num_classes, np.int64)
-            base = np.where(plain.fixed_bits == 1, True, False)
-            for start in range(0, 1 << len(free), 1 << 16):
+            for classes_, _ in enumerate_classes(plain, bc):  # every input under the constraints
                 if time.perf_counter() - t0 > config.time_limit:
                     tot = None
                     break
-                idx = np.arange(start, min(start + (1 << 16), 1 << len(free)), dtype=np.int64)
-                bits = np.repeat(base[None], len(idx), 0)
-                bits[:, free] = (idx[:, None] >> np.arange(len(free))) & 1
-                bits = bits[bc.check(bits)]
-                tot += np.bincount(plain.predict(bits), minlength=plain.num_classes) if len(bits) else 0
+                tot += np.bincount(classes_, minlength=plain.num_classes)
             dt = time.perf_counter() - t0
             for c in cs:
                 v = None if tot is None else int(tot[c])
@@ -384,20 +404,15 @@ def robust(model: Model, x: Any, radius: int, config: QueryConfig = QueryConfig(
     rng = np.random.default_rng(config.seed)
     t0 = time.perf_counter()
     hit, how = _cheap(plain, bc, c, config, rng, leave=True), "candidates"
-    free = np.setdiff1d(plain.free, bc.fixed_idx)
-    ball = sum(math.comb(len(free), i) for i in range(min(int(radius), len(free)) + 1))
     if len(hit):
         hit = hit[np.argsort((hit != b0).sum(1), kind="stable")[:1]]  # the closest one found
         st = Status.SAT
-    elif ball <= ENUMERATE_MAX:  # a small ball: checking every point through the exact model is a proof
+    elif space_size(bc, plain.num_inputs) <= config.enumerate_max:  # a small ball: checking every point is a proof
         how, hit, st = "enumeration", np.zeros((0, plain.num_inputs), bool), Status.UNSAT
-        for i in range(1, min(int(radius), len(free)) + 1):
-            flips = np.array(list(itertools.combinations(free.tolist(), i)), dtype=np.int64)  # (C(F, i), i)
-            pts = np.repeat(b0, len(flips), 0)
-            pts[np.arange(len(flips))[:, None], flips] ^= True
-            bad = pts[plain.predict(pts) != c]
+        for cls_, bits_of in enumerate_classes(plain, bc):  # by increasing distance: the first hit is closest
+            bad = np.flatnonzero(cls_ != c)
             if len(bad):
-                hit, st = bad[:1], Status.SAT
+                hit, st = bits_of(bad[:1]), Status.SAT
                 break
     else:
         how = "solver"

@@ -27,7 +27,7 @@ class ClassOutcome:
     cls: int
     status: Status
     time_s: float
-    method: str  # "candidates" (a cheap model-checked input), "solver", or "" when none was found
+    method: str  # "candidates" (cheap model-checked input), "enumeration" (every input checked), "solver"
     bits: np.ndarray | None = None  # (D,) bool
 
 

@@ -1,0 +1,276 @@
+"""KKT reconstruction: the loss terms against literal references, the surrogate, resume, the attack against its
+null baselines, and the CLI as a mapping onto the API."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from unittest.mock import patch
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from netinv.attacks import kkt as kkt_mod
+from netinv.attacks.kkt import KKTConfig, KKTReconstruction
+from netinv.losses import (
+    box_prior,
+    candidate_margins,
+    dual_feasibility,
+    kkt_residual_vector,
+    kkt_stationarity,
+    relu_surrogate,
+)
+from netinv.models.loaded import LoadedModel
+
+
+def _net(k: int = 1, d: int = 6, h: int = 7) -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(d, h, bias=False), nn.ReLU(), nn.Linear(h, h, bias=False), nn.LeakyReLU(0.2),
+                         nn.Linear(h, k, bias=False)).double()
+
+
+def _loop_reference(net: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """The literal definition: θ − (1/m) Σ_j λ_j ∇θ margin_j, one backward per candidate."""
+    params = list(net.parameters())
+    acc = [p for p in params]
+    for j in range(x.shape[0]):
+        marg = candidate_margins(net(x[j:j + 1]), y[j:j + 1])[0]
+        g = torch.autograd.grad(marg, params, create_graph=True)
+        acc = [a - lam[j] / x.shape[0] * gj for a, gj in zip(acc, g, strict=True)]
+    return sum((a * a).sum() for a in acc) / sum((p.detach() ** 2).sum() for p in params)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_vectorised_stationarity_equals_per_sample_loop(k):
+    net = _net(k)
+    x = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.arange(9) % (2 if k == 1 else k)
+    lam = torch.rand(9, dtype=torch.float64, requires_grad=True)
+    fast = kkt_stationarity(list(net.parameters()), candidate_margins(net(x), y), lam)
+    slow = _loop_reference(net, x, y, lam)
+    assert float(fast.detach()) == pytest.approx(float(slow.detach()), rel=1e-12)
+    gf = torch.autograd.grad(fast, [x, lam])  # the second-order path the attack optimises on
+    gs = torch.autograd.grad(slow, [x, lam])
+    for a, b in zip(gf, gs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_margins_binary_and_multiclass_by_hand():
+    assert candidate_margins(torch.tensor([[2.0], [2.0]]), torch.tensor([1, 0])).tolist() == [2.0, -2.0]
+    logits = torch.tensor([[1.0, 4.0, 2.0], [3.0, 0.0, 5.0]])
+    assert candidate_margins(logits, torch.tensor([1, 0])).tolist() == [2.0, -2.0]  # 4−2, 3−5
+
+
+def test_exact_kkt_point_has_zero_residual():
+    # a linear "network" θ = (1/m)Σ λ_j y_j x_j exactly -> residual 0, and removing a candidate breaks it
+    w = torch.tensor([[1.0, -2.0]], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[2.0, 0.0], [0.0, 4.0]], dtype=torch.float64)
+    y, lam = torch.tensor([1, 0]), torch.tensor([1.0, 1.0], dtype=torch.float64)
+    assert float(kkt_stationarity([w], candidate_margins(x @ w.T, y), lam).detach()) == pytest.approx(0.0, abs=1e-15)
+    res = kkt_residual_vector([w], candidate_margins(x @ w.T, y), torch.tensor([1.0, 0.0], dtype=torch.float64))
+    assert res[0].tolist() == [[0.0, -2.0]]
+
+
+def test_dual_feasibility_and_box_prior_by_hand():
+    lam = torch.tensor([0.5, 0.05, -0.2])
+    assert float(dual_feasibility(lam, 0.1)) == pytest.approx(0.05 ** 2 + 0.3 ** 2)
+    assert float(dual_feasibility(lam, 0.1, signed=True)) == pytest.approx(0.05 ** 2)  # |−0.2| ≥ 0.1
+    x = torch.tensor([[-1.5, 0.0, 2.5]])
+    assert float(box_prior(x, -1.0, 2.0)) == pytest.approx(0.25 + 0.25)
+    assert float(box_prior(x, torch.tensor([-2.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 3.0]))) == pytest.approx(0.0)
+
+
+def test_surrogate_changes_only_the_backward():
+    net = _net(1)
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    plain = net(x)
+    gp = torch.autograd.grad(plain.sum(), x)[0]
+    with relu_surrogate(30.0) as mode:
+        smooth = net(x)
+        gs = torch.autograd.grad(smooth.sum(), x, create_graph=True)[0]
+    assert mode.calls == 2  # nn.ReLU and nn.LeakyReLU were both routed
+    assert torch.equal(plain, smooth)  # forward bit-identical
+    assert not torch.allclose(gp, gs)  # backward differs ...
+    z = torch.randn(11, dtype=torch.float64, requires_grad=True)
+    with relu_surrogate(30.0):
+        (g,) = torch.autograd.grad(torch.relu(z).sum(), z, create_graph=True)
+        (gl,) = torch.autograd.grad(nn.functional.leaky_relu(z, 0.2).sum(), z)
+    torch.testing.assert_close(g, torch.sigmoid(30 * z))  # ... exactly as sigmoid(α z)
+    torch.testing.assert_close(gl, 0.2 + 0.8 * torch.sigmoid(30 * z))
+    (h,) = torch.autograd.grad(g.sum(), z)  # and the second derivative is smooth, not ReLU's zero
+    s = torch.sigmoid(30 * z)
+    torch.testing.assert_close(h, 30 * s * (1 - s))
+    with relu_surrogate(None) as none:
+        assert none is None and torch.equal(net(x), plain)
+
+
+# ---------------------------------------------------------------------------------------------------- the attack
+def _small_victim(mean: bool = False) -> LoadedModel:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 12, bias=False), nn.ReLU(), nn.Linear(12, 1, bias=False))
+    m = torch.rand(1, 4, 4) * 0.5 if mean else None
+    return LoadedModel(net.eval(), (1, 4, 4), 1, (0.0, 1.0), m)
+
+
+def test_score_is_the_leave_one_out_residual_increase():
+    victim = _small_victim()
+    cands = KKTReconstruction(victim, KKTConfig(iterations=30, show_progress=False)).invert(6, seed=3)
+    params = [p.detach().requires_grad_() for p in victim.module.parameters()]
+    x = cands.x.double()
+    lam = cands.arrays["lam"].double()
+
+    def resid(keep: torch.Tensor) -> float:
+        out = torch.func.functional_call(victim.module, {k: p.double() for k, p in zip(
+            dict(victim.module.named_parameters()), params, strict=True)}, (x,))
+        r = kkt_residual_vector([p for p in params], candidate_margins(out, cands.y), lam * keep, create_graph=False)
+        return float(sum((t.detach().double() ** 2).sum() for t in r) / sum((p.double() ** 2).sum() for p in params))
+
+    base = resid(torch.ones(6, dtype=torch.float64))
+    assert cands.info["criterion"] == pytest.approx(base, rel=1e-4)
+    for j in range(6):
+        keep = torch.ones(6, dtype=torch.float64)
+        keep[j] = 0
+        assert float(cands.score[j]) == pytest.approx(resid(keep) - base, rel=1e-3, abs=1e-7)
+
+
+def test_outputs_in_data_space_and_run_record(tmp_path):
+    victim = _small_victim(mean=True)
+    cfg = KKTConfig(iterations=12, log_every=5, show_progress=False)
+    cands = KKTReconstruction(victim, cfg).invert(8, seed=5, out=tmp_path)
+    z = np.load(tmp_path / "candidates.npz")
+    assert set(z.files) >= {"x", "y", "lam", "score", "margin"} and z["x"].shape == (8, 1, 4, 4)
+    np.testing.assert_array_equal(z["x"], cands.x.numpy())
+    # data space = module space + mean: the module sees x − mean and gives the recorded margins
+    with torch.no_grad():
+        out = victim.module(torch.from_numpy(z["x"]) - victim.mean)
+    torch.testing.assert_close(candidate_margins(out, torch.from_numpy(z["y"])), torch.from_numpy(z["margin"]))
+    assert z["y"].tolist() == [0] * 4 + [1] * 4
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["seed"] == 5 and run["config"]["iterations"] == 12 and run["n"] == 8
+    assert [p["iteration"] for p in run["loss_curve"]] == [1, 5, 10, 12]
+    assert run["wall_time_s"] > 0 and run["iterations_per_s"] > 0 and run["homogeneity"]["homogeneous"]
+    assert not (tmp_path / ".kkt_state.pt").exists()
+
+
+def test_float64_and_multiclass_spread_over_classes():
+    from netinv.data import load_data, make_task
+    from netinv.train import TrainConfig, train
+
+    split = make_task(load_data("digits"), "classes:0,1,2", n_per_class=5, heldout_per_class=5, seed=0)
+    victim = train(split, "mlp:32", TrainConfig(lr=1.0, epochs=2000, target_loss=1e-3), bias="none", init_scale=0.1,
+                   device="cpu", show_progress=False)
+    assert victim.num_outputs == 3
+    cands = KKTReconstruction(victim, KKTConfig(iterations=40, dtype="float64", show_progress=False)).invert()
+    assert len(cands) == 30 and cands.y.tolist() == [0] * 10 + [1] * 10 + [2] * 10  # 2n, spread over classes
+    curve = cands.info["loss_curve"]
+    assert curve[-1]["stationarity"] < 0.4 * curve[0]["stationarity"]
+    assert cands.info["criterion"] < 0.4  # with the exact ReLU too
+
+
+def test_non_homogeneous_model_warns_and_runs():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1))
+    with pytest.warns(UserWarning, match="not positively homogeneous"):
+        attack = KKTReconstruction(LoadedModel(net.eval(), (1, 4, 4), 1), KKTConfig(iterations=3, show_progress=False))
+    assert len(attack.invert(4)) == 4
+
+
+def test_signed_multipliers_mode_runs():
+    cfg = KKTConfig(iterations=20, lam_sign="any", show_progress=False)
+    cands = KKTReconstruction(_small_victim(), cfg).invert(6)
+    assert torch.isfinite(cands.arrays["lam"]).all()
+
+
+def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
+    victim = _small_victim(mean=True)
+    cfg = KKTConfig(iterations=20, checkpoint_every=5, log_every=3, show_progress=False)
+    whole = KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "a")
+    real_bar = kkt_mod.progress_bar
+
+    @contextmanager
+    def dying_bar(total, description, completed=0, show=None):
+        class Bar:
+            calls = 0
+
+            def update(self, advance=1, **fields):
+                Bar.calls += 1
+                if Bar.calls == 12:  # killed during iteration 12: the last state is iteration 10's
+                    raise KeyboardInterrupt
+
+        yield Bar()
+
+    monkeypatch.setattr(kkt_mod, "progress_bar", dying_bar)
+    with pytest.raises(KeyboardInterrupt):
+        KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "b")
+    assert torch.load(tmp_path / "b" / ".kkt_state.pt", weights_only=True)["iteration"] == 10
+    monkeypatch.setattr(kkt_mod, "progress_bar", real_bar)
+    resumed = KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "b", resume=True)
+    assert torch.equal(resumed.x, whole.x) and torch.equal(resumed.arrays["lam"], whole.arrays["lam"])
+    assert resumed.info["loss_curve"] == whole.info["loss_curve"]
+    # a state made with other settings is refused, not silently mixed
+    with pytest.raises(KeyboardInterrupt):
+        monkeypatch.setattr(kkt_mod, "progress_bar", dying_bar)
+        KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "c")
+    monkeypatch.setattr(kkt_mod, "progress_bar", real_bar)
+    from netinv._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="other settings"):
+        KKTReconstruction(victim, cfg).invert(8, seed=3, out=tmp_path / "c", resume=True)
+
+
+@pytest.fixture(scope="module")
+def kkt_victim():
+    """A bias-free 64-300-1 MLP, small init, trained to zero error on 20 + 20 digits (parity)."""
+    from netinv.data import load_data, make_task
+    from netinv.train import TrainConfig, train
+
+    split = make_task(load_data("digits"), "parity", n_per_class=20, heldout_per_class=100, seed=0)
+    model = train(split, "mlp:300", TrainConfig(lr=2.0, epochs=4000, target_loss=1e-4, mean_subtract=True,
+                                                  weight_decay=1e-3),
+                  bias="none", init_scale=0.05, device="cpu", show_progress=False)
+    return model, split
+
+
+def test_short_attack_beats_the_noise_baseline(kkt_victim):
+    from netinv.metrics import evaluate
+
+    model, split = kkt_victim
+    assert model.accuracy(split.train.x, split.train.y) == 1.0
+    cands = KKTReconstruction(model, KKTConfig(iterations=400, show_progress=False)).invert(seed=0)
+    assert len(cands) == 80  # 2n
+    ev = evaluate(cands.x, split.train, split.heldout, model=model, candidate_labels=cands.y)
+    assert ev.attack.auc > ev.noise.auc + 0.1, ev.table()
+    assert ev.attack.n_leaked >= ev.noise.n_leaked + 4, ev.table()
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+def test_cli_maps_flags_onto_one_api_call(tmp_path):
+    from netinv.attacks.base import Candidates
+    from netinv.cli.app import app
+
+    fake = Candidates(torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.long), torch.zeros(4),
+                      info={"wall_time_s": 1.0, "iterations_per_s": 2.0, "criterion": 0.1})
+    with patch("netinv.cli.reconstruct.load_model", return_value=_small_victim()) as load, \
+            patch.object(KKTReconstruction, "invert", return_value=fake, autospec=True) as inv:
+        res = CliRunner().invoke(app, ["reconstruct", "kkt", "some/model", "--out", str(tmp_path), "--m", "4",
+                                       "--iterations", "7", "--lam-min", "0.3", "--exact-relu", "--dtype",
+                                       "float64", "--seed", "9", "--resume", "--input-range", "0,2"])
+    assert res.exit_code == 0, res.output
+    assert load.call_args.args == ("some/model",) and load.call_args.kwargs["input_range"] == (0.0, 2.0)
+    attack, n = inv.call_args.args
+    assert n == 4 and inv.call_args.kwargs == {"seed": 9, "out": tmp_path, "resume": True}
+    assert (attack.config.iterations, attack.config.lam_min, attack.config.alpha, attack.config.dtype) == \
+        (7, 0.3, None, "float64")
+    assert "stationarity residual 0.1" in res.output
+
+
+def test_cli_rejects_a_bad_setting_in_one_line(tmp_path):
+    from netinv._errors import ConfigError
+    from netinv.cli._errors import format_error
+    from netinv.cli.reconstruct import kkt_config
+
+    with pytest.raises(ConfigError) as e:
+        kkt_config({"optimizer": "lbfgs"})
+    assert format_error(e.value).count("\n") == 0 and "optimizer" in str(e.value)

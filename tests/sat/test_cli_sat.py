@@ -1,0 +1,65 @@
+"""``netinv sat ...`` maps flags onto one API call each (the API is patched); errors are one line."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+import numpy as np
+from typer.testing import CliRunner
+
+from netinv.cli.app import app
+
+runner = CliRunner()
+
+
+def _run(args: list[str], api: str):
+    with patch("netinv.cli.sat.load_model") as load, patch(f"netinv.cli.sat.sat_api.{api}") as fn:
+        load.return_value.input_shape = (1, 8, 8)
+        fn.return_value.to_dict.return_value = {"status": "ok"}
+        r = runner.invoke(app, ["sat", *args])
+    assert r.exit_code == 0, r.output
+    assert '"status": "ok"' in r.output
+    return load, fn
+
+
+def test_invert_maps_constraints_and_config(tmp_path):
+    x = np.random.rand(1, 8, 8).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "m.npy", np.ones((1, 8, 8), bool))
+    load, fn = _run(["invert", "ckpt", "--classes", "0,3", "--fixed", str(tmp_path / "x.npy"), "--mask",
+                     str(tmp_path / "m.npy"), "--min-on", "5", "--max-on", "40", "--encoding", "adder",
+                     "--time-limit", "7", "--candidates", "0", "--seed", "4", "--out", str(tmp_path / "o"),
+                     "--input-range", "0,1"], "invert")
+    assert load.call_args.args == ("ckpt",) and load.call_args.kwargs["input_range"] == (0.0, 1.0)
+    (model, classes, cons, cfg), kw = fn.call_args
+    assert classes == [0, 3] and np.array_equal(cons.fixed, x) and cons.mask.all() and cons.min_on == 5
+    assert cons.max_on == 40 and cons.center is None
+    assert cfg.encoding == "adder" and cfg.time_limit == 7 and cfg.candidates == 0 and cfg.seed == 4
+    assert kw == {"out": tmp_path / "o"}
+
+
+def test_sample_count_robust_infer_export(tmp_path):
+    np.savez(tmp_path / "xs.npz", x=np.random.rand(5, 1, 8, 8).astype(np.float32))
+    _, fn = _run(["sample", "ckpt", "--class", "2", "-n", "30", "--method", "unigen"], "sample")
+    assert fn.call_args.args[1:3] == (2, 30) and fn.call_args.kwargs["method"] == "unigen"
+    _, fn = _run(["count", "ckpt", "--classes", "1", "--epsilon", "0.5", "--delta", "0.1"], "count")
+    assert fn.call_args.args[1] == [1] and fn.call_args.kwargs["epsilon"] == 0.5
+    assert fn.call_args.kwargs["delta"] == 0.1 and fn.call_args.kwargs["method"] == "approxmc"
+    _, fn = _run(["robust", "ckpt", "--input", str(tmp_path / "xs.npz"), "--index", "3", "--radius", "2"], "robust")
+    x, radius = fn.call_args.args[1:3]
+    assert x.shape == (1, 8, 8) and radius == 2
+    _, fn = _run(["infer", "ckpt", "--inputs", str(tmp_path / "xs.npz"), "--solver", "cd195"], "infer")
+    assert fn.call_args.args[1].shape == (5, 1, 8, 8) and fn.call_args.args[2].solver == "cd195"
+    with patch("netinv.cli.sat.load_model"), patch("netinv.cli.sat.sat_api.export") as ex:
+        ex.return_value = {"query": "export"}
+        r = runner.invoke(app, ["sat", "export", "ckpt", "--out", str(tmp_path / "e"), "--class", "4"])
+    assert r.exit_code == 0 and ex.call_args.args[1:] == (tmp_path / "e", "auto", 4)
+
+
+def test_bad_flags_are_one_line_errors(tmp_path):
+    from netinv.cli._errors import format_error
+
+    r = runner.invoke(app, ["sat", "invert", "ckpt", "--classes", "a,b"])
+    assert r.exit_code != 0 and "--classes" in format_error(r.exception)
+    r = runner.invoke(app, ["sat", "robust", "ckpt", "--input", str(tmp_path / "none.npy"), "--radius", "1"])
+    assert "cannot read --input" in format_error(r.exception)
