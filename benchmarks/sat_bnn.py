@@ -53,7 +53,7 @@ def bench_net(name: str, model, split, encodings: list[str], tl: float, quick: b
     for enc in encodings:
         t0 = time.perf_counter()
         f = encode(model, enc)
-        row = {"net": name, "encoding": "+".join(sorted(set(f.encodings))) if enc == "auto" else enc,
+        row = {"net": name, "encoding": f"auto: {'+'.join(dict.fromkeys(f.encodings))}" if enc == "auto" else enc,
                "vars": f.num_vars, "clauses": f.num_clauses, "encode_s": time.perf_counter() - t0}
         r = infer(f, x_test)
         ref = model.predict(x_test).numpy()

@@ -30,7 +30,8 @@ def test_train_maps_flags_onto_the_api(tmp_path):
     assert r.exit_code == 0, r.output
     (split, arch, cfg), kw = api.call_args
     assert arch == "mlp:1000,1000" and cfg.lr == 0.05 and cfg.seed == 3 and cfg.optimizer == "gd"
-    assert kw == {"out": tmp_path / "v", "resume": False, "device": "cpu", "bias": "none", "init_scale": 0.001}
+    assert kw == {"out": tmp_path / "v", "resume": False, "device": "cpu", "bias": "none", "init_scale": 0.001,
+                  "threshold": None, "ternary": None}
     assert len(split.train) == 100 and split.train.classes == ["even", "odd"]
 
 

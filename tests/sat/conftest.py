@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -19,5 +20,10 @@ def bnn_digits(digits_all, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bnn") / "ckpt"
     cfg = TrainConfig(optimizer="adam", loss="ce", batch_size=128, lr=2e-2, epochs=10, log_every=5)
-    model = train(digits_all, "bnn:32", cfg, out=out, device="cpu", show_progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: one thread is ~10x faster than two on the shared, loaded machine
+    try:
+        model = train(digits_all, "bnn:32", cfg, out=out, device="cpu", show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return model, out

@@ -25,6 +25,7 @@ from ._options import (
     WeightsOpt,
     model_kwargs,
 )
+from .tldr import tldr
 
 app = typer.Typer(no_args_is_help=True, help="Reconstruct training data from a trained model's weights.")
 
@@ -87,3 +88,6 @@ def kkt(
     typer.echo(f"{len(cands)} candidates, {cfg.iterations} iterations in {info['wall_time_s']:.1f}s "
                f"({info['iterations_per_s'] or 0:.2f} it/s), stationarity residual {info['criterion']:.4g} "
                f"-> {out} (candidates.npz, run.json); next: netinv evaluate {out}")
+
+
+app.command("tldr")(tldr)  # netinv reconstruct tldr (cli/tldr.py)

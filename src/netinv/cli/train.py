@@ -24,6 +24,8 @@ def train(
     arch: str = typer.Option("mlp:1000,1000", help="mlp:W1,W2,... | cnn:C1,C2,... | bnn:W1,..."),
     bias: str | None = typer.Option(None, help="mlp: all, first or none (homogeneous); cnn: none drops biases"),
     init_scale: float | None = typer.Option(None, help="multiply the default initialisation of every layer"),
+    threshold: float | None = typer.Option(None, help="bnn: input binarisation threshold (default 0.5)"),
+    ternary: float | None = typer.Option(None, help="bnn: zero hidden weights with |w| <= this (sparse, easier SAT)"),
     loss: str | None = typer.Option(None, help="auto, logistic or ce"),
     optimizer: str | None = typer.Option(None, help="gd (full batch), sgd or adam"),
     lr: float | None = None,
@@ -45,7 +47,8 @@ def train(
                        yaml_file=config)
     split = make_task(load_data(data, root=root, path=path, download=download), task, n_per_class=n_per_class,
                       heldout_per_class=heldout_per_class, seed=seed)
-    model = train_api(split, arch, cfg, out=out, resume=resume, device=device, bias=bias, init_scale=init_scale)
+    model = train_api(split, arch, cfg, out=out, resume=resume, device=device, bias=bias, init_scale=init_scale,
+                          threshold=threshold, ternary=ternary)
     m = model.meta
     typer.echo(f"trained {arch} on {data}/{task}: {len(split.train)} members, train acc {m['train_accuracy']:.4f}, "
                f"held-out acc {m['test_accuracy']:.4f}, loss {m['final_loss']:.3g}, {m['epochs_run']} epochs, "

@@ -164,10 +164,12 @@ def infer(model: Model, x: Any, config: QueryConfig = QueryConfig(), *, out: str
     return res
 
 
-def _enumerate(plain: PlainBNN, bc: BitConstraints) -> dict[int, np.ndarray]:
-    """One input (D,) per class present in a small constrained space (every input classified)."""
+def _enumerate(plain: PlainBNN, bc: BitConstraints, deadline: float) -> dict[int, np.ndarray] | None:
+    """One input (D,) per class present in a small constrained space (every input classified); None at deadline."""
     seen: dict[int, np.ndarray] = {}
     for cls_, bits_of in enumerate_classes(plain, bc):
+        if time.perf_counter() > deadline:
+            return None
         for c in np.unique(cls_).tolist():
             if c not in seen:
                 seen[c] = bits_of(np.flatnonzero(cls_ == c)[:1])[0]
@@ -196,18 +198,21 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
     outcomes: list[ClassOutcome] = []
     small = space_size(bc, plain.num_inputs) <= config.enumerate_max
     seen: dict[int, np.ndarray] | None = None  # class -> an input, once the small space has been enumerated
-    with LimitedSolver(f.clauses + constraint_clauses(bc, f), config.solver) as s, \
-            progress_bar(len(cs), "invert", show=show_progress) as bar:
+    s: LimitedSolver | None = None  # built on first need: candidates often answer every class
+    with progress_bar(len(cs), "invert", show=show_progress) as bar:
         for c in cs:
             t0 = time.perf_counter()
             hit = _cheap(plain, bc, c, config, rng)
             if len(hit):
                 outcomes.append(ClassOutcome(c, Status.SAT, time.perf_counter() - t0, "candidates", hit[0]))
             elif small:  # few inputs left: checking all of them through the exact model decides every class
-                seen = _enumerate(plain, bc) if seen is None else seen
-                st = Status.SAT if c in seen else Status.UNSAT
-                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "enumeration", seen.get(c)))
+                seen = _enumerate(plain, bc, t0 + config.time_limit) if seen is None else seen
+                st = Status.UNKNOWN if seen is None else (Status.SAT if c in seen else Status.UNSAT)
+                outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "enumeration",
+                                             None if seen is None else seen.get(c)))
+                small = seen is not None
             else:
+                s = s or LimitedSolver(f.clauses + constraint_clauses(bc, f), config.solver)
                 ok = s.solve([f.y_lits[c]], config.time_limit - (time.perf_counter() - t0))
                 bits = _bits_from_model(f, s.get_model()) if ok else None
                 if bits is not None and (plain.predict(bits)[0] != c or not bc.check(bits[None])[0]):
@@ -216,6 +221,8 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
                 st = Status.SAT if ok else (Status.UNSAT if ok is False else Status.UNKNOWN)
                 outcomes.append(ClassOutcome(c, st, time.perf_counter() - t0, "solver", bits))
             bar.update(1, cls=c, status=outcomes[-1].status.value)
+    if s is not None:
+        s.close()
     found = [o for o in outcomes if o.bits is not None]
     bits = np.stack([o.bits for o in found]) if found else np.zeros((0, plain.num_inputs), bool)
     y = np.array([o.cls for o in found], dtype=np.int64)
@@ -410,6 +417,9 @@ def robust(model: Model, x: Any, radius: int, config: QueryConfig = QueryConfig(
     elif space_size(bc, plain.num_inputs) <= config.enumerate_max:  # a small ball: checking every point is a proof
         how, hit, st = "enumeration", np.zeros((0, plain.num_inputs), bool), Status.UNSAT
         for cls_, bits_of in enumerate_classes(plain, bc):  # by increasing distance: the first hit is closest
+            if time.perf_counter() - t0 > config.time_limit:
+                st = Status.UNKNOWN
+                break
             bad = np.flatnonzero(cls_ != c)
             if len(bad):
                 hit, st = bits_of(bad[:1]), Status.SAT
