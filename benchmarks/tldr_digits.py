@@ -8,8 +8,8 @@ member subsets (``--victim-seeds``). Per victim: plain generator inversion with 
 evaluation protocol (``metrics.evaluation.evaluate``: member vs non-member AUC, fraction above τ, Haim's figures)
 beside the noise and real-held-out baselines; plus the cost of the gradient term per generator step.
 
-Appends the tables to benchmarks/RESULTS.md. Run: ``.venv/bin/python benchmarks/tldr_digits.py [--quick]``.
-Default one torch thread: the machine's 2 cores are shared.
+Appends the tables to benchmarks/RESULTS.md (not with --quick). Run:
+``.venv/bin/python benchmarks/tldr_digits.py [--quick]``. Default one torch thread: the machine's 2 cores are shared.
 """
 
 from __future__ import annotations
@@ -91,10 +91,17 @@ def table(results: dict, seeds: list[int]) -> str:
                          f"{statistics.mean(x['attack.n_above_threshold'] for x in r):.0f}/{n_train} | "
                          f"{ms([x['assigned'] for x in r], True)} | {statistics.mean(x['wall'] for x in r):.0f} |")
         for b, label in (("noise", "uniform noise"), ("real_heldout", "real held-out digits")):
-            r = [row[next(iter(row))] for row in rows]  # the baselines do not depend on the method (same seed)
+            r = [row["generator (hot)"] for row in rows]  # the baselines do not depend on the method (same seed)
             lines.append(f"| {size} | *{label}* | {ms([x[f'{b}.auc'] for x in r])} | "
                          f"{ms([x[f'{b}.frac_leaked'] for x in r], True)} | {ms([x[f'{b}.best_mean_ssim'] for x in r])}"
                          f" | {statistics.mean(x[f'{b}.n_above_threshold'] for x in r):.0f}/{n_train} | – | – |")
+    lines.append("\nPaired AUC differences on the same victims and reference sets (mean ± std over victim seeds):\n")
+    for size, (_, _, rows) in results.items():
+        t, g = [r["TLDR"] for r in rows], [r["generator (hot)"] for r in rows]
+        dg = [a["attack.auc"] - b["attack.auc"] for a, b in zip(t, g, strict=True)]
+        lines.append(f"- {size}: TLDR − generator {ms(dg)}; "
+                     f"TLDR − noise {ms([a['attack.auc'] - a['noise.auc'] for a in t])}; "
+                     f"generator − noise {ms([b['attack.auc'] - b['noise.auc'] for b in g])}")
     return "\n".join(lines) + f"\n\nmean ± std over victim seeds {seeds} (different member subsets)."
 
 
@@ -148,8 +155,9 @@ digits as candidates. Leakage shows only as AUC > 0.5 *beyond* what noise gets.
 Cost of the gradient term per generator step (batch 64, all-digits victim): {cost_txt}.
 """
     print(text)
-    with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
-        f.write(text)
+    if not args.quick:  # a smoke run is not a result
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_loss_terms_are_wired(victim):
     torch.testing.assert_close(t["grad"], param_grad_norm(t["ce"], model.module.parameters()))
     assert "pix" not in TLDR(model, TLDRConfig(**FAST)).loss_weights()  # a sigmoid output is always in range
     # the weights of the sum: off terms are not computed
-    off = TLDR(model, TLDRConfig(**FAST, grad_weight=0.0, kl_pert_weight=0.0, ce_pert_weight=0.0))
+    off = TLDR(model, TLDRConfig(**FAST, grad_weight=0.0, kl_pert_weight=0.0, ce_pert_weight=0.0, tv_weight=0.0))
     assert set(off.loss_weights()) == {"kl", "ce", "cos", "ortho"}
 
 
