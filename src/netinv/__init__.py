@@ -1,15 +1,18 @@
 """netinv: invert trained neural networks.
 
 What a released classifier reveals about its input space and its training data: KKT training-set reconstruction
-(Haim et al. 2022; Buzaglo et al. 2023), generator network inversion (Suhail & Sethi 2024) and exact SAT inversion
-of binarised networks (Suhail, Chakraborty & Sethi 2024), with leakage measured against null baselines.
+(Haim et al. 2022; Buzaglo et al. 2023), generator network inversion (Suhail & Sethi 2024) and TLDR, and exact SAT
+inversion of binarised networks (Suhail, Chakraborty & Sethi 2024), with leakage measured against null baselines.
 """
 
-from ._errors import ConfigError, DataError, ModelError, NetinvError
+from ._errors import ConfigError, DataError, ModelError, NetinvError, SolverError
+from .audit import AuditResult, audit
 from .data import Dataset, TaskSplit, load_data, make_task
+from .metrics import evaluate
 from .models.loaded import LoadedModel
 from .models.loading import load_model
 from .train import TrainConfig, train
 
-__all__ = ["ConfigError", "DataError", "Dataset", "LoadedModel", "ModelError", "NetinvError", "TaskSplit",
-           "TrainConfig", "load_data", "load_model", "make_task", "train"]
+__all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "LoadedModel", "ModelError", "NetinvError",
+           "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model", "make_task",
+           "train"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from . import adversarial as adversarial_cmd
+from . import audit as audit_cmd
 from . import data as data_cmd
+from . import demo as demo_cmd
 from . import evaluate as evaluate_cmd
 from . import info as info_cmd
 from . import invert as invert_cmd
@@ -19,6 +21,8 @@ from ._errors import run_cli
 app = typer.Typer(name="netinv", no_args_is_help=True, add_completion=False,
                   help="Invert trained neural networks: reconstruct training data, invert classifiers, "
                        "exactly invert binarised nets.")
+app.command("demo")(demo_cmd.demo)
+app.command("audit")(audit_cmd.audit)
 app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("info")(info_cmd.info)

@@ -27,8 +27,10 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
           heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y)"),
           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
           mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0, resume: ResumeOpt = False) -> None:
-    """How much of the training set can be reconstructed from these weights? Prints the figures beside their
-    null baselines and writes DIR/report.html."""
+    """How much of the training set can be reconstructed from these weights? Report in DIR/report.html.
+
+    Runs the KKT reconstruction with attacker-side defaults, then prints the leakage figures beside their null
+    baselines (uniform noise, real non-member images)."""
     opts = model_kwargs(weights, input_shape, input_range, mean, device)
     device = opts.pop("device")
     res = audit_api(model, out=out, train=load_data("npz", path=train) if train else None,
