@@ -231,7 +231,8 @@ class _Problem:
         cfg = self.cfg
         with relu_surrogate(cfg.alpha):
             marg = candidate_margins(self.logits(x), y)
-            stat = kkt_stationarity(self.plist, marg, lam * unit)  # (1/m)Σ λ_j ∇ margin_j, one backward
+            # (1/m)Σ λ_j ∇ margin_j by one backward
+            stat = kkt_stationarity(self.plist, marg, lam * unit)
         dual = dual_feasibility(lam, cfg.lam_min, signed=cfg.lam_sign == "any")
         prior = box_prior(x, self.lo, self.hi)
         loss = stat + cfg.w_dual * dual + cfg.w_prior * prior
