@@ -108,7 +108,7 @@ def test_resume_equals_uninterrupted_run(victim, tmp_path):
     cfg = GeneratorConfig(**{**FAST, "steps": 40, "checkpoint_every": 20, "monitor_every": 10})
     full = GeneratorInversion(model, cfg).invert(30, seed=3)
     out = tmp_path / "r"
-    with patch("netinv.attacks.generator.progress_bar", lambda *a, **k: _interrupting_bar(30)):
+    with patch("netinv.attacks._generator_training.progress_bar", lambda *a, **k: _interrupting_bar(30)):
         with pytest.raises(KeyboardInterrupt):
             GeneratorInversion(model, cfg).invert(30, seed=3, out=out)
     assert (out / ".generator_state.pt").exists() and not (out / "samples.npz").exists()

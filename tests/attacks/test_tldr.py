@@ -137,7 +137,7 @@ def test_outputs_and_resume_equal_an_uninterrupted_run(victim, tmp_path):
     cfg = TLDRConfig(**{**FAST, "steps": 40, "checkpoint_every": 20, "monitor_every": 10}, grid_per_class=8)
     full = TLDR(model, cfg).invert(24, seed=3)
     out = tmp_path / "r"
-    with patch("netinv.attacks.tldr.progress_bar", lambda *a, **k: _interrupting_bar(30)):
+    with patch("netinv.attacks._generator_training.progress_bar", lambda *a, **k: _interrupting_bar(30)):
         with pytest.raises(KeyboardInterrupt):
             TLDR(model, cfg).invert(24, seed=3, out=out)
     assert (out / ".tldr_state.pt").exists() and not (out / "candidates.npz").exists()

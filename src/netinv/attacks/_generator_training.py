@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError
-from .._utils.checkpoint import save_state
+from .._utils.checkpoint import load_state, save_state
+from .._utils.progress import progress_bar
+from .._utils.runinfo import environment
 from .._utils.seed import seed_everything
 from ..models.features import Features
 from ..models.loaded import LoadedModel
@@ -150,6 +152,32 @@ class GeneratorTrainer:
             if out is not None and self.step % cfg.checkpoint_every == 0:
                 save_state(out / self.state_file, self.state_dict())
         return False
+
+    #: progress-bar label and the file the samples go to (set by each attack)
+    run_label: str = "invert"
+    samples_file: str = "samples.npz"
+
+    def run(self, n: int | None, *, seed: int, out: str | Path | None, resume: bool) -> Candidates:
+        """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
+        outp = Path(out) if out is not None else None
+        self.setup(seed)
+        if resume and outp is not None and (outp / self.state_file).exists():
+            self.load_state_dict(load_state(outp / self.state_file))
+        with progress_bar(self.config.steps, self.run_label, completed=self.step) as bar:
+            if not self.stopped():
+                self.fit(self.config.steps - self.step, bar=bar, out=outp)
+        cands = self.sample(n, seed=seed)
+        cands.info.update({"model": self.model.source, "environment": environment()})
+        if outp is not None:
+            self.save(outp, cands)
+        return cands
+
+    def save(self, out: Path, cands: Candidates) -> None:
+        """Write generator.safetensors, the samples + run.json and the PNG grids to ``out``."""
+        save_generator_weights(out, self.generator)
+        cands.save(out, self.samples_file)
+        save_grids(out, cands, self.model, self.config.grid_per_class)
+        (out / self.state_file).unlink(missing_ok=True)
 
     @torch.no_grad()
     def monitor(self, n: int | None = None) -> float:

@@ -22,13 +22,11 @@ from typing import Any, Literal
 import torch
 
 from .._errors import ConfigError
-from .._utils.checkpoint import load_state
-from .._utils.progress import progress_bar
-from .._utils.runinfo import config_dict, environment
+from .._utils.runinfo import config_dict
 from ..losses.inversion import ce_to_label, feature_cosine, feature_orthogonality, kl_to_target
 from ..models.loaded import LoadedModel
 from ._conditioning import ConditioningMode
-from ._generator_training import GeneratorTrainer, save_generator_weights, save_grids, spec_dict
+from ._generator_training import GeneratorTrainer, spec_dict
 from ._generators import GeneratorSpec
 from .base import Attack, Candidates
 
@@ -88,6 +86,8 @@ class GeneratorInversion(GeneratorTrainer, Attack):
     """
 
     state_file = STATE
+    run_label = "invert"
+    samples_file = "samples.npz"
 
     def __init__(self, model: LoadedModel, config: GeneratorConfig | None = None) -> None:
         super().__init__(model, config or GeneratorConfig())
@@ -139,26 +139,7 @@ class GeneratorInversion(GeneratorTrainer, Attack):
             :class:`Candidates` with x in data space, y the conditioning classes, score the classifier's
             probability of y, and info (config, curve, assigned fraction, mean confidence, timings).
         """
-        cfg: GeneratorConfig = self.config
-        outp = Path(out) if out is not None else None
-        self.setup(seed)
-        if resume and outp is not None and (outp / STATE).exists():
-            self.load_state_dict(load_state(outp / STATE))
-        with progress_bar(cfg.steps, "invert", completed=self.step) as bar:
-            if not self.stopped():
-                self.fit(cfg.steps - self.step, bar=bar, out=outp)
-        cands = self.sample(n, seed=seed)
-        cands.info.update({"model": self.model.source, "environment": environment()})
-        if outp is not None:
-            self.save(outp, cands)
-        return cands
-
-    def save(self, out: Path, cands: Candidates) -> None:
-        """Write generator.safetensors, samples.npz + run.json and the PNG grids to ``out``."""
-        save_generator_weights(out, self.generator)
-        cands.save(out, "samples.npz")
-        save_grids(out, cands, self.model, self.config.grid_per_class)
-        (out / STATE).unlink(missing_ok=True)
+        return self.run(n, seed=seed, out=out, resume=resume)
 
 
 def load_generator(out: str | Path) -> torch.nn.Module:

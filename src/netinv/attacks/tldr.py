@@ -32,9 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError
-from .._utils.checkpoint import load_state
-from .._utils.progress import progress_bar
-from .._utils.runinfo import config_dict, environment
+from .._utils.runinfo import config_dict
 from ..losses.inversion import (
     ce_to_label,
     feature_cosine,
@@ -46,7 +44,7 @@ from ..losses.inversion import (
 )
 from ..models.loaded import LoadedModel
 from ._conditioning import Condition, ConditioningMode
-from ._generator_training import GeneratorTrainer, save_generator_weights, save_grids, spec_dict
+from ._generator_training import GeneratorTrainer, spec_dict
 from .base import Attack, Candidates
 
 __all__ = ["TLDR", "TLDRConfig", "per_sample_grad_norm", "perturb"]
@@ -179,6 +177,8 @@ class TLDR(GeneratorTrainer, Attack):
     """
 
     state_file = STATE
+    run_label = "tldr"
+    samples_file = "candidates.npz"
 
     def __init__(self, model: LoadedModel, config: TLDRConfig | None = None) -> None:
         super().__init__(model, config or TLDRConfig())
@@ -303,23 +303,4 @@ class TLDR(GeneratorTrainer, Attack):
             :class:`Candidates`: x in data space, y the conditioning classes, score the attacker-side ranking score
             (``rank_by``), arrays ``confidence``, ``robustness``, ``grad_norm``, and info (config, curve, timings).
         """
-        cfg: TLDRConfig = self.config
-        outp = Path(out) if out is not None else None
-        self.setup(seed)
-        if resume and outp is not None and (outp / STATE).exists():
-            self.load_state_dict(load_state(outp / STATE))
-        with progress_bar(cfg.steps, "tldr", completed=self.step) as bar:
-            if not self.stopped():
-                self.fit(cfg.steps - self.step, bar=bar, out=outp)
-        cands = self.sample(n, seed=seed)
-        cands.info.update({"model": self.model.source, "environment": environment()})
-        if outp is not None:
-            self.save(outp, cands)
-        return cands
-
-    def save(self, out: Path, cands: Candidates) -> None:
-        """Write generator.safetensors, candidates.npz + run.json and the PNG grids to ``out``."""
-        save_generator_weights(out, self.generator)
-        cands.save(out, "candidates.npz")
-        save_grids(out, cands, self.model, self.config.grid_per_class)
-        (out / STATE).unlink(missing_ok=True)
+        return self.run(n, seed=seed, out=out, resume=resume)
