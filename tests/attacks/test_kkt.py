@@ -223,14 +223,14 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def kkt_victim():
-    """A bias-free 64-300-1 MLP, small init, trained to zero error on 20 + 20 digits (parity)."""
+    """A bias-free 64-300-1 MLP, small init, full-batch GD to zero error on 20 + 20 digits (parity): the reference
+    recipe of benchmarks/kkt_digits.py, scaled down."""
     from netinv.data import load_data, make_task
     from netinv.train import TrainConfig, train
 
     split = make_task(load_data("digits"), "parity", n_per_class=20, heldout_per_class=100, seed=0)
-    model = train(split, "mlp:300", TrainConfig(lr=2.0, epochs=4000, target_loss=1e-4, mean_subtract=True,
-                                                  weight_decay=1e-3),
-                  bias="none", init_scale=0.05, device="cpu", show_progress=False)
+    model = train(split, "mlp:300", TrainConfig(lr=3.0, epochs=4000, target_loss=1e-4, mean_subtract=True),
+                  bias="none", init_scale=0.03, device="cpu", show_progress=False)
     return model, split
 
 
@@ -242,8 +242,10 @@ def test_short_attack_beats_the_noise_baseline(kkt_victim):
     cands = KKTReconstruction(model, KKTConfig(iterations=400, show_progress=False)).invert(seed=0)
     assert len(cands) == 80  # 2n
     ev = evaluate(cands.x, split.train, split.heldout, model=model, candidate_labels=cands.y)
-    assert ev.attack.auc > ev.noise.auc + 0.1, ev.table()
-    assert ev.attack.n_leaked >= ev.noise.n_leaked + 4, ev.table()
+    # measured: 11-14 of 40 above tau and AUC 0.615-0.623 over seeds 0-2; noise 2 and 0.495
+    assert ev.attack.auc > ev.noise.auc + 0.08, ev.table()
+    assert ev.attack.n_leaked >= ev.noise.n_leaked + 6, ev.table()
+    assert ev.attack.auc > ev.real_heldout.auc + 0.08, ev.table()  # not just "looks like a digit"
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI

@@ -10,6 +10,7 @@ database URL so that many machines add trials to one study.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -123,7 +124,10 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         params = _suggest(trial, space)
         run_dir = out / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("dir", str(run_dir.resolve()))
-        attack = attack_cls(model, dataclasses.replace(cfg, **params, **quiet))
+        # each trial gets its own module: torch.func.functional_call swaps parameters into the module it is given,
+        # so threads sharing one module would run on each other's tensors
+        own = dataclasses.replace(model, module=copy.deepcopy(model.module)) if n_jobs > 1 else model
+        attack = attack_cls(own, dataclasses.replace(cfg, **params, **quiet))
         try:
             cands = attack.invert(n, seed=seed + trial.number, out=run_dir)
         except NetinvError as e:  # a diverged run is a result of the sweep, not a crash of it

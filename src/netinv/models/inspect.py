@@ -112,7 +112,8 @@ def is_positively_homogeneous(model: LoadedModel, **kwargs: Any) -> bool:
         >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False))
         >>> is_positively_homogeneous(LoadedModel(net, (4,), 1))
         True
-        >>> is_positively_homogeneous(LoadedModel(nn.Sequential(nn.Linear(4, 1)), (4,), 1))
+        >>> biased = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1))  # bias after the ReLU
+        >>> is_positively_homogeneous(LoadedModel(biased, (4,), 1))
         False
     """
     return bool(homogeneity_report(model, **kwargs)["homogeneous"])
