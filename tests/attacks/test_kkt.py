@@ -277,3 +277,44 @@ def test_cli_rejects_a_bad_setting_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as e:
         kkt_config({"optimizer": "lbfgs"})
     assert format_error(e.value).count("\n") == 0 and "optimizer" in str(e.value)
+
+
+def _bias_free_cnn() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.LeakyReLU(0.1), nn.Flatten(),
+                         nn.Linear(4 * 16, 1, bias=False)).eval()
+
+
+@pytest.mark.parametrize("fixed_batch", [False, True])
+def test_torch_export_cnn_gives_the_module_result(tmp_path, fixed_batch):
+    """A plain-PyTorch CNN saved with torch.export: its graph calls aten.relu / aten.leaky_relu, which the
+    surrogate must reach too, so the attack on the archive equals the attack on the module."""
+    from netinv.models.loading import load_model
+
+    net = _bias_free_cnn()
+    dyn = None if fixed_batch else ({0: torch.export.Dim("batch")},)
+    torch.export.save(torch.export.export(net, (torch.rand(5, 1, 4, 4),), dynamic_shapes=dyn), tmp_path / "m.pt2")
+    archive = load_model(tmp_path / "m.pt2", input_range=(0.0, 1.0))
+    module = LoadedModel(net, (1, 4, 4), 1)
+    cfg = KKTConfig(iterations=15, show_progress=False)
+    a = KKTReconstruction(archive, cfg).invert(6, seed=1)
+    b = KKTReconstruction(module, cfg).invert(6, seed=1)
+    torch.testing.assert_close(a.x, b.x, rtol=1e-4, atol=1e-5)
+    exact = KKTReconstruction(archive, KKTConfig(iterations=15, alpha=None, show_progress=False)).invert(6, seed=1)
+    assert (exact.x - a.x).abs().max() > 1e-3  # the surrogate did change the archive's run
+
+
+def test_warns_when_the_surrogate_reaches_no_activation():
+    class ClampNet(nn.Module):  # ReLU written as clamp: homogeneous, but nothing for the surrogate to replace
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(16, 8, bias=False), nn.Linear(8, 1, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x.flatten(1)).clamp(min=0))
+
+    attack = KKTReconstruction(LoadedModel(ClampNet().eval(), (1, 4, 4), 1), KKTConfig(iterations=3,
+                                                                                       show_progress=False))
+    with pytest.warns(UserWarning, match="no ReLU / leaky ReLU the surrogate can replace"):
+        assert len(attack.invert(4)) == 4

@@ -203,6 +203,7 @@ class _Problem:
 
     def __init__(self, model: LoadedModel, dtype: torch.dtype, cfg: KKTConfig, degree: float | None) -> None:
         self.model, self.cfg = model, cfg
+        self.warned = False
         mod = model.module
         if isinstance(mod, torch.jit.ScriptModule):
             raise ModelError("the KKT attack needs second derivatives through the model, TorchScript hides them",
@@ -237,8 +238,13 @@ class _Problem:
              opt_l: torch.optim.Optimizer) -> dict[str, float]:
         """One optimisation step on x and λ; returns the loss terms (floats)."""
         cfg = self.cfg
-        with relu_surrogate(cfg.alpha):
+        with relu_surrogate(cfg.alpha) as mode:
             marg = candidate_margins(self.logits(x), y)
+            if mode is not None and mode.calls == 0 and not self.warned:
+                self.warned = True
+                warnings.warn(f"alpha={cfg.alpha}: the model's forward called no ReLU / leaky ReLU the surrogate can "
+                              "replace, so the attack runs with the exact activations (alpha=None); expect weaker "
+                              "reconstructions", UserWarning, stacklevel=3)
             # (1/m)Σ λ_j ∇ margin_j by one backward
             stat = kkt_stationarity(self.plist, marg, lam * unit, theta_sq=self.theta_sq)
         dual = dual_feasibility(lam, cfg.lam_min, signed=cfg.lam_sign == "any")

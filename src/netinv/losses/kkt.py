@@ -167,13 +167,17 @@ class SurrogateReLU(torch.autograd.Function):
 
 
 class _SurrogateMode(TorchFunctionMode):
-    """Routes torch/functional ReLU and leaky ReLU calls (modules included) through :class:`SurrogateReLU`."""
+    """Routes torch/functional/aten ReLU and leaky ReLU calls (modules and exported graphs included) through
+    :class:`SurrogateReLU`."""
 
     def __init__(self, alpha: float) -> None:
         super().__init__()
         self.alpha, self.calls = alpha, 0
-        self._relu = {torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_}
-        self._leaky = {F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_}
+        aten = torch.ops.aten  # graphs from torch.export call the aten overloads directly
+        self._relu = {torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu, torch.Tensor.relu_,
+                      aten.relu.default, aten.relu_.default}
+        self._leaky = {F.leaky_relu, F.leaky_relu_, torch._C._nn.leaky_relu, torch._C._nn.leaky_relu_,
+                       aten.leaky_relu.default, aten.leaky_relu_.default}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         kwargs = kwargs or {}
@@ -191,7 +195,8 @@ class _SurrogateMode(TorchFunctionMode):
 def relu_surrogate(alpha: float | None) -> Iterator[_SurrogateMode | None]:
     """Inside the block, ReLU / leaky-ReLU backward is ``sigmoid(α·z)`` (forward unchanged); ``None`` = plain ReLU.
 
-    Works for any model that calls ``nn.ReLU``/``nn.LeakyReLU``/``F.relu``/``torch.relu`` (a TorchFunctionMode;
+    Works for any model that calls ``nn.ReLU``/``nn.LeakyReLU``/``F.relu``/``torch.relu``, or their aten overloads
+    as graphs saved with ``torch.export`` do (a TorchFunctionMode;
     nothing in the model is modified, so it is thread-safe). The yielded mode counts intercepted calls
     (``.calls``): zero after a forward means the model's activations were not reached (e.g. TorchScript).
     """
