@@ -61,8 +61,9 @@ def victim(cache: Path, n_per_class: int, weight_decay: float = 0.0):
     return model, split, time.perf_counter() - t
 
 
-def truth_residual(model, split) -> float:
-    """min_{λ≥0} ‖θ − Σ λ_i ∇θ margin_i(x_i)‖ / ‖θ‖ over the TRUE training set (victim diagnostic only)."""
+def truth_residual(model, split, per_layer: bool = False):
+    """min_{λ≥0} ‖θ − Σ λ_i ∇θ margin_i(x_i)‖ / ‖θ‖ over the TRUE training set (victim diagnostic only). With
+    ``per_layer`` also {parameter name: ‖residual‖/‖θ_layer‖} at the same λ."""
     import scipy.optimize
 
     from netinv.attacks.kkt import _per_sample_grads
@@ -76,7 +77,15 @@ def truth_residual(model, split) -> float:
     r = torch.linalg.cholesky(gram + 1e-10 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)).T
     rhs = torch.linalg.solve_triangular(r.T, (jac @ th)[:, None], upper=False)[:, 0]
     lam = torch.from_numpy(scipy.optimize.nnls(r.numpy(), rhs.numpy(), maxiter=10_000)[0])
-    return float((th - jac.T @ lam).norm() / th.norm())
+    res = th - jac.T @ lam
+    total = float(res.norm() / th.norm())
+    if not per_layer:
+        return total
+    layers, o = {}, 0
+    for name, p in prob.params.items():
+        layers[name] = float(res[o:o + p.numel()].norm() / p.detach().norm())
+        o += p.numel()
+    return total, layers
 
 
 class PeakRSS:

@@ -1,0 +1,130 @@
+"""Benchmark: how the victim's training recipe changes what the KKT attack recovers (issue 3's victim question).
+
+Same task as benchmarks/kkt_digits.py (digits parity, 50 members per class, MLP 64-1000-1000-1 without biases, zero
+training error), the attack always with the attacker-side defaults, three attack seeds per victim. For each recipe:
+training time and epochs, held-out accuracy, how many members sit near the margin (within 10% of the smallest
+y·Φ(x)), the residual the TRUE training set leaves in the KKT equation (total and per layer; NNLS, λ ≥ 0 — a victim
+diagnostic, never used by the attack), and the leakage figures.
+Prints a table and appends it to benchmarks/RESULTS.md.
+
+Usage: python benchmarks/kkt_victims.py [--rows reference,lr0.3,init0.01,init0.1,wd1e-3,ngd] [--seeds 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kkt_digits import truth_residual  # noqa: E402
+from netinv.attacks.kkt import KKTConfig, KKTReconstruction  # noqa: E402
+from netinv.data import load_data, make_task  # noqa: E402
+from netinv.demo import REFERENCE_ARCH, REFERENCE_OPTIONS, REFERENCE_TRAIN  # noqa: E402
+from netinv.metrics import evaluate  # noqa: E402
+from netinv.models.checkpoint import is_checkpoint  # noqa: E402
+from netinv.models.loading import load_model  # noqa: E402
+from netinv.train import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+#: name -> (description, TrainConfig overrides, init scale)
+RECIPES = {
+    "reference": ("reference: GD lr 3 to loss 1e-5", {}, REFERENCE_OPTIONS["init_scale"]),
+    "lr0.3": ("GD lr 0.3 to loss 1e-5 (closer to gradient flow)", {"lr": 0.3, "epochs": 40_000},
+              REFERENCE_OPTIONS["init_scale"]),
+    "init0.01": ("init 0.01 (smaller)", {}, 0.01),
+    "init0.1": ("init 0.1 (larger)", {}, 0.1),
+    "wd1e-3": ("weight decay 1e-3, GD lr 3, 3 000 epochs", {"weight_decay": 1e-3, "epochs": 3000},
+               REFERENCE_OPTIONS["init_scale"]),
+    "ngd": ("reference + 2 000 loss-normalised GD steps (∇log L, step 5e-4, float64)", {},
+            REFERENCE_OPTIONS["init_scale"]),
+}
+
+
+def normalised_gd(model, split, steps: int = 2000, step: float = 5e-4) -> None:
+    """Continue training on log(loss): the step grows as the loss shrinks, so margins keep equalising."""
+    mod = model.module.double()
+    x, y = model.preprocess(split.train.x).double(), (2 * split.train.y - 1).double()
+    params = list(mod.parameters())
+    for _ in range(steps):
+        z = F.softplus(-y * mod(x)[:, 0]).clamp_min(1e-300)
+        g = torch.autograd.grad(torch.logsumexp(z.log(), 0), params)
+        with torch.no_grad():
+            for p, gp in zip(params, g, strict=True):
+                p -= step * gp
+    mod.float()
+
+
+def victim(cache: Path, name: str, split):
+    _, over, init = RECIPES[name]
+    path = cache / name
+    if is_checkpoint(path):
+        return load_model(path, device="cpu"), None
+    t = time.perf_counter()
+    cfg = dataclasses.replace(REFERENCE_TRAIN, **over)
+    model = train(split, REFERENCE_ARCH, cfg, out=None if name == "ngd" else path, device="cpu",
+                  show_progress=False, bias=REFERENCE_OPTIONS["bias"], init_scale=init)
+    if name == "ngd":
+        normalised_gd(model, split)
+    return model, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default=",".join(RECIPES))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt-victims"))
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("NETINV_PROGRESS", "0")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    split = make_task(load_data("digits"), "parity", n_per_class=50, seed=0)
+    load0, t_all = os.getloadavg()[0], time.perf_counter()
+    cfg = KKTConfig(show_progress=False)
+    head = ("| victim recipe | train s | epochs | held-out acc | members within 10% of min margin | KKT resid. "
+            "(truth) | per layer | attack: above τ (seeds) | AUC (seeds) | mean above τ / AUC |\n|" + "---|" * 10)
+    lines = [head]
+    print(head, flush=True)
+    for name in args.rows.split(","):
+        model, train_s = victim(args.cache, name, split)
+        y = (2 * split.train.y - 1).float()
+        with torch.no_grad():
+            marg = y * model.logits(split.train.x)[:, 0]
+        near = float((marg <= 1.1 * marg.min()).float().mean())
+        resid, layers = truth_residual(model, split, per_layer=True)
+        leaked, aucs = [], []
+        for s in seeds:
+            cands = KKTReconstruction(model, cfg).invert(seed=s)
+            ev = evaluate(cands.x, split.train, split.heldout, model=model, candidate_labels=cands.y)
+            leaked.append(ev.attack.frac_leaked)
+            aucs.append(ev.attack.auc)
+        epochs = model.meta.get("epochs_run", "?") if isinstance(model.meta, dict) else "?"
+        line = (f"| {RECIPES[name][0]} | {train_s if train_s is None else round(train_s)} | {epochs} | "
+                f"{model.accuracy(split.heldout.x, split.heldout.y):.3f} | {near:.0%} | {resid:.3f} | "
+                + ", ".join(f"{v:.2f}" for v in layers.values()) + " | "
+                + ", ".join(f"{v:.0%}" for v in leaked) + " | " + ", ".join(f"{v:.3f}" for v in aucs)
+                + f" | {sum(leaked) / len(leaked):.0%} / {sum(aucs) / len(aucs):.3f} |")
+        lines.append(line)
+        print(line, flush=True)
+    text = (f"\n## KKT victim recipes — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_victims.py)\n\n"
+            f"{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, {os.cpu_count()} cores, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} threads; load average {load0:.1f} at start, "
+            f"{os.getloadavg()[0]:.1f} at end; total {time.perf_counter() - t_all:.0f} s. Attack: {cfg}, seeds "
+            f"{seeds}. 'train s' is empty for a cached victim; per-layer residuals in parameter order (input layer "
+            f"first).\n\n" + "\n".join(lines) + "\n")
+    print(text)
+    if not args.no_append:
+        with open(ROOT / "RESULTS.md", "a") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
