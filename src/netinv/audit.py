@@ -12,7 +12,7 @@ from ._errors import DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
 from .data import Dataset, split_from_record
-from .metrics.evaluation import Evaluation, evaluate
+from .metrics.evaluation import Evaluation, check_sets, evaluate
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
 from .report.render import render
@@ -58,7 +58,8 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
                             "pass train= and heldout= (CLI: --train T.npz --heldout H.npz)")
         split = split_from_record(lm.meta["data"])
         train, heldout = train or split.train, heldout or split.heldout
-    check_compatible(lm, train)
+    check_compatible(lm, train, reshape=True)  # the evaluation reshapes images for a model on flattened images
+    check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
     cfg = config if config is not None else KKTConfig()
     t0 = time.perf_counter()
     cands = KKTReconstruction(lm, cfg).invert(seed=seed, out=out / "kkt", resume=resume)

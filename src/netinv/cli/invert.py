@@ -78,6 +78,7 @@ def invert(
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     cands = GeneratorInversion(victim, cfg).invert(n, seed=seed, out=out, resume=resume)
     info = cands.info
+    grids = ", grid.png" if (out / "grid.png").is_file() else ""  # flat inputs have no picture
     typer.echo(f"{len(cands)} samples of {len(set(cands.y.tolist()))} classes after {info['steps_run']} steps "
                f"({info['wall_time_s']:.1f}s): {100 * info['assigned_fraction']:.1f}% assigned to their class, "
-               f"mean confidence {info['mean_confidence']:.3f} -> {out} (samples.npz, grid.png)")
+               f"mean confidence {info['mean_confidence']:.3f} -> {out} (samples.npz{grids})")

@@ -77,7 +77,8 @@ def tldr(
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     cands = TLDR(victim, cfg).invert(n, seed=seed, out=out, resume=resume)
     info = cands.info
+    grids = ", grid.png" if (out / "grid.png").is_file() else ""  # flat inputs have no picture
     typer.echo(f"{len(cands)} candidates of {len(set(cands.y.tolist()))} classes after {info['steps_run']} steps "
                f"({info['wall_time_s']:.1f}s): {100 * info['assigned_fraction']:.1f}% assigned to their class, "
-               f"mean confidence {info['mean_confidence']:.3f} -> {out} (candidates.npz, grid.png); "
+               f"mean confidence {info['mean_confidence']:.3f} -> {out} (candidates.npz{grids}); "
                f"next: netinv evaluate {out}")

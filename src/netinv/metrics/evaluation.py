@@ -173,7 +173,7 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
             fewer than two images, mismatched shapes, bad labels.
         ModelError: a model whose input shape does not fit the data.
     """
-    shape = _check_data(train, heldout)
+    shape = check_sets(train, heldout)
     cands = _as_images(candidates, shape, "candidates")
     m = cands.shape[0]
     if n_best < 1:
@@ -240,9 +240,13 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     if not npz.is_file() and (run_dir / "samples.npz").is_file():
         npz = run_dir / "samples.npz"
     x, y = _read_candidates(npz)
-    if model is None:
-        model = _recorded_model(run_dir)
-    lm = load_model(model, **(model_options or {})) if model is not None else None
+    recorded, recorded_options = _recorded_model(run_dir)
+    options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    if model is None or (isinstance(model, str | Path) and recorded is not None
+                         and Path(model).resolve() == Path(recorded).resolve()):
+        model = model if model is not None else recorded
+        options = {**recorded_options, **options}  # the mean / input shape the attack ran with, unless overridden
+    lm = load_model(model, **options) if model is not None else None
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
@@ -274,11 +278,17 @@ def _figures(name: str, cands: torch.Tensor, refs: torch.Tensor, n_train: int, n
                             membership_auc(s_tr, s_ho))
 
 
-def _check_data(train: Dataset, heldout: Dataset) -> tuple[int, ...]:
+def check_sets(train: Dataset, heldout: Dataset) -> tuple[int, ...]:
+    """The image shape C×H×W of ``train`` and ``heldout``, or a one-line error when the evaluation cannot score them.
+
+    Raises:
+        DataError: tabular rows, different shapes, an empty training set or fewer than two held-out images.
+    """
     shape = tuple(train.input_shape)
     if len(shape) != 3:
         raise DataError(f"the evaluation scores images (C×H×W), the training inputs are {shape}",
-                        "evaluate image data (tabular rows have no SSIM)")
+                        "evaluate image data (tabular rows have no SSIM); for a model on flattened images, store x "
+                        "as N×C×H×W (it is reshaped to the model's inputs)")
     if tuple(heldout.input_shape) != shape:
         raise DataError(f"held-out inputs {tuple(heldout.input_shape)} differ from training inputs {shape}",
                         "give held-out images of the same task")
@@ -377,14 +387,22 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, y
 
 
-def _recorded_model(run_dir: Path) -> str | None:
-    """The model path an attack recorded under the key ``model`` in ``run.json``, if it still exists."""
+def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
+    """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``), if it
+    still exists, and the ``load_model`` options it was attacked with (mean, input shape and range)."""
     try:
         rec = json.loads((run_dir / "run.json").read_text()).get("model")
     except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+        return None, {}
     path = rec.get("path") if isinstance(rec, dict) else rec
-    return str(path) if isinstance(path, str) and Path(path).exists() else None
+    if not isinstance(path, str) or not Path(path).exists():
+        return None, {}
+    options: dict[str, Any] = {}
+    if isinstance(rec, dict):
+        for key in ("mean", "input_shape", "input_range"):
+            if rec.get(key) is not None:
+                options[key] = tuple(rec[key]) if isinstance(rec[key], list) else rec[key]
+    return path, options
 
 
 def _write(ev: Evaluation, cands: torch.Tensor, train: Dataset, out: Path) -> None:

@@ -26,10 +26,36 @@ _NON_HOMOGENEOUS_ACT = (nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.ELU, nn.SELU, 
                         nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.ReLU6, nn.Softmax, nn.LogSoftmax)
 
 
+# the same culprits as graph ops (torch.export graphs: their layers are flattened into aten calls)
+_NORM_OPS = {"batch_norm", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit", "native_batch_norm",
+             "layer_norm", "native_layer_norm", "group_norm", "native_group_norm", "instance_norm"}
+_NON_HOMOGENEOUS_OPS = {"sigmoid", "tanh", "gelu", "silu", "elu", "selu", "celu", "softplus", "mish", "hardswish",
+                        "hardsigmoid", "hardtanh", "relu6", "softmax", "_softmax", "log_softmax", "_log_softmax"}
+_WEIGHTED_OPS = {"linear", "conv1d", "conv2d", "conv3d", "convolution", "addmm"}
+
+
+def _graph_issues(gm: torch.fx.GraphModule, prefix: str) -> list[str]:
+    issues: list[str] = []
+    for node in gm.graph.nodes:
+        op = getattr(node.target, "_opname", None) if node.op == "call_function" else None
+        if op in _NORM_OPS:
+            issues.append(f"normalisation op {prefix}{node.name} ({op})")
+        elif op in _NON_HOMOGENEOUS_OPS:
+            issues.append(f"non-homogeneous activation op {prefix}{node.name} ({op})")
+        elif op in _WEIGHTED_OPS:
+            bias = node.args[0] if op == "addmm" else (node.args[2] if len(node.args) > 2 else None)
+            if isinstance(bias, torch.fx.Node):
+                where = bias.target if bias.op == "get_attr" else bias.name
+                issues.append(f"bias {prefix}{where} in {node.name}")
+    return issues
+
+
 def _structural_issues(module: nn.Module) -> list[str]:
     issues: list[str] = []
     for name, mod in module.named_modules():
         label = name or type(mod).__name__
+        if isinstance(mod, torch.fx.GraphModule):
+            issues += _graph_issues(mod, f"{name}." if name else "")
         if isinstance(mod, _NORM):
             issues.append(f"normalisation layer {label} ({type(mod).__name__})")
         elif isinstance(mod, _NON_HOMOGENEOUS_ACT):

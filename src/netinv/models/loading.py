@@ -57,6 +57,10 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lm.input_range = (lo, hi)
     if mean is not None:
         lm.mean = _read_mean(mean, lm.input_shape)
+        if isinstance(mean, str | Path):  # recorded in run.json, so `netinv evaluate` reloads it (_recorded_model)
+            lm.source = {**lm.source, "mean": str(Path(mean).resolve())}
+    if input_shape is not None and lm.source.get("format") in ("torchscript", "factory"):
+        lm.source = {**lm.source, "input_shape": list(lm.input_shape)}
     _check_finite(lm.module)
     lm.module.eval()
     lm.to(dev)
@@ -64,9 +68,11 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
     return lm
 
 
-def check_compatible(model: LoadedModel, data: Dataset) -> None:
-    """One-line error when ``data`` does not fit the model's inputs or classes."""
-    if tuple(data.input_shape) != tuple(model.input_shape):
+def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False) -> None:
+    """One-line error when ``data`` does not fit the model's inputs or classes. With ``reshape``, inputs of another
+    shape but the same size pass (images for a model on flattened images; the caller reshapes them)."""
+    same_size = int(np.prod(data.input_shape)) == int(np.prod(model.input_shape))
+    if tuple(data.input_shape) != tuple(model.input_shape) and not (reshape and same_size):
         raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}",
                          "use the data set the model was trained on, or pass --input-shape for a user model")
     if data.num_classes > model.num_classes:
@@ -91,7 +97,7 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
             except Exception as e:
                 raise ModelError(f"cannot load TorchScript file {path}: {str(e).splitlines()[0][:200]}",
                                  "save it with torch.jit.save(torch.jit.script(model), path)") from None
-            return _wrap(module, input_shape, {"format": "torchscript", "path": str(path)})
+            return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
                          "a weights-only file needs a factory: pass package.module:factory --weights FILE")
     if ":" in spec and not path.exists():
@@ -124,11 +130,30 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     if len(vals) == 1 and hasattr(vals[0], "shape"):
         dims = list(vals[0].shape)
         batch = int(dims[0]) if isinstance(dims[0], int) else None
-        if input_shape is None and all(isinstance(d, int) for d in dims[1:]):
+        if all(isinstance(d, int) for d in dims[1:]):  # a given --input-shape that differs is refused by load_model
             input_shape = tuple(int(d) for d in dims[1:])
+    _check_eval_mode(ep, path)
     gm = ep.module()
     module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
-    return _wrap(module, input_shape, {"format": "export", "path": str(path), "export_batch": batch})
+    source = {"format": "export", "path": str(path.resolve()), "export_batch": batch}
+    return _wrap(module, input_shape, source)
+
+
+def _check_eval_mode(ep: torch.export.ExportedProgram, path: Path) -> None:
+    """Refuse a graph exported in training mode: it cannot be switched to eval afterwards, so its BatchNorm would
+    normalise with each batch's statistics (and update its running statistics on every call) and its dropout would
+    stay active, and every attack would silently run against a different, noisy model."""
+    aten = torch.ops.aten
+    train_arg = {aten.batch_norm.default: 5, aten.dropout.default: 2, aten.feature_dropout.default: 2,
+                 aten.alpha_dropout.default: 2, aten.feature_alpha_dropout.default: 2, aten.native_dropout.default: 2}
+    culprits = [f"{node.name} active" for node in ep.graph.nodes if node.op == "call_function"
+                and node.target in train_arg and len(node.args) > train_arg[node.target]
+                and node.args[train_arg[node.target]] is True]
+    mutated = sorted(set(ep.graph_signature.buffers_to_mutate.values()))
+    culprits += [f"buffer {b} updated on every call" for b in mutated]
+    if culprits:
+        raise ModelError(f"{path} was exported in training mode ({', '.join(culprits[:3])})",
+                         "call model.eval() before torch.export.export(model, (example,))")
 
 
 class _Exported(nn.Module):
@@ -209,7 +234,7 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
     except Exception as e:
         raise ModelError(f"cannot load weights {wpath} into {spec}: {str(e).splitlines()[0][:200]}",
                          "the weights must be a state_dict (tensors only) of the factory's model") from None
-    return _wrap(module, input_shape, {"format": "factory", "factory": spec, "weights": str(wpath)})
+    return _wrap(module, input_shape, {"format": "factory", "factory": spec, "weights": str(wpath.resolve())})
 
 
 def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[str, Any]) -> LoadedModel:
@@ -225,10 +250,17 @@ def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[s
 def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(mean, str | Path):
         try:
-            mean = np.load(mean, allow_pickle=False)
+            loaded = np.load(mean, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read mean image {mean}: {e}", "pass a .npy array saved with np.save") from None
-    t = torch.as_tensor(np.asarray(mean), dtype=torch.float32)
+        if not isinstance(loaded, np.ndarray):  # an .npz archive
+            loaded.close()
+            raise ModelError(f"{mean} is an npz archive, not one array", "save the mean with np.save(path, mean)")
+        mean = loaded
+    arr = np.asarray(mean.cpu() if isinstance(mean, torch.Tensor) else mean)
+    if arr.dtype.kind not in "biuf":
+        raise ModelError(f"mean image has dtype {arr.dtype}, not numbers", "save a float array with np.save")
+    t = torch.as_tensor(arr, dtype=torch.float32)
     try:
         return torch.broadcast_to(t, shape).clone()
     except RuntimeError:

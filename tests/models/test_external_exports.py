@@ -1,0 +1,140 @@
+"""Models trained in plain PyTorch and saved with ``torch.export``: what an outside user hands netinv.
+
+Regression tests for what went wrong with such files: a graph exported in training mode ran silently (batch
+statistics, live dropout), ``netinv evaluate`` reloaded a recorded model without its ``--mean``, an audit of a model
+on flattened images refused image data (and ran the whole attack before refusing flat rows), and bad ``--mean`` /
+``--input-shape`` values gave tracebacks or unclear errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netinv import ModelError, load_model
+from netinv._errors import DataError
+from netinv.attacks.kkt import KKTConfig
+from netinv.audit import audit
+from netinv.data import load_data
+from netinv.metrics.evaluation import evaluate, evaluate_dir
+from netinv.models.inspect import homogeneity_report
+from netinv.models.loading import check_compatible
+
+B = torch.export.Dim("batch")
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(0.3),
+                         nn.Linear(4 * 16, 3))
+
+
+def _flat_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False)).eval()
+
+
+def _export(net: nn.Module, example: torch.Tensor, path, dynamic: bool = True):
+    ep = torch.export.export(net, (example,), dynamic_shapes=({0: B},) if dynamic else None)
+    torch.export.save(ep, path)
+    return path
+
+
+def _images(path, n: int, seed: int, binary: bool = True) -> None:
+    """n 1×4×4 images in [0, 1] with labels, as the npz loader reads them."""
+    g = np.random.default_rng(seed)
+    np.savez(path, x=g.random((n, 1, 4, 4)).astype(np.float32), y=np.arange(n) % (2 if binary else 3))
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_a_graph_exported_in_training_mode_is_refused(tmp_path, dynamic):
+    net = _cnn()  # train mode: BatchNorm would use batch statistics and update its buffers, dropout would be live
+    f = _export(net, torch.rand(4, 1, 4, 4), tmp_path / "m.pt2", dynamic)
+    with pytest.raises(ModelError, match="exported in training mode") as e:
+        load_model(f, device="cpu")
+    assert "model.eval()" in e.value.fix
+    _export(net.eval(), torch.rand(4, 1, 4, 4), tmp_path / "ok.pt2", dynamic)
+    assert load_model(tmp_path / "ok.pt2", device="cpu").num_outputs == 3
+
+
+def test_dropout_alone_in_training_mode_is_refused(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(16, 3))  # no buffers: only the op says train mode
+    f = _export(net, torch.rand(4, 1, 4, 4), tmp_path / "m.pt2")
+    with pytest.raises(ModelError, match="dropout"):
+        load_model(f, device="cpu")
+
+
+def test_input_shape_that_contradicts_the_archive_names_both_shapes(tmp_path):
+    f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
+    with pytest.raises(ModelError, match=r"--input-shape \(1, 4, 4\) differs from the model's \(16,\)"):
+        load_model(f, input_shape=(1, 4, 4), device="cpu")
+    assert load_model(f, input_shape=(16,), device="cpu").input_shape == (16,)
+
+
+def test_a_mean_that_is_not_one_numeric_array_is_a_model_error(tmp_path):
+    f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
+    np.savez(tmp_path / "mean.npz", mean=np.zeros(16))
+    with pytest.raises(ModelError, match="npz archive"):
+        load_model(f, mean=tmp_path / "mean.npz", device="cpu")
+    np.save(tmp_path / "words.npy", np.array(["a"] * 16))
+    with pytest.raises(ModelError, match="dtype"):
+        load_model(f, mean=tmp_path / "words.npy", device="cpu")
+    with pytest.raises(ModelError, match="does not fit inputs"):
+        load_model(f, mean=np.zeros((1, 4, 4)), device="cpu")
+
+
+def test_exported_graph_issues_are_named(tmp_path):
+    f = _export(_cnn().eval(), torch.rand(4, 1, 4, 4), tmp_path / "m.pt2")
+    rep = homogeneity_report(load_model(f, device="cpu"))
+    text = " ".join(rep["issues"])
+    assert not rep["homogeneous"] and "normalisation op" in text and "bias" in text and "0.bias" in text
+    g = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "h.pt2")
+    rep = homogeneity_report(load_model(g, device="cpu"))
+    assert rep["homogeneous"] and rep["notes"] == [] and rep["degree"] == pytest.approx(2.0)
+
+
+def test_evaluate_reloads_the_recorded_model_with_its_mean(tmp_path, monkeypatch):
+    f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
+    np.save(tmp_path / "mean.npy", np.full(16, 0.5, dtype=np.float32))
+    _images(tmp_path / "train.npz", 12, 0)
+    _images(tmp_path / "heldout.npz", 12, 1)
+    lm = load_model(f, mean=tmp_path / "mean.npy", device="cpu")
+    run = tmp_path / "run"
+    run.mkdir()
+    cands = torch.rand(6, 16)
+    np.savez(run / "candidates.npz", x=cands.numpy(), y=np.array([1, -1] * 3))
+    (run / "run.json").write_text(json.dumps({"model": {**lm.source, "input_range": [0.0, 1.0]}}))
+    monkeypatch.chdir(run)  # recorded paths are absolute: evaluate works from anywhere
+    train, heldout = load_data("npz", path=tmp_path / "train.npz"), load_data("npz", path=tmp_path / "heldout.npz")
+    ref = evaluate(cands, train, heldout, model=lm, candidate_labels=torch.tensor([1, 0] * 3))
+    for model in (None, str(f)):  # recorded, or named again without --mean
+        ev = evaluate_dir(run, model, tmp_path / "train.npz", tmp_path / "heldout.npz",
+                          model_options={"mean": None, "device": "cpu"})
+        assert torch.allclose(ev.train_margin, ref.train_margin)
+        assert ev.conditioning["assigned_fraction"] == ref.conditioning["assigned_fraction"]
+
+
+def test_audit_of_a_flat_model_takes_images_and_refuses_rows_before_attacking(tmp_path):
+    f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
+    _images(tmp_path / "train.npz", 8, 0)
+    _images(tmp_path / "heldout.npz", 8, 1)
+    train, heldout = load_data("npz", path=tmp_path / "train.npz"), load_data("npz", path=tmp_path / "heldout.npz")
+    lm = load_model(f, device="cpu")
+    with pytest.raises(ModelError, match="inputs shaped"):
+        check_compatible(lm, train)  # elsewhere the data is fed to the model as it is
+    res = audit(f, out=tmp_path / "a", train=train, heldout=heldout, device="cpu",
+                config=KKTConfig(iterations=3, show_progress=False))
+    assert (tmp_path / "a" / "report.html").is_file() and res.evaluation.train_margin.shape == (8,)
+    flat = load_data("npz", path=_rows(tmp_path / "rows.npz", train))
+    with pytest.raises(DataError, match="C×H×W"):
+        audit(f, out=tmp_path / "b", train=flat, heldout=flat, device="cpu")
+    assert not (tmp_path / "b" / "kkt").exists()  # refused before the attack ran
+
+
+def _rows(path, ds):
+    np.savez(path, x=ds.x.reshape(len(ds), -1).numpy(), y=ds.y.numpy())
+    return path
