@@ -40,3 +40,19 @@ def test_verdict_wording():
     assert verdict(s, 100).startswith("Clear leakage: 40 of 100 training images (40%)")
     s["attack"] = fig(0.06, 0.53, 6)
     assert verdict(s, 100).startswith("No measurable leakage")
+
+
+def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):
+    """`netinv audit --iterations N --config F` reaches the attack (a quick audit from the command line)."""
+    from typer.testing import CliRunner
+
+    from netinv.cli.app import app
+
+    _, ckpt = parity_victim
+    (tmp_path / "k.yaml").write_text("lam_min: 0.2\n")
+    res = CliRunner().invoke(app, ["audit", str(ckpt), "--out", str(tmp_path / "c"), "--iterations", "7",
+                                   "--config", str(tmp_path / "k.yaml"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((tmp_path / "c" / "kkt" / "run.json").read_text())
+    assert run["config"]["iterations"] == 7 and run["config"]["lam_min"] == 0.2
+    assert "report:" in res.output

@@ -9,6 +9,7 @@ import typer
 from ..audit import audit as audit_api
 from ..data import load_data
 from ._options import (
+    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -20,20 +21,25 @@ from ._options import (
     WeightsOpt,
     model_kwargs,
 )
+from .reconstruct import ItersOpt, kkt_config
 
 
 def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
           train: Path | None = typer.Option(None, "--train", help="members as npz (x, y); default: the checkpoint's"),
           heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y)"),
+          iterations: int | None = ItersOpt,
+          config: ConfigOpt = None,
           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
           mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0, resume: ResumeOpt = False) -> None:
     """How much of the training set can be reconstructed from these weights? Report in DIR/report.html.
 
-    Runs the KKT reconstruction with attacker-side defaults, then prints the leakage figures beside their null
+    Runs the KKT reconstruction with attacker-side defaults (``--iterations``, or any KKT setting from a
+    ``--config`` YAML file, override them), then prints the leakage figures beside their null
     baselines (uniform noise, real non-member images)."""
     opts = model_kwargs(weights, input_shape, input_range, mean, device)
     device = opts.pop("device")
-    res = audit_api(model, out=out, train=load_data("npz", path=train) if train else None,
+    cfg = kkt_config({"iterations": iterations}, yaml_file=config)
+    res = audit_api(model, out=out, config=cfg, train=load_data("npz", path=train) if train else None,
                     heldout=load_data("npz", path=heldout) if heldout else None, seed=seed, device=device,
                     resume=resume, model_options=opts)
     typer.echo(res.evaluation.table())
