@@ -318,3 +318,19 @@ def test_warns_when_the_surrogate_reaches_no_activation():
                                                                                        show_progress=False))
     with pytest.warns(UserWarning, match="no ReLU / leaky ReLU the surrogate can replace"):
         assert len(attack.invert(4)) == 4
+
+
+def test_attack_leaves_a_batchnorm_model_untouched():
+    """An eval-mode BatchNorm + dropout model: the attack runs (with the homogeneity warning) and neither the running
+    statistics nor the mode of the user's module change."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Dropout(0.3),
+                        nn.Linear(8 * 16, 10)).eval()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5), net[1].running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.warns(UserWarning, match="not positively homogeneous"):
+        attack = KKTReconstruction(LoadedModel(net, (1, 4, 4), 10), KKTConfig(iterations=3, show_progress=False))
+    cands = attack.invert(10)
+    assert torch.isfinite(cands.x).all() and torch.isfinite(cands.score).all()
+    assert not net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
