@@ -16,8 +16,12 @@ def format_error(e: BaseException) -> str:
 
 
 def run_cli(app: Any) -> None:
-    """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2."""
+    """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2. Torch's
+    CPU threads follow ``NETINV_THREADS`` (default ``auto``: 1 thread on a fully busy machine)."""
+    from .._utils.device import cpu_threads
+
     try:
+        cpu_threads()
         app()
     except NetinvError as e:
         if os.environ.get("NETINV_DEBUG") == "1":
