@@ -48,8 +48,8 @@ def cpu_threads(setting: str | int | None = None) -> int:
     """Set and return torch's CPU threads. ``setting`` (default: the ``NETINV_THREADS`` environment variable, else
     ``auto``): a positive integer, or ``auto`` = torch's default capped at the cores other work leaves free
     (:func:`busy_cores`; at least 1). Measured on the 2-core machine (benchmarks/cpu_threads.py): with one core busy,
-    torch's 2 threads spin-wait on each other and run 1.8× (MLP) to 3.7× (small CNN) slower than 1 thread; idle,
-    2 threads are up to 1.6× faster — so ``auto`` gives up a thread only to work that is really there."""
+    torch's 2 threads spin-wait on each other and ran 1.7–3.7× slower than 1 thread (two runs, MLP and small CNN);
+    idle, 2 threads were up to 1.9× faster — so ``auto`` gives up a thread only to work that is really there."""
     import math
     import os
 
