@@ -107,7 +107,7 @@ def main() -> None:
             leaked.append(ev.attack.frac_leaked)
             aucs.append(ev.attack.auc)
         epochs = model.meta.get("epochs_run", "?") if isinstance(model.meta, dict) else "?"
-        line = (f"| {RECIPES[name][0]} | {train_s if train_s is None else round(train_s)} | {epochs} | "
+        line = (f"| {RECIPES[name][0]} | {'cached' if train_s is None else round(train_s)} | {epochs} | "
                 f"{model.accuracy(split.heldout.x, split.heldout.y):.3f} | {near:.0%} | {resid:.3f} | "
                 + ", ".join(f"{v:.2f}" for v in layers.values()) + " | "
                 + ", ".join(f"{v:.0%}" for v in leaked) + " | " + ", ".join(f"{v:.3f}" for v in aucs)
@@ -118,7 +118,7 @@ def main() -> None:
             f"{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, {os.cpu_count()} cores, torch "
             f"{torch.__version__}, {torch.get_num_threads()} threads; load average {load0:.1f} at start, "
             f"{os.getloadavg()[0]:.1f} at end; total {time.perf_counter() - t_all:.0f} s. Attack: {cfg}, seeds "
-            f"{seeds}. 'train s' is empty for a cached victim; per-layer residuals in parameter order (input layer "
+            f"{seeds}. 'cached': trained by an earlier run; per-layer residuals in parameter order (input layer "
             f"first).\n\n" + "\n".join(lines) + "\n")
     print(text)
     if not args.no_append:
