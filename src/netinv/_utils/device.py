@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
+import time
+
 import torch
 
 from .._errors import ConfigError
@@ -26,8 +30,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def busy_cores(window_s: float = 0.1) -> float:
     """How many cores other work keeps busy right now: /proc/stat sampled ``window_s`` apart (Linux), else the
     1-minute load average."""
-    import os
-    import time
 
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
@@ -50,9 +52,6 @@ def cpu_threads(setting: str | int | None = None) -> int:
     (:func:`busy_cores`; at least 1). Measured on the 2-core machine (benchmarks/cpu_threads.py): with one core busy,
     torch's 2 threads spin-wait on each other and ran 1.7–3.7× slower than 1 thread (two runs, MLP and small CNN);
     idle, 2 threads were up to 1.9× faster — so ``auto`` gives up a thread only to work that is really there."""
-    import math
-    import os
-
     value = str(setting if setting is not None else os.environ.get("NETINV_THREADS", "auto")).strip().lower()
     if value == "auto":
         cores = os.cpu_count() or 1

@@ -17,7 +17,7 @@ def format_error(e: BaseException) -> str:
 
 def run_cli(app: Any) -> None:
     """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2. Torch's
-    CPU threads follow ``NETINV_THREADS`` (default ``auto``: 1 thread on a fully busy machine)."""
+    CPU threads follow ``NETINV_THREADS`` (default ``auto``: torch's threads minus the cores other work keeps busy)."""
     from .._utils.device import cpu_threads
 
     try:
