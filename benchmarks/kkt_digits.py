@@ -88,6 +88,22 @@ def truth_residual(model, split, per_layer: bool = False):
     return total, layers
 
 
+def section_header(title: str, load0: float, t_all: float) -> str:
+    """A RESULTS.md section title and its machine line (date, CPU, torch, threads, load at start and end, total)."""
+    return (f"\n## {title}\n\n{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, "
+            f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+            f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared 2-core machine: wall times vary up to "
+            f"10×); total {time.perf_counter() - t_all:.0f} s.")
+
+
+def publish(text: str, append: bool = True) -> None:
+    """Print a benchmark's section and append it to benchmarks/RESULTS.md."""
+    print(text)
+    if append:
+        with open(ROOT / "RESULTS.md", "a") as f:
+            f.write(text)
+
+
 class PeakRSS:
     """Peak resident memory above the level at entry, sampled every 5 ms from /proc/self/statm (Linux)."""
 
@@ -250,18 +266,12 @@ def main() -> None:
             "Haim SSIM>0.4 | target met |\n|" + "---|" * 15)
     table = "\n".join([head] + [fmt(r, target) for r in results])
     ref_ev = results[0]["ev"].table() if results else ""
-    text = (f"\n## KKT reconstruction — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_digits.py)\n\n"
-            f"{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads; shared machine (load average {load0:.1f} at "
-            f"start, {os.getloadavg()[0]:.1f} at end, 2 cores shared by ~5 engineers: wall times vary up to 10×), "
-            f"total {time.perf_counter() - t_all:.0f} s.\nVictim recipe: {VICTIM}, {TRAIN}. Attack defaults: "
-            f"{cfg}.\n\n" + "\n".join(lines) + "\n\n" + table +
+    text = (section_header("KKT reconstruction — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_digits.py)",
+                           load0, t_all) +
+            f"\nVictim recipe: {VICTIM}, {TRAIN}. Attack defaults: {cfg}.\n\n" + "\n".join(lines) + "\n\n" + table +
             f"\n\nLeakage target (≥ 30 % of training images above τ and AUC ≥ 0.75): {reach}.\n\n"
             f"Reference run, full evaluation:\n\n```\n{ref_ev}\n```\n")
-    print(text)
-    if not args.no_append:
-        with open(ROOT / "RESULTS.md", "a") as f:
-            f.write(text)
+    publish(text, append=not args.no_append)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kkt_digits import truth_residual  # noqa: E402
+from kkt_digits import publish, section_header, truth_residual  # noqa: E402
 from netinv.attacks.kkt import KKTConfig, KKTReconstruction  # noqa: E402
 from netinv.data import load_data, make_task  # noqa: E402
 from netinv.demo import REFERENCE_ARCH, REFERENCE_OPTIONS, REFERENCE_TRAIN  # noqa: E402
@@ -34,7 +32,6 @@ from netinv.models.checkpoint import is_checkpoint  # noqa: E402
 from netinv.models.loading import load_model  # noqa: E402
 from netinv.train import train  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
 #: name -> (description, TrainConfig overrides, init scale)
 RECIPES = {
     "reference": ("reference: GD lr 3 to loss 1e-5", {}, REFERENCE_OPTIONS["init_scale"]),
@@ -114,16 +111,11 @@ def main() -> None:
                 + f" | {sum(leaked) / len(leaked):.0%} / {sum(aucs) / len(aucs):.3f} |")
         lines.append(line)
         print(line, flush=True)
-    text = (f"\n## KKT victim recipes — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_victims.py)\n\n"
-            f"{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads; load average {load0:.1f} at start, "
-            f"{os.getloadavg()[0]:.1f} at end; total {time.perf_counter() - t_all:.0f} s. Attack: {cfg}, seeds "
-            f"{seeds}. 'cached': trained by an earlier run; per-layer residuals in parameter order (input layer "
-            f"first).\n\n" + "\n".join(lines) + "\n")
-    print(text)
-    if not args.no_append:
-        with open(ROOT / "RESULTS.md", "a") as f:
-            f.write(text)
+    text = (section_header("KKT victim recipes — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_victims.py)",
+                           load0, t_all) +
+            f" Attack: {cfg}, seeds {seeds}. 'cached': trained by an earlier run; per-layer residuals in parameter "
+            f"order (input layer first).\n\n" + "\n".join(lines) + "\n")
+    publish(text, append=not args.no_append)
 
 
 if __name__ == "__main__":
