@@ -16,7 +16,7 @@ from ._utils.checkpoint import load_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
-from ._utils.seed import seed_everything
+from ._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
 from .data import TaskSplit
 from .models.checkpoint import save_checkpoint
 from .models.loaded import LoadedModel
@@ -108,6 +108,7 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
         opt.load_state_dict(st["optim"])
         gen.set_state(st["gen"])
         torch.set_rng_state(st["torch_rng"])
+        set_cuda_rng_state(st.get("cuda_rng"), dev)  # dropout on a GPU draws from the device's generator
         start, curve, elapsed = int(st["epoch"]), list(st["curve"]), float(st["elapsed"])
 
     t0 = time.perf_counter() - elapsed
@@ -135,9 +136,12 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
                 if acc == 1.0 and loss_v < config.target_loss:
                     break
             if state_path is not None and done % config.checkpoint_every == 0:
-                save_state(state_path, {"model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
-                                        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve,
-                                        "elapsed": time.perf_counter() - t0})
+                state = {"model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
+                         "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve,
+                         "elapsed": time.perf_counter() - t0}
+                if dev.type == "cuda":
+                    state["cuda_rng"] = cuda_rng_state(dev)
+                save_state(state_path, state)
     module.eval()
     model = LoadedModel(module, tuple(spec.input_shape), num_outputs, (0.0, 1.0),
                         mean.to(dev) if mean is not None else None, list(tr.classes))
@@ -149,7 +153,7 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
         "classes": list(tr.classes), "input_range": [0.0, 1.0], "loss": loss_kind, "seed": config.seed,
         "train_config": config_dict(config), "epochs_run": epoch + 1 if curve else start,
         "train_accuracy": train_acc, "test_accuracy": test_acc, "final_loss": final_loss,
-        "wall_time_s": time.perf_counter() - t0, "loss_curve": curve, "environment": environment(),
+        "wall_time_s": time.perf_counter() - t0, "loss_curve": curve, "environment": environment(model.device),
         "data": {"load_args": tr.source.get("load_args"), "task": split.task,
                  "train_indices": tr.indices, "heldout_indices": split.heldout.indices},
     }

@@ -85,6 +85,7 @@ def test_class_subset_and_outputs(victim, tmp_path):
     np.testing.assert_array_equal(npz["y"], c.y.numpy())
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 5 and run["config"]["classes"] == [0, 3] and run["feature_layer"] == "head:input"
+    assert run["environment"]["device"] == str(model.device)
     g = load_generator(out)  # the saved generator reproduces the samples' classes
     labels = torch.tensor([0, 3] * 50)
     assert model.accuracy(g.generate(labels, torch.Generator().manual_seed(0)), labels) >= 0.9

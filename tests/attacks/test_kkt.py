@@ -295,7 +295,7 @@ def test_torch_export_cnn_gives_the_module_result(tmp_path, fixed_batch):
     net = _bias_free_cnn()
     dyn = None if fixed_batch else ({0: torch.export.Dim("batch")},)
     torch.export.save(torch.export.export(net, (torch.rand(5, 1, 4, 4),), dynamic_shapes=dyn), tmp_path / "m.pt2")
-    archive = load_model(tmp_path / "m.pt2", input_range=(0.0, 1.0))
+    archive = load_model(tmp_path / "m.pt2", input_range=(0.0, 1.0), device="cpu")
     module = LoadedModel(net, (1, 4, 4), 1)
     cfg = KKTConfig(iterations=15, show_progress=False)
     a = KKTReconstruction(archive, cfg).invert(6, seed=1)

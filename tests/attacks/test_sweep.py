@@ -80,3 +80,12 @@ def test_cli_maps_flags_onto_one_sweep_call(tmp_path):
     assert kw == {"n_trials": 5, "out": tmp_path, "storage": "postgresql://db/x", "study_name": "s", "n_jobs": 2,
                   "pool_top": 3, "n": 6, "seed": 4}
     assert "best residual 0.05" in res.output
+
+
+def test_sweep_without_optuna_says_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # not installed
+    with pytest.raises(ConfigError, match="needs optuna") as e:
+        sweep(_victim(), KKTReconstruction, KKTConfig(iterations=2, show_progress=False), n_trials=1, out=tmp_path)
+    assert e.value.fix == "pip install optuna"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from unittest.mock import patch
@@ -49,3 +50,29 @@ def test_known_errors_are_one_line_with_exit_2(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "MNIST" in r.stderr
     r = run_cli("info", str(tmp_path / "nothing"))
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+_WITHOUT_SAT = r"""
+import json, sys
+sys.modules["pysat"] = None  # python-sat (and optuna) not installed: importing them fails
+sys.modules["optuna"] = None
+from typer.testing import CliRunner
+from netinv.cli.app import app, main
+runner = CliRunner()
+r = [runner.invoke(app, args) for args in (["--help"], ["data", "list"])]
+print("RESULT" + json.dumps([[x.exit_code, x.output] for x in r]))
+sys.argv = ["netinv", "sat", "export", "ckpt", "--out", "o"]
+main()
+"""
+
+
+def test_cli_works_without_python_sat():
+    """Only the sat commands need python-sat: the CLI imports and runs without it, and a sat command says what to
+    install in one line."""
+    p = subprocess.run([sys.executable, "-c", _WITHOUT_SAT], capture_output=True, text=True, timeout=120)
+    assert "RESULT" in p.stdout, p.stderr[-2000:]
+    (help_rc, help_out), (list_rc, list_out) = json.loads(p.stdout.split("RESULT", 1)[1])
+    assert help_rc == 0 and "sat" in help_out and "train" in help_out, help_out
+    assert list_rc == 0 and "digits" in list_out
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert p.stderr.strip().count("\n") == 0 and "pip install python-sat" in p.stderr

@@ -132,7 +132,7 @@ def test_evaluate_dir_with_checkpoint_and_with_npz(parity_victim, digits_parity,
     gen.mkdir()
     np.savez(gen / "samples.npz", x=x.numpy(), y=(y > 0).long().numpy())
     (gen / "run.json").write_text(json.dumps({"model": {"format": "netinv", "path": str(ckpt)}}))
-    ev3 = evaluate_dir(gen)
+    ev3 = evaluate_dir(gen, model_options={"device": "cpu"})  # compared exactly with the CPU evaluation
     assert ev3.attack.summary() == ev.attack.summary() and ev3.conditioning == ev.conditioning
     with pytest.raises(ConfigError, match="only one"):
         evaluate_dir(run, None, tr_npz, None)

@@ -44,7 +44,7 @@ def _reference(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def _export(net: nn.Module, path, batch: int, dynamic: bool):
     dyn = ({0: torch.export.Dim("batch")},) if dynamic else None
     torch.export.save(torch.export.export(net, (torch.rand(batch, 1, 8, 8),), dynamic_shapes=dyn), path)
-    return load_model(path)
+    return load_model(path, device="cpu")
 
 
 def test_auto_features_of_a_dynamic_batch_export_match_the_module(tmp_path):
@@ -104,7 +104,7 @@ def test_features_of_an_export_with_a_mean_and_addmm_head(tmp_path):
     dyn = ({0: torch.export.Dim("batch")},)
     torch.export.save(torch.export.export(net, (torch.rand(4, 1, 8, 8),), dynamic_shapes=dyn), tmp_path / "m.pt2")
     mean = torch.full((1, 8, 8), 0.25)
-    lm = load_model(tmp_path / "m.pt2", mean=mean)
+    lm = load_model(tmp_path / "m.pt2", mean=mean, device="cpu")
     f = Features(lm)
     assert f.layer.startswith("addmm") and f.layer.endswith(":input")
     x = torch.rand(6, 1, 8, 8)

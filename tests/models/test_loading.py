@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from netinv import ModelError, load_model
+from netinv.models.loaded import LoadedModel
 from netinv.models.loading import check_compatible
 
 
@@ -112,3 +113,88 @@ def test_shape_mismatch_with_data(parity_victim):
     data = Dataset(torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 0, 1]), ["a", "b"])
     with pytest.raises(ModelError, match=r"takes inputs shaped \(1, 8, 8\), the data is \(1, 28, 28\)"):
         check_compatible(model, data)
+
+
+def test_auto_leaves_a_loaded_model_where_it_is(net, monkeypatch):
+    """``device="auto"`` (the default of evaluate_dir and audit) does not move a caller's in-memory LoadedModel to the
+    GPU; an explicit device does. Simulated: CUDA claimed present, LoadedModel.to recorded."""
+    lm = LoadedModel(net, (1, 8, 8), 10)
+    moved = []
+    real_to = LoadedModel.to
+    monkeypatch.setattr(LoadedModel, "to", lambda self, device: moved.append(str(device)) or real_to(self, "cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load_model(lm) is lm and moved == [] and lm.device.type == "cpu" and lm.num_outputs == 10
+    assert load_model(lm, device="cuda") is lm and moved == ["cuda"]
+    assert load_model(lm, device="cpu") is lm and moved == ["cuda", "cpu"]
+    assert load_model(net, input_shape=(1, 8, 8)) is not lm and moved[-1] == "cuda"  # a module: auto is the GPU
+
+
+class _Normalised(nn.Module):
+    """Tensors made in ``forward``: lifted to plain graph attributes; ``zeros(device=...)`` burns a device in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - torch.tensor([0.25])) / torch.tensor([0.5])
+        return self.fc(x.flatten(1)) + torch.zeros(x.shape[0], 3, device=x.device)
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_export_graph_constants_follow_the_module(tmp_path, dynamic):
+    """Moving an archive's model moves its graph's tensor constants and burnt-in devices too (the ``meta`` device
+    stands in for a GPU: a CPU tensor mixed in fails there as on CUDA)."""
+    torch.manual_seed(0)
+    net = _Normalised().eval()
+    dyn = ({0: torch.export.Dim("batch")},) if dynamic else None
+    torch.export.save(torch.export.export(net, (torch.rand(4, 1, 8, 8),), dynamic_shapes=dyn), tmp_path / "m.pt2")
+    lm = load_model(tmp_path / "m.pt2", device="cpu")
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(lm.logits(x), net(x))
+    lm.to("meta")
+    consts = [v for m in lm.module.modules() for v in vars(m).values() if isinstance(v, torch.Tensor)]
+    assert consts and all(t.device.type == "meta" for t in consts)
+    out = lm.logits(x.to("meta"))
+    assert out.device.type == "meta" and out.shape == (5, 3)
+
+
+def test_a_model_with_tensors_left_on_another_device_is_named_so():
+    class Offset(nn.Module):  # a plain tensor attribute: module.to() leaves it behind
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.offset = nn.Linear(64, 2), torch.ones(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.flatten(1)) + self.offset
+
+    from netinv.models.loading import _probe_outputs  # load_model's forward pass (its NaN check needs values)
+
+    lm = LoadedModel(Offset().to("meta"), (1, 8, 8), 0)  # on "meta", standing in for a GPU
+    with pytest.raises(ModelError, match="fails on meta: it keeps tensors on another device") as e:
+        _probe_outputs(lm)
+    assert "--input-shape" not in str(e.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_archive_saved_on_a_gpu_is_refused_in_one_line_without_cuda(net, tmp_path):
+    """``torch.export.load`` has no map_location: an archive whose tensors were saved on a GPU fails inside torch
+    here. Simulated by marking a CPU archive's tensors as saved on cuda:0."""
+    import zipfile
+
+    torch.export.save(torch.export.export(net, (torch.rand(2, 1, 8, 8),)), tmp_path / "m.pt2")
+    cpu_dev, cuda_dev = b'"device": {"type": "cpu", "index": null}', b'"device": {"type": "cuda", "index": 0}'
+    marked = 0
+    with zipfile.ZipFile(tmp_path / "m.pt2") as zi, zipfile.ZipFile(tmp_path / "gpu.pt2", "w") as zo:
+        for info in zi.infolist():
+            data = zi.read(info.filename)
+            if info.filename.endswith("_config.json"):
+                marked += data.count(cpu_dev)
+                data = data.replace(cpu_dev, cuda_dev)
+            zo.writestr(info, data)
+    if not marked:
+        pytest.skip("this torch writes archives in another layout")
+    with pytest.raises(ModelError, match="weights saved on a GPU") as e:
+        load_model(tmp_path / "gpu.pt2", device="cpu")
+    assert "re-export after model.cpu()" in e.value.fix and "\n" not in str(e.value)

@@ -45,11 +45,12 @@ def test_checkpoint_records_exact_members(parity_victim, digits_parity):
 def test_mean_subtraction_is_recorded_and_applied(digits_parity, tmp_path):
     model = train(digits_parity, "mlp:32", TrainConfig(lr=0.2, epochs=200, mean_subtract=True), out=tmp_path / "m",
                   device="cpu", show_progress=False)
-    again = load_model(tmp_path / "m")
+    again = load_model(tmp_path / "m", device="cpu")
     assert torch.allclose(again.mean, digits_parity.train.x.mean(0))
     x = digits_parity.heldout.x[:8]
     assert torch.equal(again.logits(x), again.module(x - digits_parity.train.x.mean(0)))
     assert torch.equal(model.logits(x), again.logits(x))
+    assert model.meta["environment"]["device"] == "cpu"  # where it ran (``cuda`` names the machine's GPU, if any)
 
 
 def test_resume_equals_uninterrupted(digits_parity, tmp_path):
@@ -116,3 +117,23 @@ def test_corrupt_checkpoint_gives_model_error(parity_victim, tmp_path):
     (bad / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="do not fit|corrupt"):
         load_checkpoint(bad)
+
+
+def test_cuda_rng_state_is_the_model_devices_own(monkeypatch):
+    """Resumable states carry the CUDA generator of the model's device; an older state's list of every visible GPU's
+    state resumes with the device's own entry, and a CPU run ignores it (simulated: no GPU needed)."""
+    from netinv._utils.seed import cuda_rng_state, set_cuda_rng_state
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((state, device)))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    a, b = torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)
+    assert cuda_rng_state(torch.device("cpu")) is None
+    set_cuda_rng_state(a, torch.device("cpu"))
+    set_cuda_rng_state(None, torch.device("cuda:0"))
+    assert calls == []
+    set_cuda_rng_state(a, torch.device("cuda:1"))
+    set_cuda_rng_state([a, b], torch.device("cuda:1"))
+    set_cuda_rng_state([a, b], torch.device("cuda"))
+    set_cuda_rng_state([a], torch.device("cuda:1"))  # saved with fewer GPUs visible: nothing to restore
+    assert [(int(s[0]), str(d)) for s, d in calls] == [(1, "cuda:1"), (2, "cuda:1"), (1, "cuda")]

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def _run(args: list[str], api: str):
-    with patch("netinv.cli.sat.load_model") as load, patch(f"netinv.cli.sat.sat_api.{api}") as fn:
+    with patch("netinv.cli.sat.load_model") as load, patch(f"netinv.sat.{api}") as fn:
         load.return_value.input_shape = (1, 8, 8)
         fn.return_value.to_dict.return_value = {"status": "ok"}
         r = runner.invoke(app, ["sat", *args])
@@ -50,7 +50,7 @@ def test_sample_count_robust_infer_export(tmp_path):
     assert x.shape == (1, 8, 8) and radius == 2
     _, fn = _run(["infer", "ckpt", "--inputs", str(tmp_path / "xs.npz"), "--solver", "cd195"], "infer")
     assert fn.call_args.args[1].shape == (5, 1, 8, 8) and fn.call_args.args[2].solver == "cd195"
-    with patch("netinv.cli.sat.load_model"), patch("netinv.cli.sat.sat_api.export") as ex:
+    with patch("netinv.cli.sat.load_model"), patch("netinv.sat.export") as ex:
         ex.return_value = {"query": "export"}
         r = runner.invoke(app, ["sat", "export", "ckpt", "--out", str(tmp_path / "e"), "--class", "4"])
     assert r.exit_code == 0 and ex.call_args.args[1:] == (tmp_path / "e", "auto", 4)

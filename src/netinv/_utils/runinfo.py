@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 
-def environment() -> dict[str, Any]:
-    """The software and hardware a result was produced on."""
-    return {
+def environment(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The software and hardware a result was produced on. ``cuda`` names the machine's GPU whether or not the run
+    used it; ``device`` (recorded when given: the model's device) says where the run computed."""
+    env = {
         "netinv": _version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -22,6 +23,9 @@ def environment() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if device is not None:
+        env["device"] = str(device)
+    return env
 
 
 def config_dict(config: Any) -> dict[str, Any]:

@@ -217,7 +217,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
         outp = Path(out)
         write_json(outp / "adversarial.json", {"config": config_dict(config), "seed": seed,
                                                "rows": [r.summary() for r in res.values()],
-                                               "environment": environment()})
+                                               "environment": environment(model.device)})
         buf = io.BytesIO()
         np.savez_compressed(buf, x=x.cpu().numpy(), target=target.numpy(),
                             **{f"x_adv_{k}": r.x_adv.numpy() for k, r in res.items()})

@@ -24,7 +24,7 @@ from .._errors import ConfigError
 from .._utils.checkpoint import load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import environment
-from .._utils.seed import seed_everything
+from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
 from ..models.features import Features
 from ..models.loaded import LoadedModel
 from ._conditioning import Condition, Conditioning
@@ -100,8 +100,8 @@ class GeneratorTrainer:
         state = {"generator": self.generator.state_dict(), "opt": self.opt.state_dict(),
                  "sched": self.sched.state_dict(), "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
                  "step": self.step, "curve": self.curve, "elapsed": self.elapsed}
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.model.device.type == "cuda":  # the generator's dropout draws from the model device's generator
+            state["cuda_rng"] = cuda_rng_state(self.model.device)
         return state
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
@@ -110,8 +110,7 @@ class GeneratorTrainer:
         self.sched.load_state_dict(st["sched"])
         self.rng.set_state(st["rng"])
         torch.set_rng_state(st["torch_rng"])
-        if "cuda_rng" in st and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(st["cuda_rng"])
+        set_cuda_rng_state(st.get("cuda_rng"), self.model.device)  # older states hold every GPU's: a list
         self.step, self.curve, self.elapsed = int(st["step"]), list(st["curve"]), float(st["elapsed"])
 
     def stopped(self) -> bool:
@@ -167,7 +166,7 @@ class GeneratorTrainer:
             if not self.stopped():
                 self.fit(self.config.steps - self.step, bar=bar, out=outp)
         cands = self.sample(n, seed=seed)
-        cands.info.update({"model": self.model.source, "environment": environment()})
+        cands.info.update({"model": self.model.source, "environment": environment(self.model.device)})
         if outp is not None:
             self.save(outp, cands)
         return cands

@@ -177,7 +177,7 @@ class KKTReconstruction(Attack):
                 "iterations_per_s": it_done / loop_s if loop_s > 0 and it_done else None,
                 "homogeneity": self.homogeneity, "model": {**self.model.source, "input_range":
                                                            list(self.model.input_range)},
-                "environment": environment()}
+                "environment": environment(dev)}
         cands = Candidates(x_data.float().cpu(), y.cpu(), score.float().cpu(),
                            {"lam": (lam.detach() * unit).float().cpu(), "margin": marg.float().cpu()}, info)
         if out is not None:

@@ -104,7 +104,10 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     Raises:
         ConfigError: a search space naming unknown settings, bad counts, or no trial completing.
     """
-    import optuna
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("the sweep needs optuna, which is not installed", "pip install optuna") from None
 
     cfg = config if config is not None else attack_cls(model).config
     space = dict(space if space is not None else getattr(attack_cls, "search_space", {}))
@@ -159,7 +162,8 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
                    "pooled_trials": [t["number"] for t in chosen], "criterion": chosen[0]["criterion"],
                    "best_params": done[0]["params"], "base_config": config_dict(cfg), "space": space,
                    "trials": trials, "wall_time_s": time.perf_counter() - t0,
-                   "model": {**model.source, "input_range": list(model.input_range)}, "environment": environment()}
+                   "model": {**model.source, "input_range": list(model.input_range)},
+                   "environment": environment(model.device)}
     pooled.save(out)
     return SweepResult(pooled, done[0]["params"], trials, study_name, storage)
 

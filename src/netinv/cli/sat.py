@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 
-from .. import sat as sat_api
-from .._errors import ConfigError
+from .._errors import ConfigError, SolverError
 from .._utils.config import merge_config
 from ..models.loading import load_model
 from ._options import (
@@ -27,6 +28,9 @@ from ._options import (
     model_kwargs,
 )
 
+if TYPE_CHECKING:
+    from .. import sat
+
 app = typer.Typer(no_args_is_help=True, help="Exact inversion of binarised nets (CNF + SAT solver).")
 
 EncodingOpt = typer.Option(None, "--encoding", help="auto, totalizer, seqcounter, sortnet or adder")
@@ -34,6 +38,18 @@ SolverOpt = typer.Option(None, "--solver", help="PySAT back end: g42 (default), 
 TimeOpt = typer.Option(None, "--time-limit", help="seconds (per class for invert/count); UNKNOWN when hit")
 CandOpt = typer.Option(None, "--candidates", help="cheap model-checked random inputs tried first (0: solver only)")
 QOutOpt = typer.Option(None, "--out", "-o", help="write result.json, preimages.npz and preimages.png here")
+
+
+def _sat_api() -> ModuleType:
+    """:mod:`netinv.sat`, imported when a sat command runs: it needs python-sat, which the other commands do not."""
+    try:
+        from .. import sat as sat_api
+    except ImportError as e:
+        if (e.name or "").split(".")[0] != "pysat":
+            raise
+        raise SolverError("the sat commands need python-sat, which is not installed",
+                          "pip install python-sat") from None
+    return sat_api
 
 
 def read_array(path: Path | None, name: str) -> np.ndarray | None:
@@ -63,9 +79,9 @@ def parse_ints(text: str | None, name: str) -> list[int] | None:
         raise ConfigError(f"cannot read {name} {text!r}", f"write integers, e.g. {name} 0,3") from None
 
 
-def _config(encoding, solver, time_limit, candidates, seed, config) -> sat_api.QueryConfig:  # noqa: ANN001
-    return merge_config(sat_api.QueryConfig(), {"encoding": encoding, "solver": solver, "time_limit": time_limit,
-                                                "candidates": candidates, "seed": seed}, yaml_file=config)
+def _config(encoding, solver, time_limit, candidates, seed, config) -> sat.QueryConfig:  # noqa: ANN001
+    return merge_config(_sat_api().QueryConfig(), {"encoding": encoding, "solver": solver, "time_limit": time_limit,
+                                                   "candidates": candidates, "seed": seed}, yaml_file=config)
 
 
 def _model(model, weights, input_shape, input_range, mean, device):  # noqa: ANN001, ANN202
@@ -85,7 +101,7 @@ def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".n
     """Classify inputs through the CNF and check agreement with the PyTorch model."""
     cfg = _config(encoding, solver, time_limit, None, seed, config)
     x = read_array(inputs, "--inputs")
-    _print(sat_api.infer(_model(model, weights, input_shape, input_range, mean, device), x, cfg, out=out))
+    _print(_sat_api().infer(_model(model, weights, input_shape, input_range, mean, device), x, cfg, out=out))
 
 
 @app.command()
@@ -102,10 +118,10 @@ def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes"
            mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
     """A preimage per class, or a proof that the class is unreachable."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
-    cons = sat_api.InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
+    cons = _sat_api().InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
                                     read_array(center, "--center"), radius, min_on, max_on)
     cs = parse_ints(classes, "--classes")
-    _print(sat_api.invert(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg, out=out))
+    _print(_sat_api().invert(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg, out=out))
 
 
 @app.command()
@@ -118,7 +134,7 @@ def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the cl
            mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
     """N distinct, diverse preimages of a class with their pairwise Hamming distances."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
-    _print(sat_api.sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, None, cfg,
+    _print(_sat_api().sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, None, cfg,
                           method=method, out=out))
 
 
@@ -134,7 +150,7 @@ def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes",
     """Approximate number of preimages per class and the share of the input space it owns."""
     cfg = _config(encoding, None, time_limit, None, seed, config)
     cs = parse_ints(classes, "--classes")
-    _print(sat_api.count(_model(model, weights, input_shape, input_range, mean, device), cs, None, cfg,
+    _print(_sat_api().count(_model(model, weights, input_shape, input_range, mean, device), cs, None, cfg,
                          epsilon=epsilon, delta=delta, method=method, out=out))
 
 
@@ -154,7 +170,7 @@ def robust(model: ModelArg, input: Path = typer.Option(..., "--input", help=".np
         if not 0 <= index < len(x):
             raise ConfigError(f"--index {index} outside 0..{len(x) - 1}", "pick a row of --input")
         x = x[index]
-    _print(sat_api.robust(lm, x, radius, cfg, out=out))
+    _print(_sat_api().robust(lm, x, radius, cfg, out=out))
 
 
 @app.command()
@@ -164,4 +180,4 @@ def export(model: ModelArg, out: Path = typer.Option(..., "--out", "-o", help="o
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
            mean: MeanOpt = None, device: DeviceOpt = "cpu") -> None:
     """Write the plain integer format (plain.npz, plain.json) and DIMACS CNF (model.cnf)."""
-    _print(sat_api.export(_model(model, weights, input_shape, input_range, mean, device), out, encoding, cls))
+    _print(_sat_api().export(_model(model, weights, input_shape, input_range, mean, device), out, encoding, cls))

@@ -224,6 +224,7 @@ class Features:
         self._store["f"] = out[0] if isinstance(out, tuple) else out
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.model.device)  # as LoadedModel.predict: CPU inputs for a model on a GPU
         if self._tap is not None:
             return self._run_graph(x)
         self._store.clear()

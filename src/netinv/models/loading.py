@@ -5,6 +5,7 @@ or an ``nn.Module`` in memory. Nothing is unpickled beyond tensors."""
 from __future__ import annotations
 
 import importlib
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,9 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         input_shape: one input's shape (C, H, W) or (D,), when the file does not carry it.
         input_range: (lo, hi) of valid data-space inputs. Default: the checkpoint's, else (0, 1).
         mean: a data-space mean image (``.npy`` or tensor) the model expects subtracted from its inputs.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto`` (a GPU when one is present), ``cpu`` or ``cuda``. A ``LoadedModel`` passed in is moved in
+            place, so ``auto`` leaves it on the device it is on (a caller's CPU model stays on the CPU); an explicit
+            ``cpu`` or ``cuda`` moves it.
 
     Returns:
         The model in eval mode on ``device``, with ``num_outputs`` found by a forward pass.
@@ -41,6 +44,7 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         ModelError: unreadable file, unknown format, missing input shape, NaN/inf weights, output of the wrong rank.
     """
     dev = resolve_device(device)
+    keep_device = isinstance(model, LoadedModel) and isinstance(device, str) and device.lower() == "auto"
     if isinstance(model, LoadedModel):
         lm = model
     elif isinstance(model, nn.Module):
@@ -63,7 +67,8 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lm.source = {**lm.source, "input_shape": list(lm.input_shape)}
     _check_finite(lm.module)
     lm.module.eval()
-    lm.to(dev)
+    if not keep_device:
+        lm.to(dev)
     lm.num_outputs = _probe_outputs(lm)
     return lm
 
@@ -121,8 +126,14 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     try:
         ep = torch.export.load(str(path))
     except Exception as e:
-        raise ModelError(f"cannot load torch.export archive {path}: {str(e).splitlines()[0][:200]}",
+        msg = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        if not torch.cuda.is_available() and _saved_on_gpu(path, e):  # torch.export.load has no map_location
+            raise ModelError(f"cannot load torch.export archive {path}: weights saved on a GPU ({msg})",
+                             "re-export after model.cpu() with a CPU example input, or load it where CUDA is "
+                             "available") from None
+        raise ModelError(f"cannot load torch.export archive {path}: {msg}",
                          "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
+    ep = _program_on_cpu(ep)  # an archive exported on a GPU: its weights, constants and graph devices to the CPU
     # the example input recorded at export time: (N, *input_shape)
     vals = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"
             and n.name in set(ep.graph_signature.user_inputs)]
@@ -137,6 +148,35 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
     source = {"format": "export", "path": str(path.resolve()), "export_batch": batch}
     return _wrap(module, input_shape, source)
+
+
+def _saved_on_gpu(path: Path, error: BaseException) -> bool:
+    """Whether a failed ``torch.export.load`` read an archive whose tensors were saved on a GPU: CUDA named in the
+    error or its causes (torch 2.11 wraps it as "an error when deserializing the saved file"), or in the devices the
+    archive records for its tensors."""
+    e: BaseException | None = error
+    for _ in range(5):
+        if e is None:
+            break
+        if "cuda" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(re.search(rb'"type":\s*"cuda"|cuda:\d', z.read(info)) for info in z.infolist()
+                       if info.filename.endswith((".json", ".pt")) and info.file_size < 2**26)
+    except Exception:
+        return False
+
+
+def _program_on_cpu(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The program with its weights, lifted constants and the devices written into its graph on the CPU, so the
+    batch probe runs on CPU inputs and ``load_model``'s move to the target device starts from one place."""
+    try:
+        from torch.export.passes import move_to_device_pass
+    except ImportError:  # older torch: the tensors stay where they were saved
+        return ep
+    return move_to_device_pass(ep, "cpu")
 
 
 def _check_eval_mode(ep: torch.export.ExportedProgram, path: Path) -> None:
@@ -170,6 +210,21 @@ class _Exported(nn.Module):
         self.training = mode
         return self
 
+    def _apply(self, fn: Any, recurse: bool = True) -> _Exported:
+        """``to``/``cuda``/``cpu``/``float``… also reach what ``nn.Module`` leaves behind in an exported graph: the
+        tensors created in ``forward`` (lifted to plain tensor attributes, neither parameters nor buffers) and the
+        devices written into its calls (``torch.zeros(..., device=x.device)``, ``x.to(device)``)."""
+        old = _device_of(self.inner)
+        super()._apply(fn, recurse)
+        for m in self.inner.modules():
+            for name, value in list(vars(m).items()):
+                if isinstance(value, torch.Tensor):
+                    setattr(m, name, fn(value))
+        new = _device_of(self.inner)
+        if old is not None and new is not None and old != new:
+            _retarget_graph_devices(self.inner, old, new)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.b is None:
             return self.inner(x)
@@ -180,17 +235,52 @@ class _Exported(nn.Module):
         return torch.cat([self.inner(c) for c in x.split(self.b)])[:n]
 
 
+def _device_of(module: nn.Module) -> torch.device | None:
+    """Where a module's tensors are: its parameters, buffers or (an exported graph's) plain tensor attributes."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    for m in module.modules():
+        for value in vars(m).values():
+            if isinstance(value, torch.Tensor):
+                return value.device
+    return None
+
+
+def _retarget_graph_devices(module: nn.Module, old: torch.device, new: torch.device) -> None:
+    """Rewrite the devices an exported graph's calls name, ``old`` -> ``new`` (as torch.export's
+    ``move_to_device_pass`` does for an ExportedProgram)."""
+    to_device = torch.ops.aten.to.device
+    for m in module.modules():
+        if not isinstance(m, torch.fx.GraphModule):
+            continue
+        changed = False
+        for node in m.graph.nodes:
+            dev = node.kwargs.get("device")
+            if isinstance(dev, str | torch.device) and torch.device(dev) == old:
+                node.kwargs = {**node.kwargs, "device": new}
+                changed = True
+            if node.op == "call_function" and node.target is to_device and len(node.args) > 1 \
+                    and isinstance(node.args[1], str | torch.device) and torch.device(node.args[1]) == old:
+                node.args = (node.args[0], new, *node.args[2:])
+                changed = True
+        if changed:
+            m.recompile()
+
+
 def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) -> nn.Module:
     """Exported graphs guard their example's batch size. Drop the guard when the graph computes the same on other
     batch sizes (checked numerically); otherwise chunk to the exported size."""
-    probe = torch.rand((b, *shape))
+    probe = torch.rand((b, *shape), device=_device_of(gm) or "cpu")  # where the weights are
     with torch.no_grad():
         try:
             gm(torch.cat([probe, probe[:1]]))
             return _Exported(gm)  # already dynamic in the batch
         except Exception:
             pass
-        ref = gm(probe)
+        try:
+            ref = gm(probe)
+        except Exception:  # fails on its own batch size too: load_model's probe reports why
+            return _Exported(gm, b)
         for node in list(gm.graph.nodes):
             if node.op == "call_module" and "guards" in str(node.target) and not node.users:
                 gm.graph.erase_node(node)
@@ -282,7 +372,12 @@ def _probe_outputs(lm: LoadedModel) -> int:
     try:
         out = lm.logits(x)
     except Exception as e:
-        raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {str(e).splitlines()[0][:160]}",
+        msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        if "device" in msg.lower():  # e.g. "Expected all tensors to be on the same device"
+            raise ModelError(f"the model fails on {lm.device}: it keeps tensors on another device ({msg})",
+                             "load it with --device cpu, or keep every tensor of the model in its parameters and "
+                             "buffers (a torch.export archive: re-export it after model.cpu())") from None
+        raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}",
                          "pass the right --input-shape") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)}, not N×K logits",
