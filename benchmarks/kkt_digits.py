@@ -48,15 +48,15 @@ WEIGHT_DECAY = 3e-3  # the "with weight decay" victim (Buzaglo et al.: weight de
 WD_EPOCHS = 3000  # with weight decay the loss never reaches target_loss: a fixed budget instead
 
 
-def victim(cache: Path, n_per_class: int, weight_decay: float = 0.0):
+def victim(cache: Path, n_per_class: int, weight_decay: float = 0.0, device: str = "cpu"):
     """Train (or reload from ``cache``) the victim; returns (model, split, train seconds or None when cached)."""
     split = make_task(load_data("digits"), "parity", n_per_class=n_per_class, seed=0)
     path = cache / f"victim-n{n_per_class}-wd{weight_decay:g}"
     if is_checkpoint(path):
-        return load_model(path, device="cpu"), split, None
+        return load_model(path, device=device), split, None
     t = time.perf_counter()
     cfg = dataclasses.replace(TRAIN, weight_decay=weight_decay, epochs=WD_EPOCHS if weight_decay else TRAIN.epochs)
-    model = train(split, VICTIM["arch"], cfg, out=path, device="cpu", show_progress=False, bias=VICTIM["bias"],
+    model = train(split, VICTIM["arch"], cfg, out=path, device=device, show_progress=False, bias=VICTIM["bias"],
                   init_scale=VICTIM["init_scale"])
     return model, split, time.perf_counter() - t
 
@@ -69,10 +69,12 @@ def truth_residual(model, split, per_layer: bool = False):
     from netinv.attacks.kkt import _per_sample_grads
 
     prob = _Problem(model, torch.float64, KKTConfig(), 1.0)
-    x = model.preprocess(split.train.x.double())
-    jac = torch.cat([torch.cat([g.flatten(1) for g in _per_sample_grads(prob, x[i:i + 25], split.train.y[i:i + 25])],
+    x = model.preprocess(split.train.x.double().to(model.device))
+    ys = split.train.y.to(model.device)
+    jac = torch.cat([torch.cat([g.flatten(1) for g in _per_sample_grads(prob, x[i:i + 25], ys[i:i + 25])],
                                1) for i in range(0, len(x), 25)])  # (n, |θ|)
-    th = torch.cat([p.detach().flatten() for p in prob.plist])
+    jac = jac.cpu()
+    th = torch.cat([p.detach().flatten() for p in prob.plist]).cpu()
     gram = jac @ jac.T
     r = torch.linalg.cholesky(gram + 1e-10 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)).T
     rhs = torch.linalg.solve_triangular(r.T, (jac @ th)[:, None], upper=False)[:, 0]
@@ -88,12 +90,52 @@ def truth_residual(model, split, per_layer: bool = False):
     return total, layers
 
 
+def kink_residual(model, split, tol: float = 1e-3, steps: int = 3000) -> tuple[float, list[float], list[float]]:
+    """The truth residual when the ReLU derivative of every (training sample, unit) pair sitting ON a kink
+    (|pre-activation| < tol × the layer's median) is a free value in [0, 1] — the Clarke generalised derivative
+    that a nonsmooth stationary point uses — and λ ≥ 0 is free. Closed form for the bias-free MLP d-h-h-1 of these
+    benchmarks (victim diagnostic only). Returns (total, per layer, mean on-kink pairs per member per hidden layer)."""
+    mod = model.module
+    w1, w2, w3 = [p.detach().double().cpu() for p in mod.parameters()]
+    x = model.preprocess(split.train.x.to(model.device)).flatten(1).double().cpu()
+    y = (2 * split.train.y - 1).double()
+    z1 = x @ w1.T
+    h1 = torch.relu(z1)
+    z2 = h1 @ w2.T
+    h2 = torch.relu(z2)
+    on1, on2 = z1.abs() < tol * z1.abs().median(), z2.abs() < tol * z2.abs().median()
+    u1, u2 = torch.zeros_like(z1, requires_grad=True), torch.zeros_like(z2, requires_grad=True)
+    lam_p = torch.full((len(x),), -2.0, dtype=torch.float64, requires_grad=True)
+    th2 = float((w1 ** 2).sum() + (w2 ** 2).sum() + (w3 ** 2).sum())
+    scale = th2 / float((h2 @ w3[0]).abs().mean() * 3)  # λ unit: Euler, degree 3
+
+    def residuals() -> list[torch.Tensor]:
+        d1 = torch.where(on1, torch.sigmoid(u1), (z1 > 0).double())
+        d2 = torch.where(on2, torch.sigmoid(u2), (z2 > 0).double())
+        c = torch.nn.functional.softplus(lam_p) * scale / len(x) * y
+        a = c[:, None] * d2 * w3  # per-sample output-layer deltas into layer 2
+        return [w1 - (d1 * (a @ w2)).T @ x, w2 - a.T @ h1, w3 - (c[:, None] * h2).sum(0, keepdim=True)]
+
+    opt = torch.optim.Adam([lam_p, u1, u2], lr=0.05)
+    for _ in range(steps):
+        loss = sum((r ** 2).sum() for r in residuals()) / th2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        res = residuals()
+    total = float(torch.sqrt(sum((r ** 2).sum() for r in res) / th2))
+    return total, [float(r.norm() / w.norm()) for r, w in zip(res, (w1, w2, w3), strict=True)], \
+        [float(on1.sum(1).double().mean()), float(on2.sum(1).double().mean())]
+
+
 def section_header(title: str, load0: float, t_all: float) -> str:
     """A RESULTS.md section title and its machine line (date, CPU, torch, threads, load at start and end, total)."""
     return (f"\n## {title}\n\n{dt.datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, "
             f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
-            f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared 2-core machine: wall times vary up to "
-            f"10×); total {time.perf_counter() - t_all:.0f} s.")
+            f"{load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+            + (" (shared 2-core machine: wall times vary up to 10×)" if (os.cpu_count() or 1) <= 4 else "")
+            + f"; total {time.perf_counter() - t_all:.0f} s.")
 
 
 def publish(text: str, append: bool = True) -> None:
@@ -105,9 +147,18 @@ def publish(text: str, append: bool = True) -> None:
 
 
 class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 5 ms from /proc/self/statm (Linux)."""
+    """Peak resident memory above the level at entry, sampled every 5 ms from /proc/self/statm (Linux); on a CUDA
+    device, the peak of torch's allocated GPU memory above the level at entry instead."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.cuda = torch.device(device).type == "cuda"
 
     def __enter__(self) -> PeakRSS:
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            return self
         self.base = self.peak = self._rss()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -123,6 +174,10 @@ class PeakRSS:
             self.peak = max(self.peak, self._rss())
 
     def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+            return
         self._stop.set()
         self._t.join()
         self.mib = (self.peak - self.base) / 2**20
@@ -147,35 +202,41 @@ def speed(model, m: int, cfg: KKTConfig, steps: int = 30) -> dict:
     from netinv.attacks.kkt import _optimizer
 
     dtype = torch.float32 if cfg.dtype == "float32" else torch.float64
+    dev = model.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     prob = _Problem(model, dtype, cfg, 3.0)
     g = torch.Generator().manual_seed(0)
-    x = (torch.randn((m, *model.input_shape), generator=g) * 0.1).to(dtype).requires_grad_()
-    lam = torch.rand(m, generator=g).to(dtype).requires_grad_()
-    y = torch.arange(m) * 2 // m
+    x = (torch.randn((m, *model.input_shape), generator=g) * 0.1).to(dev, dtype).requires_grad_()
+    lam = torch.rand(m, generator=g).to(dev, dtype).requires_grad_()
+    y = (torch.arange(m) * 2 // m).to(dev)
     ox, ol = _optimizer(cfg, x, cfg.lr_x), _optimizer(cfg, lam, cfg.lr_lam)
     with _FlopCount() as fc:
         prob.step(x, lam, y, 1.0, ox, ol)
     flops = fc.total
     for _ in range(3):
         prob.step(x, lam, y, 1.0, ox, ol)
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         prob.step(x, lam, y, 1.0, ox, ol)
+    sync()
     step_s = (time.perf_counter() - t) / steps
-    a, b = torch.randn(m, 1000, dtype=dtype), torch.randn(1000, 1000, dtype=dtype)
+    a, b = torch.randn(m, 1000, dtype=dtype, device=dev), torch.randn(1000, 1000, dtype=dtype, device=dev)
     for _ in range(3):
         a @ b
+    sync()
     t = time.perf_counter()
     reps = 50
     for _ in range(reps):
         a @ b
+    sync()
     rate = 2 * m * 1000 * 1000 * reps / (time.perf_counter() - t)
     return {"flops": flops, "step_s": step_s, "matmul_gflops": rate / 1e9, "floor_s": flops / rate,
             "ratio": step_s / (flops / rate)}
 
 
 def attack_row(name: str, model, split, cfg: KKTConfig, seed: int = 0, out: Path | None = None) -> dict:
-    with PeakRSS() as mem:
+    with PeakRSS(model.device) as mem:
         cands = KKTReconstruction(model, cfg).invert(seed=seed, out=out)
     ev = evaluate(cands.x, split.train, split.heldout, model=model, candidate_labels=cands.y)
     return {"name": name, "n": len(split.train), "m": len(cands), "wall": cands.info["wall_time_s"],
@@ -197,16 +258,18 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt"))
     ap.add_argument("--trials", type=int, default=6, help="sweep trials")
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep trials")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: victims are trained/loaded and attacked there")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     rows = args.rows.split(",")
+    dev = args.device
     os.environ.setdefault("NETINV_PROGRESS", "0")
     load0, t_all = os.getloadavg()[0], time.perf_counter()
     cfg = KKTConfig(show_progress=False)
     target = (0.30, 0.75)
     results, lines = [], []
 
-    ref, ref_split, ref_train_s = victim(args.cache, 50)
+    ref, ref_split, ref_train_s = victim(args.cache, 50, device=dev)
     ref_resid = truth_residual(ref, ref_split)
     sp = speed(ref, 2 * len(ref_split.train), cfg)
     lines.append(f"Reference victim: train acc {ref.accuracy(ref_split.train.x, ref_split.train.y):.3f}, held-out acc "
@@ -214,7 +277,9 @@ def main() -> None:
                  f"{ref.meta.get('epochs_run')} epochs" + (f", trained in {ref_train_s:.0f} s" if ref_train_s else
                                                             " (cached)") +
                  f"; KKT residual of the true training set {ref_resid:.3f}.")
-    lines.append(f"Speed (m = {2 * len(ref_split.train)}, {cfg.dtype}): one iteration {sp['step_s'] * 1e3:.1f} ms = "
+    where = torch.cuda.get_device_name() if ref.device.type == "cuda" else "CPU"
+    lines.append(f"Speed on {where} (m = {2 * len(ref_split.train)}, {cfg.dtype}): one iteration "
+                 f"{sp['step_s'] * 1e3:.1f} ms = "
                  f"{1 / sp['step_s']:.1f} it/s; {sp['flops'] / 1e9:.2f} GFLOP counted (forward + both backward "
                  f"passes); plain {2 * len(ref_split.train)}×1000·1000×1000 matmul here: "
                  f"{sp['matmul_gflops']:.1f} GFLOP/s -> floor {sp['floor_s'] * 1e3:.1f} ms; iteration / floor = "
@@ -228,13 +293,13 @@ def main() -> None:
         print(fmt(r, target), flush=True)
     for n in (25, 100, 250):
         if f"n{n}" in rows:
-            model, split, _ = victim(args.cache, n)
+            model, split, _ = victim(args.cache, n, device=dev)
             r = attack_row(f"n = {n} per class", model, split, cfg)
             r["resid"] = truth_residual(model, split) if n <= 100 else float("nan")
             results.append(r)
             print(fmt(r, target), flush=True)
     if "wd" in rows:
-        model, split, _ = victim(args.cache, 50, WEIGHT_DECAY)
+        model, split, _ = victim(args.cache, 50, WEIGHT_DECAY, device=dev)
         r = attack_row(f"weight decay {WEIGHT_DECAY:g}", model, split, cfg)
         r["resid"] = truth_residual(model, split)
         results.append(r)
@@ -246,7 +311,7 @@ def main() -> None:
             reach = f"reached by the single default run in {results[0]['wall']:.0f} s"
     if "sweep" in rows:
         t = time.perf_counter()
-        with PeakRSS() as mem:
+        with PeakRSS(ref.device) as mem:
             res = sweep(ref, KKTReconstruction, cfg, n_trials=args.trials, out=args.cache / "sweep", n_jobs=args.jobs,
                         study_name=f"bench-{dt.datetime.now().strftime('%H%M%S')}", seed=0)
         wall = time.perf_counter() - t
@@ -268,6 +333,7 @@ def main() -> None:
     ref_ev = results[0]["ev"].table() if results else ""
     text = (section_header("KKT reconstruction — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_digits.py)",
                            load0, t_all) +
+            f" Device: {where} (peak MiB: resident memory on the CPU, allocated GPU memory on CUDA).\n"
             f"\nVictim recipe: {VICTIM}, {TRAIN}. Attack defaults: {cfg}.\n\n" + "\n".join(lines) + "\n\n" + table +
             f"\n\nLeakage target (≥ 30 % of training images above τ and AUC ≥ 0.75): {reach}.\n\n"
             f"Reference run, full evaluation:\n\n```\n{ref_ev}\n```\n")
