@@ -248,7 +248,62 @@ def test_short_attack_beats_the_noise_baseline(kkt_victim):
     assert ev.attack.auc > ev.real_heldout.auc + 0.08, ev.table()  # not just "looks like a digit"
 
 
+def test_warm_start_from_the_training_set_keeps_far_more_of_it(kkt_victim):
+    """x0 = the real training set (an oracle experiment): the run starts there, records it, and leaks far more than
+    a cold start — the objective does not push real members away."""
+    from netinv.metrics import evaluate
+
+    model, split = kkt_victim
+    x0, y0 = torch.cat([split.train.x, split.train.x]), torch.cat([split.train.y, split.train.y])
+    cfg = KKTConfig(iterations=0, show_progress=False)
+    at0 = KKTReconstruction(model, cfg).invert(x0=x0, y0=y0)
+    assert torch.allclose(at0.x, x0, atol=1e-6) and torch.equal(at0.y, y0) and at0.info["x0"] == "given"
+    cfg = KKTConfig(iterations=400, show_progress=False)
+    warm = KKTReconstruction(model, cfg).invert(x0=x0, y0=y0)
+    cold = KKTReconstruction(model, cfg).invert(seed=0)
+    ev_w = evaluate(warm.x, split.train, split.heldout, model=model, candidate_labels=warm.y)
+    ev_c = evaluate(cold.x, split.train, split.heldout, model=model, candidate_labels=cold.y)
+    assert ev_w.attack.auc > ev_c.attack.auc + 0.1, (ev_w.table(), ev_c.table())
+    assert ev_w.attack.n_leaked > ev_c.attack.n_leaked + 5
+
+
+def test_warm_start_is_checked():
+    from netinv._errors import ConfigError
+
+    model = _small_victim()
+    attack = KKTReconstruction(model, KKTConfig(iterations=0, show_progress=False))
+    with pytest.raises(ConfigError, match="x0 has shape"):
+        attack.invert(x0=torch.zeros(4, 3))
+    with pytest.raises(ConfigError, match="classes outside"):
+        attack.invert(x0=torch.zeros(4, *model.input_shape), y0=torch.tensor([0, 1, 2, 5]))
+
+
 # ---------------------------------------------------------------------------------------------------------- CLI
+def test_cli_start_flag_gives_the_api_warm_start(tmp_path):
+    from netinv.cli.app import app
+
+    model = _small_victim()
+    x0 = torch.rand(6, *model.input_shape)
+    y0 = torch.tensor([0, 1, 0, 1, 0, 1])
+    np.savez(tmp_path / "start.npz", x=x0.numpy(), y=y0.numpy())
+    with patch("netinv.cli.reconstruct.load_model", return_value=model):
+        res = CliRunner().invoke(app, ["reconstruct", "kkt", "m", "--out", str(tmp_path / "r"), "--iterations", "3",
+                                       "--start", str(tmp_path / "start.npz")])
+    assert res.exit_code == 0, res.output
+    api = KKTReconstruction(model, KKTConfig(iterations=3, show_progress=False)).invert(x0=x0, y0=y0)
+    with np.load(tmp_path / "r" / "candidates.npz") as f:
+        assert np.allclose(f["x"], api.x.numpy(), atol=1e-6) and np.array_equal(f["y"], y0.numpy())
+    np.savez(tmp_path / "bad.npz", z=x0.numpy())
+    with patch("netinv.cli.reconstruct.load_model", return_value=model) as load:
+        res = CliRunner().invoke(app, ["reconstruct", "kkt", "m", "--out", str(tmp_path / "r2"), "--start",
+                                       str(tmp_path / "bad.npz")])
+    from netinv._errors import ConfigError
+    from netinv.cli._errors import format_error
+
+    assert not load.called and res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    assert "warm start" in str(res.exception) and format_error(res.exception).count("\n") == 0
+
+
 def test_cli_maps_flags_onto_one_api_call(tmp_path):
     from netinv.attacks.base import Candidates
     from netinv.cli.app import app
@@ -263,7 +318,7 @@ def test_cli_maps_flags_onto_one_api_call(tmp_path):
     assert res.exit_code == 0, res.output
     assert load.call_args.args == ("some/model",) and load.call_args.kwargs["input_range"] == (0.0, 2.0)
     attack, n = inv.call_args.args
-    assert n == 4 and inv.call_args.kwargs == {"seed": 9, "out": tmp_path, "resume": True}
+    assert n == 4 and inv.call_args.kwargs == {"seed": 9, "out": tmp_path, "resume": True, "x0": None, "y0": None}
     assert (attack.config.iterations, attack.config.lam_min, attack.config.alpha, attack.config.dtype) == \
         (7, 0.3, None, "float64")
     assert "stationarity residual 0.1" in res.output

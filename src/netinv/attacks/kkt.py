@@ -96,12 +96,16 @@ class KKTReconstruction(Attack):
         return 2 * len(idx) if idx else 100 * self.model.num_classes
 
     def invert(self, n: int | None = None, *, seed: int = 0, out: str | Path | None = None,
-               resume: bool = False) -> Candidates:
+               resume: bool = False, x0: torch.Tensor | None = None, y0: torch.Tensor | None = None) -> Candidates:
         """Optimise ``n`` candidates and multipliers on the KKT conditions.
 
         Args:
-            n: number of candidates m. Default: :meth:`default_n`.
+            n: number of candidates m. Default: :meth:`default_n` (``len(x0)`` with ``x0``).
             seed: draws x0 and λ0; recorded in run.json.
+            x0: a warm start instead of the random one: m×(input shape) candidates in DATA space (e.g. the
+                candidates of an earlier run, or — for an oracle experiment — real images). Recorded in run.json
+                as given, not stored.
+            y0: the classes of ``x0`` (m int64); default: spread evenly over the classes like a cold start.
             out: folder for ``candidates.npz`` (x in DATA space, y, lam, margin, score), ``run.json`` and the
                 resumable state ``.kkt_state.pt``. Default: nothing written.
             resume: continue from ``out/.kkt_state.pt`` (same result as an uninterrupted run).
@@ -116,7 +120,13 @@ class KKTReconstruction(Attack):
             ModelError: a model the attack cannot differentiate (e.g. TorchScript).
         """
         cfg = self.config
-        m = self.default_n() if n is None else int(n)
+        m = (len(x0) if x0 is not None else self.default_n()) if n is None else int(n)
+        if x0 is not None and (len(x0) != m or tuple(x0.shape[1:]) != tuple(self.model.input_shape)):
+            raise ConfigError(f"x0 has shape {tuple(x0.shape)}, the attack needs ({m}, "
+                              f"{', '.join(map(str, self.model.input_shape))})", "give one start per candidate, "
+                              "shaped like the model's input")
+        if y0 is not None and (x0 is None or len(y0) != m):
+            raise ConfigError("y0 needs x0 and one class per candidate", "pass x0 and y0 of the same length")
         k = self.model.num_classes
         if m < k:
             raise ConfigError(f"n={m} candidates for {k} classes", f"use n >= {k} (default: 2× the training set)")
@@ -128,7 +138,14 @@ class KKTReconstruction(Attack):
 
         gen = seed_everything(seed)
         y = (torch.arange(m) * k // m).to(dev)  # classes spread evenly; binary: first half 0 (−1), second half 1
+        if y0 is not None:
+            y = y0.to(dev, torch.int64)
+            if int(y.min()) < 0 or int(y.max()) >= k:
+                raise ConfigError(f"y0 holds classes outside 0..{k - 1}", "give class indices of the model's outputs")
         x = (torch.randn((m, *self.model.input_shape), generator=gen, dtype=torch.float64) * cfg.init_scale)
+        if x0 is not None:  # data space -> the module's (mean-subtracted) input space
+            mean0 = self.model.mean.detach().cpu().double() if self.model.mean is not None else 0.0
+            x = x0.detach().cpu().double() - mean0
         lam = torch.rand(m, generator=gen, dtype=torch.float64)
         x, lam = x.to(dev, dtype).requires_grad_(), lam.to(dev, dtype).requires_grad_()
         unit = prob.lam_unit(x.detach(), y) if cfg.lam_unit == "auto" else 1.0
@@ -136,7 +153,7 @@ class KKTReconstruction(Attack):
 
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
-        settings = {"config": config_dict(cfg), "n": m, "seed": seed}
+        settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random"}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             if _comparable(st["settings"]) != _comparable(settings):
@@ -189,7 +206,8 @@ class KKTReconstruction(Attack):
 
 def _comparable(settings: dict) -> dict:
     """What must match for a resume (the progress bar may differ)."""
-    return {**settings, "config": {k: v for k, v in settings["config"].items() if k != "show_progress"}}
+    return {**settings, "x0": settings.get("x0", "random"),
+            "config": {k: v for k, v in settings["config"].items() if k != "show_progress"}}
 
 
 def _optimizer(cfg: KKTConfig, t: torch.Tensor, lr: float) -> torch.optim.Optimizer:

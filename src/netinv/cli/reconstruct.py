@@ -7,8 +7,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+import torch
 import typer
 
+from .._errors import ConfigError
 from .._utils.config import merge_config
 from ..attacks.kkt import KKTConfig, KKTReconstruction
 from ..models.loading import load_model
@@ -48,6 +51,22 @@ SignOpt = typer.Option(None, "--lam-sign", help="nonneg (classifiers) or any (re
 DtypeOpt = typer.Option(None, "--dtype", help="float32 (default) or float64")
 CkptOpt = typer.Option(None, "--checkpoint-every", help="iterations between resumable states")
 MOpt = typer.Option(None, "--m", help="number of candidates (default: 2× the training set when recorded)")
+StartOpt = typer.Option(None, "--start", help="warm start: an npz with x (one start per candidate, data space) and "
+                        "optionally y, e.g. an earlier run's candidates.npz")
+
+
+def read_start(path: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``x`` (and ``y`` when present) of a warm-start npz, refused in one line when unreadable."""
+    if path is None:
+        return None, None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
+            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"cannot read the warm start {path}: {str(e).splitlines()[0][:160]}",
+                          "give an npz with an array x (and optionally y), e.g. a candidates.npz") from None
+    return x, y
 
 
 @app.command("kkt")
@@ -66,6 +85,7 @@ def kkt(
     lam_sign: str | None = SignOpt,
     dtype: str | None = DtypeOpt,
     checkpoint_every: int | None = CkptOpt,
+    start: Path | None = StartOpt,
     config: ConfigOpt = None,
     weights: WeightsOpt = None,
     input_shape: InputShapeOpt = None,
@@ -82,8 +102,9 @@ def kkt(
     cfg = kkt_config({"iterations": iterations, "optimizer": optimizer, "lr_x": lr_x, "lr_lam": lr_lam,
                       "init_scale": init_scale, "lam_min": lam_min, "alpha": alpha, "lam_sign": lam_sign,
                       "dtype": dtype, "checkpoint_every": checkpoint_every}, exact_relu, config)
+    x0, y0 = read_start(start)  # before the model loads: a bad file fails fast
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
-    cands = KKTReconstruction(victim, cfg).invert(m, seed=seed, out=out, resume=resume)
+    cands = KKTReconstruction(victim, cfg).invert(m, seed=seed, out=out, resume=resume, x0=x0, y0=y0)
     info = cands.info
     typer.echo(f"{len(cands)} candidates, {cfg.iterations} iterations in {info['wall_time_s']:.1f}s "
                f"({info['iterations_per_s'] or 0:.2f} it/s), stationarity residual {info['criterion']:.4g} "
