@@ -89,3 +89,24 @@ def test_sweep_without_optuna_says_what_to_install(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="needs optuna") as e:
         sweep(_victim(), KKTReconstruction, KKTConfig(iterations=2, show_progress=False), n_trials=1, out=tmp_path)
     assert e.value.fix == "pip install optuna"
+
+
+def test_parallel_sweep_on_an_export_archive_emits_no_future_warning(tmp_path):
+    """Each parallel trial copies the model; copying a loaded .pt2 graph made torch print a FutureWarning about its
+    internal ``LeafSpec`` on every trial."""
+    import warnings
+
+    from netinv.models.loading import load_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False)).eval()
+    ep = torch.export.export(net, (torch.rand(4, 1, 4, 4),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    victim = load_model(tmp_path / "m.pt2", device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sweep(victim, KKTReconstruction, KKTConfig(iterations=3, show_progress=False), n_trials=2,
+                    out=tmp_path / "s", n_jobs=2, pool_top=1, n=4, space={"lr_x": ("log", 1e-3, 1e-2)})
+    assert sum(t["state"] == "COMPLETE" for t in res.trials) == 2
+    future = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, FutureWarning)]
+    assert future == []

@@ -76,3 +76,46 @@ def test_cli_works_without_python_sat():
     assert list_rc == 0 and "digits" in list_out
     assert p.returncode == 2, p.stderr[-2000:]
     assert p.stderr.strip().count("\n") == 0 and "pip install python-sat" in p.stderr
+
+
+def test_netinv_warnings_are_one_clean_line_in_the_cli(tmp_path):
+    """The KKT attack's "not positively homogeneous" warning reached CLI users as Python's
+    ``/path/file.py:123: UserWarning: ...``; the CLI writes netinv's warnings as one ``warning: ...`` line, and
+    library callers keep Python's warnings once the command is over."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1)).eval()  # biases after layer 1
+    ep = torch.export.export(net, (torch.rand(4, 1, 4, 4),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "m.pt2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # shown even when an earlier test already warned from the same line
+        before = warnings.showwarning
+        r = runner.invoke(app, ["reconstruct", "kkt", str(tmp_path / "m.pt2"), "--iterations", "2", "--m", "4",
+                                "--out", str(tmp_path / "k"), "--device", "cpu"])
+        assert warnings.showwarning is before  # restored: nothing changes for library users
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("warning: the model is not positively homogeneous in its parameters (")
+    assert "expect weaker reconstructions" in lines[0] and "UserWarning" not in r.stderr and ".py:" not in r.stderr
+
+
+def test_cli_warning_format_applies_to_netinv_files_only():
+    import io
+    import warnings
+    from pathlib import Path
+
+    import netinv
+    from netinv.cli._errors import cli_warnings
+
+    inside = str(Path(netinv.__file__).parent / "attacks" / "kkt.py")
+    out = io.StringIO()
+    with warnings.catch_warnings(record=True) as passed_on, cli_warnings():
+        for filename in (inside, "/elsewhere/user.py"):
+            warnings.showwarning(UserWarning("two\n  lines"), UserWarning, filename, 7, out)
+    assert out.getvalue() == "warning: two lines\n"
+    assert [(w.filename, str(w.message)) for w in passed_on] == [("/elsewhere/user.py", "two\n  lines")]  # Python's

@@ -205,3 +205,33 @@ def test_download_rejects_path_traversal(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="unsafe or unexpected entry '.*evil.txt'"):
         load_cifar10(tmp_path / "dl", split="test", download=True)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "dl" / "cifar-10-batches-py").exists()
+
+
+def test_check_md5_through_load_data_and_the_cli(tmp_path, monkeypatch):
+    """``load_cifar10(check_md5=...)`` was unreachable from ``load_data`` and the CLI."""
+    from typer.testing import CliRunner
+
+    from netinv.cli.app import app
+    from netinv.data import load_data, split_from_record
+
+    make_cifar(tmp_path)
+    assert len(load_data("cifar10", root=tmp_path, split="test")) == 3  # off by default: synthetic files load
+    with pytest.raises(DataError, match="test_batch does not match the published md5"):
+        load_data("cifar10", root=tmp_path, split="test", check_md5=True)
+    runner = CliRunner()
+    args = ["data", "show", "cifar10", "--root", str(tmp_path), "--split", "test"]
+    assert runner.invoke(app, args).exit_code == 0
+    r = runner.invoke(app, [*args, "--check-md5"])
+    assert isinstance(r.exception, DataError) and "published md5" in str(r.exception)
+    folder = tmp_path / "cifar-10-batches-py"
+    monkeypatch.setattr(cifar10, "MD5", {n: hashlib.md5((folder / n).read_bytes()).hexdigest()
+                                         for n in ("test_batch", "batches.meta")})
+    ds = load_data("cifar10", root=tmp_path, split="test", check_md5=True)
+    assert len(ds) == 3 and ds.source["load_args"]["check_md5"] is True  # a checkpoint reloads it checked
+    r = runner.invoke(app, [*args, "--check-md5"])
+    assert r.exit_code == 0, r.output
+    record = {"load_args": ds.source["load_args"], "task": {"task": "all"}, "train_indices": [0, 1],
+              "heldout_indices": [2]}
+    assert len(split_from_record(record).train) == 2
+    with pytest.raises(DataError, match="applies to cifar10 only"):
+        load_data("digits", check_md5=True)

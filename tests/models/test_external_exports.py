@@ -97,6 +97,27 @@ def test_exported_graph_issues_are_named(tmp_path):
     assert rep["homogeneous"] and rep["notes"] == [] and rep["degree"] == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_info_names_the_layers_of_an_exported_graph(tmp_path, dynamic):
+    """``netinv info`` on a .pt2 listed the graph's parameter holders as type ``Module`` and torch's ``_guards_fn``;
+    the layers are now the graph's operations, with the shapes of the parameters each one reads."""
+    from typer.testing import CliRunner
+
+    from netinv.cli.app import app
+    from netinv.models.inspect import summary
+
+    f = _export(_cnn().eval(), torch.rand(4, 1, 4, 4), tmp_path / "m.pt2", dynamic)
+    s = summary(load_model(f, device="cpu"))
+    assert [layer["type"] for layer in s["layers"]] == ["conv2d", "batch_norm", "relu", "flatten", "dropout", "linear"]
+    conv, bn, relu, *_, lin = s["layers"]
+    assert conv["shapes"] == [[4, 1, 3, 3], [4]] and conv["module"] == "0 (Conv2d)" and bn["shapes"] == [[4], [4]]
+    assert relu["parameters"] == 0 and lin["shapes"] == [[3, 64], [3]] and lin["name"] == "linear"
+    assert sum(layer["parameters"] for layer in s["layers"]) == s["parameters"] == 40 + 8 + 195
+    r = CliRunner().invoke(app, ["info", str(f), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "'type': 'conv2d'" in r.output and "_guards_fn" not in r.output and "'Module'" not in r.output
+
+
 def test_evaluate_reloads_the_recorded_model_with_its_mean(tmp_path, monkeypatch):
     f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
     np.save(tmp_path / "mean.npy", np.full(16, 0.5, dtype=np.float32))
@@ -116,6 +137,45 @@ def test_evaluate_reloads_the_recorded_model_with_its_mean(tmp_path, monkeypatch
                           model_options={"mean": None, "device": "cpu"})
         assert torch.allclose(ev.train_margin, ref.train_margin)
         assert ev.conditioning["assigned_fraction"] == ref.conditioning["assigned_fraction"]
+
+
+def flat_mlp_factory() -> nn.Module:
+    """A user's factory (``tests.models.test_external_exports:flat_mlp_factory``): the untrained model."""
+    return nn.Sequential(nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False))
+
+
+def test_evaluate_reloads_a_recorded_factory_model_or_names_the_fix(tmp_path):
+    """``netinv evaluate DIR`` ignored a model given as package.module:factory (run.json records no path for it)
+    and scored the candidates without the model; it now reloads the factory with the recorded weights, input shape
+    and mean, and says how to name the model when that fails."""
+    from safetensors.torch import save_file
+
+    spec = "tests.models.test_external_exports:flat_mlp_factory"
+    save_file(_flat_mlp().state_dict(), str(tmp_path / "w.safetensors"))
+    np.save(tmp_path / "mean.npy", np.full(16, 0.5, dtype=np.float32))
+    _images(tmp_path / "train.npz", 12, 0)
+    _images(tmp_path / "heldout.npz", 12, 1)
+    lm = load_model(spec, weights=tmp_path / "w.safetensors", input_shape=(16,), mean=tmp_path / "mean.npy",
+                    device="cpu")
+    assert lm.source["factory"] == spec and lm.source["input_shape"] == [16]
+    run = tmp_path / "run"
+    run.mkdir()
+    cands = torch.rand(6, 16)
+    np.savez(run / "candidates.npz", x=cands.numpy(), y=np.array([1, -1] * 3))
+    (run / "run.json").write_text(json.dumps({"model": {**lm.source, "input_range": [0.0, 1.0]}}))  # as attacks do
+    train, heldout = load_data("npz", path=tmp_path / "train.npz"), load_data("npz", path=tmp_path / "heldout.npz")
+    ref = evaluate(cands, train, heldout, model=lm, candidate_labels=torch.tensor([1, 0] * 3))
+    for model in (None, spec):  # recorded, or named again without --weights / --input-shape / --mean
+        ev = evaluate_dir(run, model, tmp_path / "train.npz", tmp_path / "heldout.npz",
+                          model_options={"device": "cpu"})
+        assert ev.train_margin is not None and torch.allclose(ev.train_margin, ref.train_margin)
+    (tmp_path / "w.safetensors").rename(tmp_path / "moved.safetensors")
+    with pytest.raises(ModelError, match="cannot reload the attacked model .*flat_mlp_factory.*not found") as e:
+        evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
+    assert f"--model {spec} --weights FILE" in e.value.fix
+    ev = evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz",  # the fix works
+                      model_options={"weights": tmp_path / "moved.safetensors", "device": "cpu"})
+    assert torch.allclose(ev.train_margin, ref.train_margin)
 
 
 def test_audit_of_a_flat_model_takes_images_and_refuses_rows_before_attacking(tmp_path):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,7 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         trial.set_user_attr("dir", str(run_dir.resolve()))
         # each trial gets its own module: torch.func.functional_call swaps parameters into the module it is given,
         # so threads sharing one module would run on each other's tensors
-        own = dataclasses.replace(model, module=copy.deepcopy(model.module)) if n_jobs > 1 else model
+        own = dataclasses.replace(model, module=_own_copy(model.module)) if n_jobs > 1 else model
         attack = attack_cls(own, dataclasses.replace(cfg, **params, **quiet))
         try:
             cands = attack.invert(n, seed=seed + trial.number, out=run_dir)
@@ -166,6 +168,26 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
                    "environment": environment(model.device)}
     pooled.save(out)
     return SweepResult(pooled, done[0]["params"], trials, study_name, storage)
+
+
+_COPY_LOCK = threading.Lock()
+
+
+def _own_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` for one parallel trial.
+
+    Copying a ``torch.export`` graph (a loaded .pt2) makes torch warn "`isinstance(treespec, LeafSpec)` is
+    deprecated" (a FutureWarning): the graph's pytree specs (its ``_in_spec`` / ``_out_spec`` and the code
+    generator's copy of them) hold leaf specs, and ``copy.deepcopy`` rebuilds each through the deprecated
+    ``LeafSpec`` class. The specs are immutable and could be shared, but ``fx.Graph.__deepcopy__`` copies its code
+    generator without the memo, so no way of calling ``deepcopy`` avoids it; the warning is about torch's own
+    internals, not about anything the user can change, so exactly that warning is silenced here. The lock keeps
+    the trial threads from entering ``catch_warnings`` (which swaps the process-wide filters) at the same time.
+    """
+    with _COPY_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
+        return copy.deepcopy(module)
 
 
 def pool_candidates(dirs: list[Path], trial_ids: list[int] | None = None) -> Candidates:

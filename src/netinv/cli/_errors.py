@@ -1,12 +1,19 @@
-"""Known errors -> one line on stderr and exit 2; the traceback only with NETINV_DEBUG=1."""
+"""Known errors -> one line on stderr and exit 2; the traceback only with NETINV_DEBUG=1. netinv's own warnings ->
+one line ``warning: ...`` on stderr while a command runs (library users keep Python's warnings)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .._errors import NetinvError
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # src/netinv
 
 
 def format_error(e: BaseException) -> str:
@@ -15,14 +22,57 @@ def format_error(e: BaseException) -> str:
     return f"error: {type(e).__name__}: {e}"
 
 
+def format_warning(message: Warning | str) -> str:
+    """``warning: <message>`` on one line (newlines and runs of spaces folded)."""
+    return "warning: " + " ".join(str(message).split())
+
+
+def _from_netinv(filename: str) -> bool:
+    """Whether a warning is attributed to a file of the netinv package (warnings.warn's stacklevel picks the file)."""
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def cli_warnings() -> Iterator[None]:
+    """While the CLI runs a command, show warnings raised from netinv modules as one ``warning: ...`` line on stderr
+    instead of Python's ``/path/file.py:123: UserWarning: ...`` (which filters and ``-W`` still govern: this only
+    changes how a shown warning is written). Warnings from other packages keep Python's format; the previous
+    ``warnings.showwarning`` is restored afterwards."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if not _from_netinv(filename):
+            previous(message, category, filename, lineno, file, line)
+            return
+        out = file if file is not None else sys.stderr
+        try:
+            out.write(format_warning(message) + "\n")
+        except OSError:  # stderr gone (a closed pipe): a warning is not worth a crash
+            pass
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        if warnings.showwarning is show:
+            warnings.showwarning = previous
+
+
 def run_cli(app: Any) -> None:
-    """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2. Torch's
-    CPU threads follow ``NETINV_THREADS`` (default ``auto``: torch's threads minus the cores other work keeps busy)."""
+    """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2, netinv
+    warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so that
+    ``CliRunner`` invocations behave the same). Torch's CPU threads follow ``NETINV_THREADS`` (default ``auto``:
+    torch's threads minus the cores other work keeps busy)."""
     from .._utils.device import cpu_threads
 
     try:
-        cpu_threads()
-        app()
+        with cli_warnings():
+            cpu_threads()
+            app()
     except NetinvError as e:
         if os.environ.get("NETINV_DEBUG") == "1":
             raise

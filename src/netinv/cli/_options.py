@@ -24,6 +24,8 @@ MeanOpt = Annotated[Path | None, typer.Option("--mean", help=".npy mean image th
 DataOpt = Annotated[str, typer.Option("--data", help="digits, mnist, fashion-mnist, cifar10, npz, folder")]
 DataPathOpt = Annotated[Path | None, typer.Option("--path", help="file/folder for npz and folder sources")]
 RootOpt = Annotated[Path | None, typer.Option("--root", help="folder of downloaded data sets")]
+CheckMd5Opt = Annotated[bool, typer.Option("--check-md5", help="compare each data file with its published md5 "
+                                                               "before reading it (cifar10)")]
 
 
 def parse_floats(text: str | None, name: str, n: int | None = None) -> tuple[float, ...] | None:

@@ -11,6 +11,7 @@ from ..apps.adversarial import AdversarialConfig, run_adversarial, table
 from ..data import load_data
 from ..models.loading import check_compatible, load_model
 from ._options import (
+    CheckMd5Opt,
     ConfigOpt,
     DataPathOpt,
     DeviceOpt,
@@ -38,6 +39,7 @@ def adversarial(
                                                          "set; the generator trains on its training set)"),
     path: DataPathOpt = None,
     root: RootOpt = None,
+    check_md5: CheckMd5Opt = False,
     config: ConfigOpt = None,
     weights: WeightsOpt = None,
     input_shape: InputShapeOpt = None,
@@ -56,7 +58,7 @@ def adversarial(
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     ds = None
     if data is not None:
-        ds = load_data(data, root=root, path=path)
+        ds = load_data(data, root=root, path=path, check_md5=check_md5)
         check_compatible(victim, ds)
     res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out)
     typer.echo(table(res, cfg))

@@ -16,11 +16,19 @@ from . import reconstruct as reconstruct_cmd
 from . import sat as sat_cmd
 from . import sweep as sweep_cmd
 from . import train as train_cmd
-from ._errors import run_cli
+from ._errors import cli_warnings, run_cli
 
 app = typer.Typer(name="netinv", no_args_is_help=True, add_completion=False,
                   help="Invert trained neural networks: reconstruct training data, invert classifiers, "
                        "exactly invert binarised nets.")
+
+
+@app.callback()
+def _during_a_command(ctx: typer.Context) -> None:
+    # netinv's warnings as one `warning: ...` line while the command runs (restored when it ends)
+    ctx.with_resource(cli_warnings())
+
+
 app.command("demo")(demo_cmd.demo)
 app.command("audit")(audit_cmd.audit)
 app.add_typer(data_cmd.app, name="data")

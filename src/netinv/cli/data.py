@@ -7,7 +7,7 @@ import json
 import typer
 
 from ..data import SOURCES, load_data
-from ._options import DataPathOpt, RootOpt
+from ._options import CheckMd5Opt, DataPathOpt, RootOpt
 
 app = typer.Typer(no_args_is_help=True, help="List and inspect data sources.")
 
@@ -21,7 +21,8 @@ def list_sources() -> None:
 
 @app.command("show")
 def show(name: str, path: DataPathOpt = None, root: RootOpt = None, split: str = "train",
-         download: bool = typer.Option(False, help="download missing files (with checksum)")) -> None:
+         download: bool = typer.Option(False, help="download missing files (with checksum)"),
+         check_md5: CheckMd5Opt = False) -> None:
     """Load a data source and print its size, shape, range and class counts."""
-    ds = load_data(name, root=root, path=path, split=split, download=download)
+    ds = load_data(name, root=root, path=path, split=split, download=download, check_md5=check_md5)
     typer.echo(json.dumps(ds.summary(), indent=2))

@@ -10,7 +10,7 @@ from .._utils.config import merge_config
 from ..data import load_data, make_task
 from ..train import TrainConfig
 from ..train import train as train_api
-from ._options import ConfigOpt, DataOpt, DataPathOpt, DeviceOpt, OutOpt, ResumeOpt, RootOpt, SeedOpt
+from ._options import CheckMd5Opt, ConfigOpt, DataOpt, DataPathOpt, DeviceOpt, OutOpt, ResumeOpt, RootOpt, SeedOpt
 
 
 def train(
@@ -38,6 +38,7 @@ def train(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     download: bool = typer.Option(False, help="download missing data files"),
+    check_md5: CheckMd5Opt = False,
     resume: ResumeOpt = False,
 ) -> None:
     """Train a victim classifier. Example: netinv train --task parity --n-per-class 50 --arch mlp:1000,1000."""
@@ -45,8 +46,8 @@ def train(
                                        "batch_size": batch_size, "weight_decay": weight_decay,
                                        "target_loss": target_loss, "mean_subtract": mean_subtract, "seed": seed},
                        yaml_file=config)
-    split = make_task(load_data(data, root=root, path=path, download=download), task, n_per_class=n_per_class,
-                      heldout_per_class=heldout_per_class, seed=seed)
+    ds = load_data(data, root=root, path=path, download=download, check_md5=check_md5)
+    split = make_task(ds, task, n_per_class=n_per_class, heldout_per_class=heldout_per_class, seed=seed)
     model = train_api(split, arch, cfg, out=out, resume=resume, device=device, bias=bias, init_scale=init_scale,
                           threshold=threshold, ternary=ternary)
     m = model.meta

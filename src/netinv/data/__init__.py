@@ -29,7 +29,7 @@ def default_root() -> Path:
 
 
 def load_data(name: str = "digits", *, root: str | Path | None = None, path: str | Path | None = None,
-              split: str = "train", download: bool = False) -> Dataset:
+              split: str = "train", download: bool = False, check_md5: bool = False) -> Dataset:
     """Load a data set by source name.
 
     Args:
@@ -38,18 +38,27 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
         path: the file or folder for ``npz`` and ``folder``; a path ending in ``.npz`` also works as ``name``.
         split: ``train`` or ``test`` where the source has both (digits has one split).
         download: fetch missing files (with checksum) when a network exists.
+        check_md5: compare every file read with its published md5 before reading it (``cifar10``, whose batches
+            have published checksums; any other source refuses it rather than skip the check).
 
     Returns:
-        A :class:`Dataset` whose ``source['load_args']`` reloads it (checkpoints record it).
+        A :class:`Dataset` whose ``source['load_args']`` reloads it (checkpoints record it, ``check_md5`` included
+        when set).
 
     Raises:
-        DataError: an unknown source or missing/corrupt files (the message says what to put where).
+        DataError: an unknown source, missing/corrupt files (the message says what to put where), a file that does
+            not match its md5, or ``check_md5`` for a source without published checksums.
     """
     if path is None and str(name).endswith(".npz"):
         name, path = "npz", name
-    ds = _load(name, root=root, path=path, split=split, download=download)
+    if check_md5 and name not in _MD5_SOURCES:
+        raise DataError(f"--check-md5 applies to {', '.join(_MD5_SOURCES)} only, not to source {name!r}",
+                        "drop --check-md5 (downloads are md5-checked anyway)")
+    ds = _load(name, root=root, path=path, split=split, download=download, check_md5=check_md5)
     ds.source["load_args"] = {"name": name, "root": str(root) if root is not None else None,
                               "path": str(Path(path).resolve()) if path is not None else None, "split": split}
+    if check_md5:
+        ds.source["load_args"]["check_md5"] = True
     return ds
 
 
@@ -65,7 +74,12 @@ def split_from_record(record: dict) -> TaskSplit:
                      data.subset(record["heldout_indices"], split="heldout"), record["task"])
 
 
-def _load(name: str, *, root: str | Path | None, path: str | Path | None, split: str, download: bool) -> Dataset:
+#: the sources whose files have published md5 checksums (``load_data(check_md5=True)``)
+_MD5_SOURCES = ("cifar10",)
+
+
+def _load(name: str, *, root: str | Path | None, path: str | Path | None, split: str, download: bool,
+          check_md5: bool = False) -> Dataset:
     rootp = Path(root) if root is not None else default_root()
     if name == "digits":
         from .digits import load_digits
@@ -78,7 +92,7 @@ def _load(name: str, *, root: str | Path | None, path: str | Path | None, split:
     if name == "cifar10":
         from .cifar10 import load_cifar10
 
-        return load_cifar10(rootp, split=split, download=download)
+        return load_cifar10(rootp, split=split, download=download, check_md5=check_md5)
     if name in ("npz", "folder"):
         if path is None:
             raise DataError(f"source {name!r} needs a path", "pass --path FILE_OR_DIR")

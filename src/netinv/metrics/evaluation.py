@@ -218,8 +218,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
 
     Args:
         run_dir: an attack's output folder.
-        model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the path under the
-            key ``model`` (a path, or a dict with ``path``) of ``run_dir/run.json``, if it exists.
+        model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the model recorded
+            under the key ``model`` of ``run_dir/run.json``: a path (or a dict with ``path``) if it still exists, or a
+            ``package.module:factory`` with its recorded weights file.
         train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
             checkpoint's own sets (its ``meta['data']``) are used when these are not given.
         seed, n_best, config: as :func:`evaluate`.
@@ -231,6 +232,8 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     Raises:
         DataError: no or unreadable candidates.npz, missing data sets.
         ConfigError: only one of train_npz / heldout_npz.
+        ModelError: the model does not load; for a recorded factory model (its weights moved, its module not
+            importable) the fix names ``--model``.
     """
     from ..data import load_data, split_from_record
     from ..models.loading import load_model
@@ -242,11 +245,21 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     x, y = _read_candidates(npz)
     recorded, recorded_options = _recorded_model(run_dir)
     options = {k: v for k, v in (model_options or {}).items() if v is not None}
-    if model is None or (isinstance(model, str | Path) and recorded is not None
-                         and Path(model).resolve() == Path(recorded).resolve()):
+    from_record = model is None or (isinstance(model, str | Path) and recorded is not None
+                                    and (str(model) == recorded or Path(model).resolve() == Path(recorded).resolve()))
+    if from_record:
         model = model if model is not None else recorded
-        options = {**recorded_options, **options}  # the mean / input shape the attack ran with, unless overridden
-    lm = load_model(model, **options) if model is not None else None
+        # the weights / mean / input shape the attack ran with, unless overridden
+        options = {**recorded_options, **options}
+    try:
+        lm = load_model(model, **options) if model is not None else None
+    except ModelError as e:
+        if not (from_record and "weights" in recorded_options):
+            raise
+        # a factory model: its code and weights live outside run.json, and either may have moved since the attack
+        raise ModelError(f"cannot reload the attacked model {model} recorded in {run_dir / 'run.json'}: {e.problem}",
+                         f"name it: --model {model} --weights FILE (and --input-shape / --mean as in the attack)"
+                         + (f"; {e.fix}" if e.fix else "")) from None
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
@@ -389,15 +402,20 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``), if it
-    still exists, and the ``load_model`` options it was attacked with (mean, input shape and range)."""
+    still exists, or a factory model (``{"format": "factory", "factory": "pkg.mod:fn", "weights": FILE}``), and the
+    ``load_model`` options it was attacked with (weights, mean, input shape and range)."""
     try:
         rec = json.loads((run_dir / "run.json").read_text()).get("model")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None, {}
-    path = rec.get("path") if isinstance(rec, dict) else rec
-    if not isinstance(path, str) or not Path(path).exists():
-        return None, {}
     options: dict[str, Any] = {}
+    if isinstance(rec, dict) and rec.get("format") == "factory" and isinstance(rec.get("factory"), str):
+        path = rec["factory"]  # reloaded by load_model, which says what is missing (evaluate_dir adds --model)
+        options["weights"] = rec.get("weights")
+    else:
+        path = rec.get("path") if isinstance(rec, dict) else rec
+        if not isinstance(path, str) or not Path(path).exists():
+            return None, {}
     if isinstance(rec, dict):
         for key in ("mean", "input_shape", "input_range"):
             if rec.get(key) is not None:

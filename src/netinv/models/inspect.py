@@ -50,12 +50,20 @@ def _graph_issues(gm: torch.fx.GraphModule, prefix: str) -> list[str]:
     return issues
 
 
+def _graph_prefix(module: nn.Module, name: str) -> str:
+    """How a graph's nodes are named in reports: under its path in ``module``, except the graph of a loaded export
+    archive (``_Exported.inner``), which is the whole model."""
+    from .loading import _Exported
+
+    return "" if not name or (name == "inner" and isinstance(module, _Exported)) else f"{name}."
+
+
 def _structural_issues(module: nn.Module) -> list[str]:
     issues: list[str] = []
     for name, mod in module.named_modules():
         label = name or type(mod).__name__
         if isinstance(mod, torch.fx.GraphModule):
-            issues += _graph_issues(mod, f"{name}." if name else "")
+            issues += _graph_issues(mod, _graph_prefix(module, name))
         if isinstance(mod, _NORM):
             issues.append(f"normalisation layer {label} ({type(mod).__name__})")
         elif isinstance(mod, _NON_HOMOGENEOUS_ACT):
@@ -64,6 +72,58 @@ def _structural_issues(module: nn.Module) -> list[str]:
                 and isinstance(mod, nn.Linear | nn.modules.conv._ConvNd):
             issues.append(f"bias in {label}")
     return issues
+
+
+# graph nodes that are bookkeeping, not layers: tuple unpacking, shape arithmetic and the checks torch.export adds
+_INTERNAL_OPS = {"getitem", "_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_size", "sym_numel",
+                 "sym_stride", "sym_storage_offset", "sym_constrain_range", "sym_constrain_range_for_size"}
+
+
+def _op_name(node: torch.fx.Node) -> str:
+    """``aten.linear.default`` -> ``linear``; ``torch.relu`` -> ``relu``; a method call -> its name."""
+    target = node.target
+    if isinstance(target, str):
+        return target
+    return getattr(target, "_opname", None) or getattr(target, "__name__", None) or str(target)
+
+
+def _graph_layers(gm: torch.fx.GraphModule, prefix: str) -> list[dict[str, Any]]:
+    """The operations of a graph as ``summary`` layers: what each computes (``linear``, ``conv2d``, ``relu``,
+    ``batch_norm``…), the parameters it reads (get_attr inputs) and the module it was traced from, where the graph
+    records it. torch's internal entries (the ``_guards_fn`` of an export, asserts, shape arithmetic) are left out."""
+    layers: list[dict[str, Any]] = []
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            if str(node.target).startswith("_guards"):
+                continue
+            sub = gm.get_submodule(str(node.target))
+            params = list(sub.parameters())
+            kind, name = type(sub).__name__, str(node.target)  # named by its path, as a module's layers are
+        elif node.op in ("call_function", "call_method"):
+            kind, name = _op_name(node), node.name
+            val = node.meta.get("val")
+            if kind in _INTERNAL_OPS or kind.startswith(("_assert", "sym_")) \
+                    or (val is not None and not isinstance(val, torch.Tensor | tuple | list)):  # a SymInt
+                continue
+            params = []
+            for arg in node.all_input_nodes:
+                if arg.op == "get_attr":
+                    try:
+                        t = gm.get_parameter(str(arg.target))
+                    except AttributeError:  # a buffer or a lifted constant, not a parameter
+                        continue
+                    params.append(t)
+        else:
+            continue
+        layer = {"name": f"{prefix}{name}", "type": kind, "parameters": sum(p.numel() for p in params),
+                 "shapes": [list(p.shape) for p in params]}
+        stack = node.meta.get("nn_module_stack") if node.op != "call_module" else None
+        if stack:
+            path, cls = list(stack.values())[-1]
+            if path:
+                layer["module"] = f"{path} ({str(getattr(cls, '__name__', cls)).rsplit('.', 1)[-1]})"
+        layers.append(layer)
+    return layers
 
 
 @torch.no_grad()
@@ -154,11 +214,20 @@ def summary(model: LoadedModel) -> dict[str, Any]:
     Returns:
         A JSON-ready dict: ``input_shape``, ``num_outputs``, ``binary``, ``input_range``, ``mean_subtracted``,
         ``classes``, ``parameters`` (total), ``trainable``, ``layers`` (name, type, parameters, shapes of the
-        leaf modules), ``homogeneity`` (:func:`homogeneity_report`) and ``source``.
+        leaf modules; for a graph module such as a ``torch.export`` archive, its operations instead: type ``linear``,
+        ``conv2d``, ``relu``… with the shapes of the parameters each one reads and the ``module`` it was traced
+        from), ``homogeneity`` (:func:`homogeneity_report`) and ``source``.
     """
     module = model.module
-    layers = []
+    layers: list[dict[str, Any]] = []
+    graphs: list[str] = []  # the modules under a graph are its parameter holders (and torch's guards), not layers
     for name, mod in module.named_modules():
+        if any(name.startswith(g) for g in graphs):
+            continue
+        if isinstance(mod, torch.fx.GraphModule):
+            layers += _graph_layers(mod, _graph_prefix(module, name))
+            graphs.append(f"{name}." if name else "")
+            continue
         if any(True for _ in mod.children()):
             continue
         own = list(mod.parameters(recurse=False))
