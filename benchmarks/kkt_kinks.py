@@ -29,17 +29,17 @@ from netinv.data import load_data, make_task  # noqa: E402
 from netinv.metrics import evaluate  # noqa: E402
 
 
-def on_kink_counts(model, x: torch.Tensor, scales: list[torch.Tensor], tol: float) -> list[torch.Tensor]:
-    """Per image, how many units of each hidden layer have |pre-activation| < tol × that layer's scale."""
+def hidden_preactivations(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """The pre-activations of every hidden Linear layer of the bias-free MLP, in float64 (the module is not touched)."""
     h = model.preprocess(x.to(model.device)).flatten(1).double()
-    counts, i = [], 0
+    out = []
     for layer in model.module.net:
-        h = layer.double()(h) if isinstance(layer, torch.nn.Linear) else layer(h)
-        if isinstance(layer, torch.nn.Linear) and i < len(scales):
-            counts.append((h.abs() < tol * scales[i]).sum(1).cpu())
-            i += 1
-    model.module.float()
-    return counts
+        if isinstance(layer, torch.nn.Linear):
+            h = h @ layer.weight.detach().double().T
+            out.append(h)
+        else:
+            h = layer(h)
+    return out[:-1]  # the last Linear is the output
 
 
 def main() -> None:
@@ -63,14 +63,11 @@ def main() -> None:
     for name in args.rows.split(","):
         model = victim(args.cache, name, split, args.device)[0]
         with torch.no_grad():
-            h, scales = model.preprocess(split.train.x.to(model.device)).flatten(1).double(), []
-            for layer in model.module.net[:-1]:
-                h = layer.double()(h) if isinstance(layer, torch.nn.Linear) else layer(h)
-                if isinstance(layer, torch.nn.Linear):
-                    scales.append(h.abs().median())
-            model.module.float()
-            tr = on_kink_counts(model, split.train.x, scales, args.tol)
-            ho = on_kink_counts(model, split.heldout.x, scales, args.tol)
+            z_tr = hidden_preactivations(model, split.train.x)
+            z_ho = hidden_preactivations(model, split.heldout.x)
+            scales = [z.abs().median() for z in z_tr]
+            tr = [(z.abs() < args.tol * sc).sum(1).cpu() for z, sc in zip(z_tr, scales, strict=True)]
+            ho = [(z.abs() < args.tol * sc).sum(1).cpu() for z, sc in zip(z_ho, scales, strict=True)]
             marg = ((2 * split.train.y - 1).float() * model.logits(split.train.x)[:, 0].cpu())
         smallest = tr[0][torch.argsort(marg)[:5]].tolist()
         auc = roc_auc_score([1] * len(tr[0]) + [0] * len(ho[0]), torch.cat([tr[0], ho[0]]).numpy())
