@@ -32,6 +32,7 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
+from tests._nets import FixedBatchCNN
 from torch import nn
 from typer.testing import CliRunner
 
@@ -512,18 +513,6 @@ def _flat_mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32, bias=False), nn.ReLU(), nn.Linear(32, 1, bias=False)).eval()
 
 
-class _BakedBatchCNN(nn.Module):
-    """``x.view(x.shape[0], -1)`` bakes the example's batch into a static export: the loader chunks to it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 32), nn.Linear(32, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv(x)).view(x.shape[0], -1)
-        return self.fc2(torch.relu(self.fc1(h)))
-
-
 def _export(net: nn.Module, path: Path, batch: int = 4, dynamic: bool = True, device: str = "cpu") -> Path:
     ep = torch.export.export(net, (torch.rand(batch, 1, 8, 8, device=device),),
                              dynamic_shapes=({0: B},) if dynamic else None)
@@ -549,7 +538,7 @@ def test_export_archive_on_device_runs_kkt_like_cpu(tmp_path, dynamic):
 @pytest.mark.parametrize("baked", [False, True])
 def test_export_features_on_device_match_cpu(tmp_path, baked):
     torch.manual_seed(0)
-    net = _BakedBatchCNN().eval() if baked else nn.Sequential(
+    net = FixedBatchCNN().eval() if baked else nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 32), nn.ReLU(),
         nn.Linear(32, 10)).eval()
     f = _export(net, tmp_path / "m.pt2", batch=3, dynamic=False)

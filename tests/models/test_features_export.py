@@ -6,24 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests._nets import FixedBatchCNN
 from torch import nn
 
 from netinv import load_model
 from netinv._errors import ConfigError
 from netinv.models.features import Features
 from netinv.models.loaded import LoadedModel
-
-
-class _FixedBatchNet(nn.Module):
-    """``x.view(x.shape[0], -1)`` bakes the example's batch size into a statically exported graph."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 32), nn.Linear(32, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.conv(x)).view(x.shape[0], -1)
-        return self.fc2(torch.relu(self.fc1(h)))
 
 
 def _cnn() -> nn.Module:
@@ -73,7 +62,7 @@ def test_features_of_a_fixed_batch_export_match_the_module(tmp_path, baked):
     """Exported without a dynamic batch: a graph whose batch size is baked into a view runs in chunks of it (the
     features are concatenated in order, padding dropped); one that generalises has its guard dropped by the loader."""
     torch.manual_seed(0)
-    net = _FixedBatchNet().eval() if baked else _cnn()
+    net = FixedBatchCNN().eval() if baked else _cnn()
     lm = _export(net, tmp_path / "m.pt2", 3, dynamic=False)
     assert lm.module.b == (3 if baked else None)
     f = Features(lm)
