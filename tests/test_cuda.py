@@ -226,19 +226,31 @@ def _interrupt_train_at(monkeypatch, epoch: int):
     return real
 
 
+def _full_and_resumed(parity, arch: str, cfg: TrainConfig, stop_at: int, tmp_path: Path, monkeypatch,
+                      before_resume=None):
+    """An uninterrupted device run in ``tmp_path/full`` and one interrupted after epoch ``stop_at`` in
+    ``tmp_path/resumed``, then resumed on the device (``before_resume(run_dir)`` runs in between)."""
+    full = train(parity, arch, cfg, out=tmp_path / "full", device=DEV, show_progress=False)
+    real = _interrupt_train_at(monkeypatch, stop_at)
+    with pytest.raises(Interrupt):
+        train(parity, arch, cfg, out=tmp_path / "resumed", device=DEV, show_progress=False)
+    monkeypatch.setattr(TRAIN_MODULE, "save_state", real)
+    if before_resume is not None:
+        before_resume(tmp_path / "resumed")
+    resumed = train(parity, arch, cfg, out=tmp_path / "resumed", resume=True, device=DEV, show_progress=False)
+    return full, resumed
+
+
 def test_train_resume_on_device_equals_uninterrupted_and_resumes_on_cpu(parity, tmp_path, monkeypatch):
     cfg = TrainConfig(optimizer="adam", lr=1e-2, epochs=40, batch_size=10, checkpoint_every=10, log_every=10,
                       target_loss=0.0)
-    full = train(parity, "mlp:32", cfg, out=tmp_path / "full", device=DEV, show_progress=False)
-    real = _interrupt_train_at(monkeypatch, 20)
-    with pytest.raises(Interrupt):
-        train(parity, "mlp:32", cfg, out=tmp_path / "resumed", device=DEV, show_progress=False)
-    monkeypatch.setattr(TRAIN_MODULE, "save_state", real)
     state = tmp_path / "resumed" / ".train_state.pt"
-    note("train state: storage locations", storage_locations(state))
-    shutil.copytree(tmp_path / "resumed", tmp_path / "on_cpu")
 
-    resumed = train(parity, "mlp:32", cfg, out=tmp_path / "resumed", resume=True, device=DEV, show_progress=False)
+    def keep_a_copy(run_dir: Path) -> None:
+        note("train state: storage locations", storage_locations(state))
+        shutil.copytree(run_dir, tmp_path / "on_cpu")
+
+    full, resumed = _full_and_resumed(parity, "mlp:32", cfg, 20, tmp_path, monkeypatch, keep_a_copy)
     assert not state.exists() and module_on(resumed.module, DEV_TYPE)
     x = parity.heldout.x
     with torch.no_grad():
@@ -259,12 +271,7 @@ def test_cnn_train_resume_on_device_replays_the_dropout_draws(parity, tmp_path, 
     generator attacks' states do: ``cuda_rng`` in attacks/_generator_training.py)."""
     cfg = TrainConfig(optimizer="adam", lr=1e-2, epochs=20, batch_size=16, checkpoint_every=10, log_every=10,
                       target_loss=0.0)
-    full = train(parity, "cnn:4", cfg, out=tmp_path / "full", device=DEV, show_progress=False)
-    real = _interrupt_train_at(monkeypatch, 10)
-    with pytest.raises(Interrupt):
-        train(parity, "cnn:4", cfg, out=tmp_path / "resumed", device=DEV, show_progress=False)
-    monkeypatch.setattr(TRAIN_MODULE, "save_state", real)
-    resumed = train(parity, "cnn:4", cfg, out=tmp_path / "resumed", resume=True, device=DEV, show_progress=False)
+    full, resumed = _full_and_resumed(parity, "cnn:4", cfg, 10, tmp_path, monkeypatch)
     x = parity.heldout.x
     with torch.no_grad():
         close(resumed.logits(x.to(DEV)), full.logits(x.to(DEV)), 1e-4,
