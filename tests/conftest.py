@@ -32,3 +32,23 @@ def parity_victim(digits_parity, tmp_path_factory):
     model = train(digits_parity, "mlp:64", TrainConfig(lr=0.2, epochs=3000, target_loss=1e-2), out=out, bias="none",
                   device="cpu", show_progress=False)
     return model, out
+
+
+class FixedBatchCNN(torch.nn.Module):
+    """``x.view(x.shape[0], -1)`` bakes the example's batch size into a statically exported graph (the loader then
+    chunks inputs to that batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 32), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)).view(x.shape[0], -1)
+        return self.fc2(torch.relu(self.fc1(h)))
+
+
+@pytest.fixture
+def fixed_batch_cnn() -> type[FixedBatchCNN]:
+    """The class of a small CNN whose static export is tied to its example batch (shared by the export tests)."""
+    return FixedBatchCNN

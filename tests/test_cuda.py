@@ -32,7 +32,6 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
-from tests._nets import FixedBatchCNN
 from torch import nn
 from typer.testing import CliRunner
 
@@ -543,9 +542,9 @@ def test_export_archive_on_device_runs_kkt_like_cpu(tmp_path, dynamic):
 
 
 @pytest.mark.parametrize("baked", [False, True])
-def test_export_features_on_device_match_cpu(tmp_path, baked):
+def test_export_features_on_device_match_cpu(tmp_path, baked, fixed_batch_cnn):
     torch.manual_seed(0)
-    net = FixedBatchCNN().eval() if baked else nn.Sequential(
+    net = fixed_batch_cnn().eval() if baked else nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 32), nn.ReLU(),
         nn.Linear(32, 10)).eval()
     f = _export(net, tmp_path / "m.pt2", batch=3, dynamic=False)

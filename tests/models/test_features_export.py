@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests._nets import FixedBatchCNN
 from torch import nn
 
 from netinv import load_model
@@ -58,11 +57,11 @@ def test_auto_features_of_a_dynamic_batch_export_match_the_module(tmp_path):
 
 
 @pytest.mark.parametrize("baked", [True, False])
-def test_features_of_a_fixed_batch_export_match_the_module(tmp_path, baked):
+def test_features_of_a_fixed_batch_export_match_the_module(tmp_path, baked, fixed_batch_cnn):
     """Exported without a dynamic batch: a graph whose batch size is baked into a view runs in chunks of it (the
     features are concatenated in order, padding dropped); one that generalises has its guard dropped by the loader."""
     torch.manual_seed(0)
-    net = FixedBatchCNN().eval() if baked else _cnn()
+    net = fixed_batch_cnn().eval() if baked else _cnn()
     lm = _export(net, tmp_path / "m.pt2", 3, dynamic=False)
     assert lm.module.b == (3 if baked else None)
     f = Features(lm)
