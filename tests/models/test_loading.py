@@ -115,9 +115,10 @@ def test_shape_mismatch_with_data(parity_victim):
         check_compatible(model, data)
 
 
-def test_auto_leaves_a_loaded_model_where_it_is(net, monkeypatch):
-    """``device="auto"`` (the default of evaluate_dir and audit) does not move a caller's in-memory LoadedModel to the
-    GPU; an explicit device does. Simulated: CUDA claimed present, LoadedModel.to recorded."""
+def test_auto_leaves_a_callers_model_where_it_is(net, monkeypatch):
+    """``device="auto"`` (the default of evaluate_dir and audit) does not move a caller's in-memory LoadedModel or
+    nn.Module (moved in place, so the caller's object would change device under them) to the GPU; an explicit device
+    does. Simulated: CUDA claimed present, LoadedModel.to recorded."""
     lm = LoadedModel(net, (1, 8, 8), 10)
     moved = []
     real_to = LoadedModel.to
@@ -126,7 +127,8 @@ def test_auto_leaves_a_loaded_model_where_it_is(net, monkeypatch):
     assert load_model(lm) is lm and moved == [] and lm.device.type == "cpu" and lm.num_outputs == 10
     assert load_model(lm, device="cuda") is lm and moved == ["cuda"]
     assert load_model(lm, device="cpu") is lm and moved == ["cuda", "cpu"]
-    assert load_model(net, input_shape=(1, 8, 8)) is not lm and moved[-1] == "cuda"  # a module: auto is the GPU
+    assert load_model(net, input_shape=(1, 8, 8)) is not lm and moved == ["cuda", "cpu"]  # a raw module stays too
+    assert load_model(net, input_shape=(1, 8, 8), device="cuda").module is net and moved[-1] == "cuda"
 
 
 class _Normalised(nn.Module):

@@ -33,9 +33,9 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         input_shape: one input's shape (C, H, W) or (D,), when the file does not carry it.
         input_range: (lo, hi) of valid data-space inputs. Default: the checkpoint's, else (0, 1).
         mean: a data-space mean image (``.npy`` or tensor) the model expects subtracted from its inputs.
-        device: ``auto`` (a GPU when one is present), ``cpu`` or ``cuda``. A ``LoadedModel`` passed in is moved in
-            place, so ``auto`` leaves it on the device it is on (a caller's CPU model stays on the CPU); an explicit
-            ``cpu`` or ``cuda`` moves it.
+        device: ``auto`` (a GPU when one is present), ``cpu`` or ``cuda``. An ``nn.Module`` or ``LoadedModel``
+            passed in is the caller's object and is moved in place, so ``auto`` leaves it on the device it is on (a
+            caller's CPU model stays on the CPU); an explicit ``cpu`` or ``cuda`` moves it.
 
     Returns:
         The model in eval mode on ``device``, with ``num_outputs`` found by a forward pass.
@@ -44,7 +44,7 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         ModelError: unreadable file, unknown format, missing input shape, NaN/inf weights, output of the wrong rank.
     """
     dev = resolve_device(device)
-    keep_device = isinstance(model, LoadedModel) and isinstance(device, str) and device.lower() == "auto"
+    keep_device = isinstance(model, LoadedModel | nn.Module) and isinstance(device, str) and device.lower() == "auto"
     if isinstance(model, LoadedModel):
         lm = model
     elif isinstance(model, nn.Module):

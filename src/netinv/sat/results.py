@@ -154,7 +154,8 @@ def write_outputs(result: Any, out: str | Path) -> Path:
     """Write ``out/result.json`` (with the environment) and, when inputs were found, ``preimages.npz/.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "result.json", {**result.to_dict(), "environment": environment()})
+    # the SAT solver always computes on the CPU (a PyTorch check of the found inputs runs wherever the model is)
+    write_json(out / "result.json", {**result.to_dict(), "environment": environment("cpu")})
     x = getattr(result, "x", None)
     if x is not None and len(x):
         y = np.asarray(result.y)
