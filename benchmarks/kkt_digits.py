@@ -61,9 +61,9 @@ def victim(cache: Path, n_per_class: int, weight_decay: float = 0.0, device: str
     return model, split, time.perf_counter() - t
 
 
-def truth_residual(model, split, per_layer: bool = False):
-    """min_{λ≥0} ‖θ − Σ λ_i ∇θ margin_i(x_i)‖ / ‖θ‖ over the TRUE training set (victim diagnostic only). With
-    ``per_layer`` also {parameter name: ‖residual‖/‖θ_layer‖} at the same λ."""
+def truth_fit(model, split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """The NNLS fit of the KKT equation over the TRUE training set (victim diagnostic only): λ ≥ 0 minimising
+    ‖θ − Σ λ_i ∇θ margin_i(x_i)‖, the per-sample gradients (n, |θ|), θ flattened, and the named parameters."""
     import scipy.optimize
 
     from netinv.attacks.kkt import _per_sample_grads
@@ -79,12 +79,19 @@ def truth_residual(model, split, per_layer: bool = False):
     r = torch.linalg.cholesky(gram + 1e-10 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)).T
     rhs = torch.linalg.solve_triangular(r.T, (jac @ th)[:, None], upper=False)[:, 0]
     lam = torch.from_numpy(scipy.optimize.nnls(r.numpy(), rhs.numpy(), maxiter=10_000)[0])
+    return lam, jac, th, prob.params
+
+
+def truth_residual(model, split, per_layer: bool = False):
+    """min_{λ≥0} ‖θ − Σ λ_i ∇θ margin_i(x_i)‖ / ‖θ‖ over the TRUE training set (victim diagnostic only). With
+    ``per_layer`` also {parameter name: ‖residual‖/‖θ_layer‖} at the same λ."""
+    lam, jac, th, params = truth_fit(model, split)
     res = th - jac.T @ lam
     total = float(res.norm() / th.norm())
     if not per_layer:
         return total
     layers, o = {}, 0
-    for name, p in prob.params.items():
+    for name, p in params.items():
         layers[name] = float(res[o:o + p.numel()].norm() / p.detach().norm())
         o += p.numel()
     return total, layers

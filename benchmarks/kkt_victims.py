@@ -7,10 +7,10 @@ y·Φ(x)), the residual the TRUE training set leaves in the KKT equation (total 
 diagnostic, never used by the attack), and the leakage figures.
 Prints a table and appends it to benchmarks/RESULTS.md.
 
-Two recipes are meant for a GPU (``--device cuda``; hours on 2 CPU cores): ``long`` continues the reference victim
-for ``--long-epochs`` more GD epochs at its step (Haim et al. train for 10⁶ epochs), ``wd-anneal`` trains with weight
-decay and then anneals the step geometrically to 1/1000 of it, so the iterate stops zig-zagging across ReLU kinks and
-settles at a stationary point.
+Two recipes are slow on a CPU (``--device cuda`` helps): ``long`` continues the reference victim for ``--long-epochs``
+more GD epochs at its step (Haim et al. train for 10⁶ epochs; 10⁵ took 12 minutes on 2 CPU cores), ``wd-anneal``
+trains with weight decay and then anneals the step geometrically to 1/1000 of it, so the iterate stops zig-zagging
+across ReLU kinks and settles at a stationary point.
 
 Usage: python benchmarks/kkt_victims.py [--rows reference,lr0.3,init0.01,init0.1,wd1e-3,ngd] [--seeds 0,1,2]
        [--device cpu|cuda] [--long-epochs 1000000]
