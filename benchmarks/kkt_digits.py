@@ -6,13 +6,13 @@ Prints and appends to benchmarks/RESULTS.md:
   passes counted by torch's FlopCounterMode, divided by the rate of a plain matmul timed in the same run), peak memory;
 - leakage with the attacker-side defaults: member vs non-member figures (τ, above τ, AUC) beside uniform-noise and
   real-held-out candidates, Haim's figures;
-- trends: n = 25, 100, 250 per class, and the reference with weight decay;
+- trends: n = 5, 10, 25, 100, 250 per class (any nK row), and the reference with weight decay;
 - a sweep (netinv.attacks.sweep) pooling the best runs by the attacker-side criterion, and the wall time to reach the
   leakage target (≥ 30 % above τ and AUC ≥ 0.75) with sweeps included.
 The victim diagnostic "KKT residual (truth)" fits θ by the true training set's margin gradients (NNLS, λ ≥ 0): it
 describes how close training got to a KKT point and is never used by the attack.
 
-Usage: python benchmarks/kkt_digits.py [--rows ref,n25,n100,n250,wd,sweep] [--cache runs/bench-kkt] [--trials 6]
+Usage: python benchmarks/kkt_digits.py [--rows ref,n5,n10,n25,n100,n250,wd,sweep] [--cache runs/bench-kkt] [--trials 6]
 """
 
 from __future__ import annotations
@@ -261,7 +261,8 @@ def fmt(r: dict, target: tuple[float, float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="ref,n25,n100,n250,wd,sweep")
+    ap.add_argument("--rows", default="ref,n5,n10,n25,n100,n250,wd,sweep",
+                    help="ref, nK (K members per class, any K but 50 = ref), wd, sweep")
     ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt"))
     ap.add_argument("--trials", type=int, default=6, help="sweep trials")
     ap.add_argument("--jobs", type=int, default=1, help="parallel sweep trials")
@@ -298,8 +299,8 @@ def main() -> None:
         r["resid"] = ref_resid
         results.append(r)
         print(fmt(r, target), flush=True)
-    for n in (25, 100, 250):
-        if f"n{n}" in rows:
+    for n in sorted(int(r[1:]) for r in rows if r[:1] == "n" and r[1:].isdigit()):  # nK: K members per class
+        if n != 50:
             model, split, _ = victim(args.cache, n, device=dev)
             r = attack_row(f"n = {n} per class", model, split, cfg)
             r["resid"] = truth_residual(model, split) if n <= 100 else float("nan")
