@@ -25,6 +25,8 @@ def test_audit_writes_report_with_baselines(parity_victim, tmp_path):
     html = (tmp_path / "a" / "report.html").read_text()
     assert "data:image/png;base64," in html and "real held-out" in html
     assert len(res.candidates) == 80  # m = 2n by default
+    ml = ev.margin_leakage  # a checkpoint carries its model, so the verdict names the on-margin images
+    assert ml["n_on_margin"] >= 1 and f"Of the {ml['n_on_margin']} training images on the margin" in rep["verdict"]
 
 
 def test_audit_of_a_user_model_needs_its_data(parity_victim, tmp_path):
@@ -40,6 +42,10 @@ def test_verdict_wording():
     assert verdict(s, 100).startswith("Clear leakage: 40 of 100 training images (40%)")
     s["attack"] = fig(0.06, 0.53, 6)
     assert verdict(s, 100).startswith("No measurable leakage")
+    ml = {"rel_tol": 0.1, "n_on_margin": 9, "leaked": {"attack": 7, "noise": 0, "real_heldout": 1}}
+    assert verdict(s, 100, ml).endswith("Of the 9 training images on the margin (within 10% of the smallest margin: "
+                                        "those a KKT attack can recover), 7 leaked.")
+    assert "margin" not in verdict(s, 100)
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):

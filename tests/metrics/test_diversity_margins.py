@@ -59,3 +59,16 @@ def test_class_assignment():
     assert class_assignment(zb, torch.tensor([1, 0]))["assigned_fraction"] == 1.0
     with pytest.raises(DataError, match="labels outside"):
         margins(zb, torch.tensor([2, 0]))
+
+
+def test_on_margin():
+    from netinv._errors import ConfigError
+    from netinv.metrics import on_margin
+
+    m = torch.tensor([5.0, 5.4, 5.6, 9.0, -1.0, 0.0])
+    assert on_margin(m).tolist() == [True, True, False, False, False, False]  # ≤ 1.1 × 5
+    assert on_margin(m, rel_tol=0.2).tolist() == [True, True, True, False, False, False]
+    assert on_margin(m, rel_tol=0.0).tolist() == [True, False, False, False, False, False]
+    assert not on_margin(torch.tensor([-1.0, -2.0])).any()  # nothing classified correctly: nothing on the margin
+    with pytest.raises(ConfigError, match="rel_tol"):
+        on_margin(m, rel_tol=-0.1)

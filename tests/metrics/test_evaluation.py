@@ -31,6 +31,7 @@ def test_baselines_and_true_leakage(parity):
     # the training set itself leaks everything: every member above τ, AUC ≈ 1
     assert a.auc > 0.99 and a.n_leaked == 100 and a.frac_leaked == 1.0
     assert a.best_mean_ssim > 0.99 and a.train_match.tolist() == list(range(100))
+    assert a.n_distinct_leaked == 100  # one candidate per leaked image
     # real held-out digits look like digits (high Haim figures) but reveal nothing about members (AUC ≈ 0.5)
     assert real.n_above_threshold >= 95 and real.best_mean_ssim > 0.8
     assert abs(real.auc - 0.5) < 0.1 and real.frac_leaked < 0.15
@@ -42,7 +43,7 @@ def test_baselines_and_true_leakage(parity):
     s = ev.settings
     assert not set(s["heldout_tau_indices"]) & set(s["heldout_candidate_indices"])
     assert s["n_heldout_tau"] + s["n_heldout_candidates"] == len(ho) and s["n_heldout_tau"] == len(a.heldout_ssim)
-    assert ev.train_margin is None and ev.conditioning is None
+    assert ev.train_margin is None and ev.conditioning is None and ev.margin_leakage is None
     assert "attack" in ev.table() and "real held-out" in ev.table()
 
 
@@ -52,6 +53,21 @@ def test_real_candidates_as_the_attack_do_not_count_as_leakage(parity):
     keep = ~(other[:, None] == tr.x[None]).flatten(2).all(2).any(1)  # drop the few that are members
     ev = evaluate(other[keep], tr, ho, seed=3)
     assert ev.attack.n_above_threshold >= 90 and abs(ev.attack.auc - 0.5) < 0.12
+
+
+def test_one_candidate_behind_several_leaks_counts_once(parity):
+    """Two identical training images recovered by one candidate: two leaks, one distinct candidate."""
+    from netinv.data import Dataset
+
+    tr, ho = parity.train, parity.heldout
+    x = tr.x.clone()
+    x[1] = x[0]  # a duplicated member
+    train = Dataset(x, tr.y, tr.classes)
+    cands = x.clone()
+    cands[1] = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0))  # image 1's own copy is gone
+    a = evaluate(cands, train, ho, seed=0).attack
+    assert a.train_match[:2].tolist() == [0, 0] and a.n_leaked == 100
+    assert a.n_distinct_leaked == 99
 
 
 def test_seed_determinism(digits_parity):
@@ -82,6 +98,14 @@ def test_margins_conditioning_and_files(tmp_path, k):
     expect = (2 * tr.y - 1) * z[:, 0] if k == 1 else torch.stack(
         [z[i, y] - max(z[i, j] for j in range(k) if j != y) for i, y in enumerate(tr.y.tolist())])
     assert torch.allclose(ev.train_margin, expect, atol=1e-6)
+    # the training images on the margin and how many of them each set leaks, as on_margin and τ say
+    ml = ev.margin_leakage
+    pos = expect[expect > 0]
+    on = (expect > 0) & (expect <= 1.1 * pos.min())
+    assert ml["n_on_margin"] == int(on.sum()) >= 1 and ml["indices"] == on.nonzero()[:, 0].tolist()
+    for f in ev.sets:
+        assert ml["leaked"][f.name] == int(((f.train_ssim > f.tau) & on).sum())
+    assert f"on-margin leaked (of {ml['n_on_margin']})" in ev.table()
     # noise drawn in the model's input range
     assert ev.settings["noise_range"] == [-1.0, 2.0]
     c = ev.conditioning
@@ -93,6 +117,7 @@ def test_margins_conditioning_and_files(tmp_path, k):
     assert c["diversity_features"]["layer"] == "3:input"  # the last Linear of the Sequential
     d = json.loads((tmp_path / "evaluation.json").read_text())
     assert d["summary"]["attack"]["n_leaked"] == ev.attack.n_leaked and len(d["attack"]["train_ssim"]) == len(tr)
+    assert d["margin_leakage"] == ml and d["summary"]["attack"]["n_distinct_leaked"] == ev.attack.n_distinct_leaked
     assert d["settings"]["config"]["n_best"] == 5 and d["settings"]["seed"] == 0
     for name in ("best_pairs", "ssim_vs_margin"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and name in ev.figures

@@ -14,6 +14,7 @@ from .functional import (
     mean_pairwise_distance,
     membership_auc,
     nearest_ncc,
+    on_margin,
     ood_metrics,
     per_class_mean_pairwise_distance,
     ssim,
@@ -21,5 +22,5 @@ from .functional import (
 
 __all__ = ["CandidateFigures", "Evaluation", "EvaluationConfig", "aupr", "auroc", "class_assignment", "dssim",
            "evaluate", "evaluate_dir", "fpr_at_95_tpr", "fpr_at_tpr", "leaked", "leakage_threshold", "margins",
-           "mean_pairwise_distance", "membership_auc", "nearest_ncc", "ood_metrics",
+           "mean_pairwise_distance", "membership_auc", "nearest_ncc", "on_margin", "ood_metrics",
            "per_class_mean_pairwise_distance", "ssim"]

@@ -31,6 +31,7 @@ from .functional import (
     membership_auc,
     minmax_scale,
     nearest_ncc,
+    on_margin,
     per_class_mean_pairwise_distance,
     ssim,
 )
@@ -48,6 +49,7 @@ class EvaluationConfig:
     quantile: float = 0.95  # τ = 95th percentile of held-out scores (evaluation protocol)
     downsample: bool | None = None  # None: ×2 bicubic before matching only for 32×32 colour (Haim et al.)
     batch_size: int = 4096  # inputs per model forward pass
+    margin_tol: float = 0.1  # "on the margin": within 10% of the smallest margin (ours; Haim et al. give no number)
 
 
 @dataclass
@@ -65,6 +67,8 @@ class CandidateFigures:
         tau: the ``quantile`` of ``heldout_ssim``.
         n_leaked / frac_leaked: training images with SSIM > tau.
         auc: training vs held-out SSIM (Mann-Whitney, ties ½).
+        n_distinct_leaked: distinct candidates that are the match of a leaked training image (below ``n_leaked``
+            when one candidate stands for several near-identical training images).
     """
 
     name: str
@@ -79,11 +83,12 @@ class CandidateFigures:
     n_leaked: int
     frac_leaked: float
     auc: float
+    n_distinct_leaked: int
 
     def summary(self) -> dict[str, Any]:
         """The scalar figures."""
         return {k: getattr(self, k) for k in ("name", "n_candidates", "best_mean_ssim", "n_above_threshold", "tau",
-                                              "n_leaked", "frac_leaked", "auc")}
+                                              "n_leaked", "frac_leaked", "n_distinct_leaked", "auc")}
 
     def to_dict(self) -> dict[str, Any]:
         """Scalars plus the per-image scores and matches."""
@@ -105,6 +110,9 @@ class Evaluation:
             in pixels and (with a model) in the classifier's penultimate features; None otherwise.
         settings: seed, sizes, held-out split indices, noise range and the :class:`EvaluationConfig`.
         figures: name -> path of each PNG written.
+        margin_leakage: with a model: the training images on the margin (:func:`~netinv.metrics.on_margin`,
+            ``config.margin_tol``) and how many of them each candidate set leaks (Haim et al., Figure 4: the
+            images on the margin are the ones a KKT attack recovers); None without a model.
     """
 
     attack: CandidateFigures
@@ -114,6 +122,7 @@ class Evaluation:
     conditioning: dict[str, Any] | None
     settings: dict[str, Any]
     figures: dict[str, str] = field(default_factory=dict)
+    margin_leakage: dict[str, Any] | None = None
 
     @property
     def sets(self) -> tuple[CandidateFigures, CandidateFigures, CandidateFigures]:
@@ -124,7 +133,8 @@ class Evaluation:
         return {"summary": {f.name: f.summary() for f in self.sets},
                 **{f.name: f.to_dict() for f in self.sets},
                 "train_margin": self.train_margin.tolist() if self.train_margin is not None else None,
-                "conditioning": self.conditioning, "settings": self.settings, "figures": self.figures}
+                "margin_leakage": self.margin_leakage, "conditioning": self.conditioning, "settings": self.settings,
+                "figures": self.figures}
 
     def table(self) -> str:
         """A compact text table: attack vs noise vs real held-out candidates."""
@@ -135,7 +145,12 @@ class Evaluation:
                 (f"mean SSIM, best {nb}", [f"{f.best_mean_ssim:.3f}" for f in self.sets]),
                 (f"tau ({q:.0%} of held-out)", [f"{f.tau:.3f}" for f in self.sets]),
                 ("leaked (SSIM > tau)", [f"{f.n_leaked}/{n} ({f.frac_leaked:.0%})" for f in self.sets]),
+                ("candidates behind leaks", [str(f.n_distinct_leaked) for f in self.sets]),
                 ("member vs non-member AUC", [f"{f.auc:.3f}" for f in self.sets])]
+        ml = self.margin_leakage
+        if ml is not None:
+            rows.append((f"on-margin leaked (of {ml['n_on_margin']})",
+                         [f"{ml['leaked'][f.name]}/{ml['n_on_margin']}" for f in self.sets]))
         lines = [f"{'':26s}{'attack':>16s}{'noise':>16s}{'real held-out':>16s}"]
         lines += [f"{name:26s}" + "".join(f"{v:>16s}" for v in vals) for name, vals in rows]
         lines.append(f"{n} training images, {self.settings['n_heldout_tau']} held-out images for tau, "
@@ -203,7 +218,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
                 "n_heldout_tau": len(tau_idx), "n_heldout_candidates": n_real, "noise_range": [lo, hi],
                 "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
                 "train_indices": train.indices, "config": {**dataclasses.asdict(config), "n_best": n_best}}
-    ev = Evaluation(figs["attack"], figs["noise"], figs["real_heldout"], margin, cond, settings)
+    ev = Evaluation(figs["attack"], figs["noise"], figs["real_heldout"], margin, cond, settings,
+                    margin_leakage=_margin_leakage(margin, figs, config.margin_tol) if margin is not None else None)
     if out is not None:
         _write(ev, cands, train, Path(out))
     return ev
@@ -286,9 +302,17 @@ def _figures(name: str, cands: torch.Tensor, refs: torch.Tensor, n_train: int, n
     tau = leakage_threshold(s_ho, cfg.quantile)
     k, frac = leaked(s_tr, tau)
     best = torch.sort(s_tr, descending=True).values[:n_best]
+    distinct = int(match[:n_train][s_tr > tau].unique().numel())
     return CandidateFigures(name, int(cands.shape[0]), s_tr.float(), match[:n_train], s_ho.float(), match[n_train:],
                             float(best.mean()), int((s_tr > cfg.ssim_threshold).sum()), tau, k, frac,
-                            membership_auc(s_tr, s_ho))
+                            membership_auc(s_tr, s_ho), distinct)
+
+
+def _margin_leakage(margin: torch.Tensor, figs: dict[str, CandidateFigures], rel_tol: float) -> dict[str, Any]:
+    """The training images on the margin and, per candidate set, how many of them score above its τ."""
+    mask = on_margin(margin.cpu(), rel_tol)
+    return {"rel_tol": rel_tol, "n_on_margin": int(mask.sum()), "indices": mask.nonzero()[:, 0].tolist(),
+            "leaked": {name: int(((f.train_ssim > f.tau) & mask).sum()) for name, f in figs.items()}}
 
 
 def check_sets(train: Dataset, heldout: Dataset) -> tuple[int, ...]:

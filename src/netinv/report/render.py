@@ -11,15 +11,19 @@ from .._utils.checkpoint import atomic_write_bytes, write_json
 from .figures import png_data_uri
 
 
-def verdict(summary: dict[str, dict[str, Any]], n_train: int) -> str:
-    """One sentence a privacy auditor can act on, with the baselines that make it mean something."""
+def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None) -> str:
+    """One sentence a privacy auditor can act on, with the baselines that make it mean something (and, when the
+    evaluation had the model, one on the training images on the margin)."""
     a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
     margin = a["auc"] - max(noise["auc"], real["auc"])
     level = "clear" if a["auc"] >= 0.75 and margin > 0.1 else "some" if margin > 0.05 else "no measurable"
     return (f"{level.capitalize()} leakage: {a['n_leaked']} of {n_train} training images ({a['frac_leaked']:.0%}) "
             f"are reconstructed better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
             f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
-            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}.")
+            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}." +
+            (f" Of the {margin_leakage['n_on_margin']} training images on the margin (within "
+             f"{margin_leakage['rel_tol']:.0%} of the smallest margin: those a KKT attack can recover), "
+             f"{margin_leakage['leaked']['attack']} leaked." if margin_leakage else ""))
 
 
 def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str, str], info: dict[str, Any],
@@ -36,7 +40,7 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
     """
     out = Path(out)
     n_train = evaluation["settings"]["n_train"]
-    head = verdict(evaluation["summary"], n_train)
+    head = verdict(evaluation["summary"], n_train, evaluation.get("margin_leakage"))
     settings = "\n".join(f"- **{k}**: `{v}`" for k, v in info.items())
     md = [f"# {title}", "", head, "", "```", table, "```", ""]
     md += [f"![{cap}]({Path(p).resolve().relative_to(out.resolve()) if _inside(p, out) else p})\n\n*{cap}*\n"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..._errors import DataError
+from ..._errors import ConfigError, DataError
 
 
 def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,6 +44,24 @@ def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     own = z.gather(1, y[:, None])[:, 0]
     others = z.scatter(1, y[:, None], float("-inf"))  # mask the own class out of the max
     return own - others.max(1).values
+
+
+def on_margin(margin: torch.Tensor, rel_tol: float = 0.1) -> torch.Tensor:
+    """Which samples lie on the margin: correctly classified with a margin within ``rel_tol`` of the smallest positive
+    one, i.e. ``0 < margin ≤ (1 + rel_tol) · min(margin > 0)`` (Haim et al.: the samples a KKT attack can recover).
+    Misclassified samples (margin ≤ 0) are never on it; with none correctly classified, none is.
+
+    Example:
+        >>> on_margin(torch.tensor([2.0, 2.1, 3.0, -1.0])).tolist()
+        [True, True, False, False]
+    """
+    if rel_tol < 0:
+        raise ConfigError(f"rel_tol={rel_tol}", "give a relative tolerance >= 0, e.g. 0.1")
+    m = torch.as_tensor(margin).flatten()
+    pos = m > 0
+    if not bool(pos.any()):
+        return torch.zeros_like(pos)
+    return pos & (m <= (1 + rel_tol) * m[pos].min())
 
 
 def class_probabilities(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
