@@ -2,8 +2,8 @@
 attack covers (docs/kkt.md, "Fourth round"). Ground truth is used throughout: this is a victim diagnostic.
 
 For each victim (benchmarks/kkt_victims.py recipes):
-- how many of W₁'s singular values stand above the bulk of a same-shape matrix drawn from the recipe's
-  initialisation (the part of W₁ that training put there, against the init residue gradient descent never removes);
+- how many of W₁'s and W₂'s singular values stand above the bulk of a same-shape matrix drawn from the recipe's
+  initialisation (the part that training put there, against the init residue gradient descent never removes);
 - a reference scale, not a bound: the evaluation of the members themselves projected onto W₁'s top-k input
   directions (the other components set to the mean image), i.e. a perfect reconstruction of only what the top-k
   directions carry, with every member covered;
@@ -78,9 +78,9 @@ def main() -> None:
     split = make_task(load_data("digits"), "parity", n_per_class=50, seed=0)
     load0, t_all = os.getloadavg()[0], time.perf_counter()
     cfg = KKTConfig(show_progress=False)
-    head1 = ("| victim | W₁ singular values above the init bulk (of 64) | "
+    head1 = ("| victim | W₁ singular values above the init bulk (of 64) | W₂ (of 1 000) | "
              + " | ".join(f"members projected on top {k}: above τ / AUC" for k in PROJECTION_K) + " |\n|"
-             + "---|" * (2 + len(PROJECTION_K)))
+             + "---|" * (3 + len(PROJECTION_K)))
     head2 = ("| victim | attack seed 0: above τ / AUC | cosine to the matched candidate, leaked members, W₁ directions "
              + ", ".join(f"{lo}–{hi or 64}" for lo, hi in BANDS) + " | the same, the other members | "
              "leaked among the 30 largest truth shares | members with ≥ 63 first-layer kinks (leaked) |\n|"
@@ -88,10 +88,12 @@ def main() -> None:
     rows1, rows2 = [head1], [head2]
     for name in args.rows.split(","):
         model = victim(args.cache, name, split, "cpu", args.long_epochs)[0]
-        w1 = next(model.module.parameters()).detach().double().cpu()
+        w1, w2 = (p.detach().double().cpu() for p in list(model.module.parameters())[:2])
         s, vh = torch.linalg.svd(w1, full_matrices=False)[1:]
-        edge = init_bulk_edge(tuple(w1.shape), RECIPES[name][2])
-        rows1.append(f"| {name} | {int((s > edge).sum())} | " + " | ".join(projection_ceiling(model, split, vh)) + " |")
+        above = [int((torch.linalg.svdvals(w) > init_bulk_edge(tuple(w.shape), RECIPES[name][2])).sum())
+                 for w in (w1, w2)]
+        rows1.append(f"| {name} | {above[0]} | {above[1]} | " + " | ".join(projection_ceiling(model, split, vh))
+                     + " |")
         print(rows1[-1], flush=True)
 
         cands = KKTReconstruction(model, cfg).invert(seed=0)
