@@ -22,6 +22,9 @@ def test_audit_writes_report_with_baselines(parity_victim, tmp_path):
     assert rep["summary"]["attack"]["auc"] == pytest.approx(ev.attack.auc)
     assert rep["summary"]["noise"]["auc"] == pytest.approx(ev.noise.auc)
     assert rep["info"]["members"] == 40 and rep["info"]["seed"] == 0
+    crit = res.candidates.info["criterion"]  # 30 iterations: far from a fit, so the report says so
+    assert rep["info"]["share of the weights the candidates leave unexplained"] == round(crit, 4)
+    assert (rep["info"].get("note") is not None) == (crit > 0.25)
     html = (tmp_path / "a" / "report.html").read_text()
     assert "data:image/png;base64," in html and "real held-out" in html
     assert len(res.candidates) == 80  # m = 2n by default

@@ -74,7 +74,10 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
             "non-members": len(heldout), "candidates": len(cands), "seed": seed,
             "attack": "KKT reconstruction (Haim et al. 2022; Buzaglo et al. 2023)",
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),
-            "train accuracy": lm.meta.get("train_accuracy"), "held-out accuracy": lm.meta.get("test_accuracy")}
+            "train accuracy": lm.meta.get("train_accuracy"), "held-out accuracy": lm.meta.get("test_accuracy"),
+            "share of the weights the candidates leave unexplained": round(cands.info["criterion"], 4)}
+    if cands.info.get("criterion_note"):
+        info["note"] = cands.info["criterion_note"]
     report = render("netinv privacy audit: training-data reconstruction", ev.to_dict(), ev.table(), figures, info,
                     out)
     return AuditResult(cands, ev, report)

@@ -324,6 +324,27 @@ def test_cli_maps_flags_onto_one_api_call(tmp_path):
     assert "stationarity residual 0.1" in res.output
 
 
+def test_a_poor_fit_gets_a_one_line_note(tmp_path):
+    """A run whose candidates explain little of θ (criterion above POOR_FIT) says so, in run.json and on the CLI."""
+    from netinv.attacks.base import Candidates
+    from netinv.attacks.kkt import POOR_FIT, criterion_note
+    from netinv.cli.app import app
+
+    assert criterion_note(0.018) is None and criterion_note(POOR_FIT) is None and criterion_note(float("nan")) is None
+    note = criterion_note(0.52)
+    assert "explain only 48% of the weights" in note and "\n" not in note
+    for crit, shown in ((0.52, True), (0.1, False)):
+        fake = Candidates(torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.long), torch.zeros(4),
+                          info={"wall_time_s": 1.0, "iterations_per_s": 2.0, "criterion": crit})
+        with patch("netinv.cli.reconstruct.load_model", return_value=_small_victim()), \
+                patch.object(KKTReconstruction, "invert", return_value=fake, autospec=True):
+            res = CliRunner().invoke(app, ["reconstruct", "kkt", "some/model", "--out", str(tmp_path), "--m", "4"])
+        assert res.exit_code == 0 and ("note: the candidates explain only" in res.output) is shown, res.output
+    # a real run records it: an untrained net is far from any KKT point
+    c = KKTReconstruction(_small_victim(), KKTConfig(iterations=3, show_progress=False)).invert(4)
+    assert c.info["criterion_note"] == criterion_note(c.info["criterion"])
+
+
 def test_cli_rejects_a_bad_setting_in_one_line(tmp_path):
     from netinv._errors import ConfigError
     from netinv.cli._errors import format_error

@@ -13,7 +13,7 @@ import typer
 
 from .._errors import ConfigError
 from .._utils.config import merge_config
-from ..attacks.kkt import KKTConfig, KKTReconstruction
+from ..attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
 from ..models.loading import load_model
 from ._options import (
     ConfigOpt,
@@ -109,6 +109,9 @@ def kkt(
     typer.echo(f"{len(cands)} candidates, {cfg.iterations} iterations in {info['wall_time_s']:.1f}s "
                f"({info['iterations_per_s'] or 0:.2f} it/s), stationarity residual {info['criterion']:.4g} "
                f"-> {out} (candidates.npz, run.json); next: netinv evaluate {out}")
+    note = criterion_note(info["criterion"])
+    if note:
+        typer.echo(f"note: {note}", err=True)
 
 
 app.command("tldr")(tldr)  # netinv reconstruct tldr (cli/tldr.py)
