@@ -3,6 +3,7 @@ al. 2022), or minibatch SGD/Adam with cross-entropy and weight decay (CNNs, BNNs
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,11 +132,13 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
             done = epoch + 1
             if done % config.log_every == 0 or done == config.epochs:
                 loss_v, acc = float(tot) / len(tr), float(correct) / len(tr)
+                _check_finite_loss(loss_v, done, config)
                 curve.append({"epoch": done, "loss": loss_v, "train_acc": acc})
                 bar.update(config.log_every, loss=loss_v, acc=acc)
                 if acc == 1.0 and loss_v < config.target_loss:
                     break
             if state_path is not None and done % config.checkpoint_every == 0:
+                _check_finite_loss(float(tot), done, config)  # never save a diverged state to resume from
                 state = {"model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
                          "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve,
                          "elapsed": time.perf_counter() - t0}
@@ -164,3 +167,10 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
         if state_path is not None:
             state_path.unlink(missing_ok=True)
     return model
+
+
+def _check_finite_loss(loss: float, epoch: int, config: TrainConfig) -> None:
+    """A diverged run stops with a one-line error instead of training on NaN weights to the last epoch."""
+    if not math.isfinite(loss):
+        raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}) with {config.optimizer} lr {config.lr:g}",
+                          "lower --lr (e.g. a third of it), or use --optimizer adam")

@@ -137,3 +137,18 @@ def test_cuda_rng_state_is_the_model_devices_own(monkeypatch):
     set_cuda_rng_state([a, b], torch.device("cuda"))
     set_cuda_rng_state([a], torch.device("cuda:1"))  # saved with fewer GPUs visible: nothing to restore
     assert [(int(s[0]), str(d)) for s, d in calls] == [(1, "cuda:1"), (2, "cuda:1"), (1, "cuda")]
+
+
+def test_a_diverged_run_stops_with_one_line(digits_parity, tmp_path):
+    """A step far too large makes the loss NaN: training stops with a one-line error (it used to run every epoch on
+    NaN weights and save them), and no NaN state is left to resume from."""
+    from netinv.cli._errors import format_error
+
+    cfg = TrainConfig(optimizer="gd", lr=1e30, epochs=400, log_every=10, checkpoint_every=5)
+    with pytest.raises(ConfigError, match=r"training diverged at epoch \d+ \(loss nan\) with gd lr 1e\+30") as e:
+        train(digits_parity, "mlp:32", cfg, out=tmp_path / "m", show_progress=False)
+    assert format_error(e.value).count("\n") == 0 and "lower --lr" in str(e.value)
+    state = tmp_path / "m" / ".train_state.pt"
+    if state.exists():  # a state saved before the divergence holds finite weights only
+        st = torch.load(state, weights_only=False)
+        assert all(torch.isfinite(v).all() for v in st["model"].values())
