@@ -97,6 +97,8 @@ def test_errors(victim):
         generator_attack(model, x, torch.full((4,), 9), AdversarialConfig())
     with pytest.raises(ConfigError, match="records no data"):
         run_adversarial(model.__class__(model.module, model.input_shape, 4), AdversarialConfig(), n=4)
+    with pytest.raises(ConfigError, match=r"perturbation generator diverged \(loss nan\) with gen_lr 1e\+30"):
+        generator_attack(model, x, torch.zeros(4, dtype=torch.long), AdversarialConfig(gen_steps=20, gen_lr=1e30))
 
 
 def test_run_on_recorded_data_writes_outputs(victim, tmp_path):

@@ -126,6 +126,15 @@ def test_resume_equals_uninterrupted(baseline, tmp_path):
     torch.testing.assert_close(again.logits(x), full.logits(x))
 
 
+def test_a_diverged_classifier_stops_with_one_line(baseline, tmp_path):
+    """A step far too large turns the (n+1)-class loss NaN: one-line error, no NaN state saved."""
+    model, split = baseline
+    cfg = OODConfig(epochs=3, gen_steps=5, per_epoch=12, noise_init=12, lr=1e30)
+    with pytest.raises(ConfigError, match=r"garbage-class training diverged at epoch 1 \(loss nan\) with lr 1e\+30"):
+        garbage_class_training(split, "mlp:16", cfg, seed=1, device="cpu", out=tmp_path, show_progress=False)
+    assert not (tmp_path / ".ood_state.pt").exists()
+
+
 def test_needs_a_checkpoint_with_provenance(baseline):
     model, _ = baseline
     from netinv.models.loaded import LoadedModel

@@ -201,3 +201,19 @@ def test_cli_maps_flags_onto_the_api(tmp_path):
     assert "100.0% assigned" in r.output
     r = CliRunner().invoke(app, ["invert", "runs/victim", "--classes", "a,b"])
     assert r.exit_code != 0
+
+
+def test_a_diverged_generator_stops_with_one_line(victim, tmp_path):
+    """A step far too large turns the loss NaN: training stops with a one-line error instead of sampling NaN images,
+    and no NaN state is saved to resume from."""
+    from netinv.cli._errors import format_error
+
+    model, _ = victim
+    cfg = GeneratorConfig(**{**FAST, "steps": 40, "monitor_every": 10, "checkpoint_every": 5, "lr": 1e12})
+    with pytest.raises(ConfigError, match=r"generator training diverged at step \d+ \(loss nan\) with lr 1e\+12") as e:
+        GeneratorInversion(model, cfg).invert(8, seed=0, out=tmp_path)
+    assert format_error(e.value).count("\n") == 0
+    for state in tmp_path.glob(".*state*"):
+        st = torch.load(state, weights_only=False)
+        gen = st.get("generator", {})
+        assert all(torch.isfinite(v).all() for v in gen.values() if torch.is_tensor(v) and v.is_floating_point())

@@ -14,6 +14,7 @@ perturbation norm, time (PGD: all inputs; generator: its training once plus infe
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,7 +173,11 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
             opt.zero_grad(set_to_none=True)
             loss.backward(inputs=params)
             opt.step()
-            bar.update(1, loss=float(loss.detach()))
+            loss_v = float(loss.detach())
+            if not math.isfinite(loss_v):
+                raise ConfigError(f"the perturbation generator diverged (loss {loss_v}) with gen_lr {config.gen_lr:g}",
+                                  "lower gen_lr in the --config file (e.g. a tenth of it)")
+            bar.update(1, loss=loss_v)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
     with torch.no_grad():

@@ -19,6 +19,7 @@ defaults are measured in ``benchmarks/invert_digits.py``. Metrics: ``metrics.fun
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,9 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
                 loss.backward()
                 opt.step()
                 tot += float(loss.detach()) * len(idx)
+            if not math.isfinite(tot):  # never go on (or save a state) with NaN weights
+                raise ConfigError(f"garbage-class training diverged at epoch {epoch + 1} (loss {tot}) with lr "
+                                  f"{config.lr:g}", "lower lr in the --config file (e.g. a tenth of it)")
             module.eval()
             inverter.fit(config.gen_steps)  # invert the current classifier for all n+1 classes
             cands = inverter.sample(per_epoch, seed=seed * 10_000 + epoch + 1)
