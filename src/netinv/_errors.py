@@ -26,3 +26,9 @@ class ConfigError(NetinvError):
 
 class SolverError(NetinvError):
     """A SAT/counting back end is unavailable or failed."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when the message is empty), at most ``limit`` chars:
+    what a one-line error quotes of an error from torch or numpy."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:limit]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import typer
 
-from .._errors import ConfigError
+from .._errors import ConfigError, first_line
 from .._utils.config import merge_config
 from ..attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
 from ..models.loading import load_model
@@ -64,7 +64,7 @@ def read_start(path: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | N
             x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
             y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
     except (OSError, KeyError, ValueError) as e:
-        raise ConfigError(f"cannot read the warm start {path}: {str(e).splitlines()[0][:160]}",
+        raise ConfigError(f"cannot read the warm start {path}: {first_line(e, 160)}",
                           "give an npz with an array x (and optionally y), e.g. a candidates.npz") from None
     return x, y
 

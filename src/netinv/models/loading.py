@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import ModelError
+from .._errors import ModelError, first_line
 from .._utils.device import resolve_device
 from ..data import Dataset
 from .checkpoint import is_checkpoint, load_checkpoint
@@ -100,7 +100,7 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
             try:
                 module = torch.jit.load(str(path), map_location="cpu")
             except Exception as e:
-                raise ModelError(f"cannot load TorchScript file {path}: {str(e).splitlines()[0][:200]}",
+                raise ModelError(f"cannot load TorchScript file {path}: {first_line(e)}",
                                  "save it with torch.jit.save(torch.jit.script(model), path)") from None
             return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
@@ -126,7 +126,7 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     try:
         ep = torch.export.load(str(path))
     except Exception as e:
-        msg = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        msg = first_line(e)
         if not torch.cuda.is_available() and _saved_on_gpu(path, e):  # torch.export.load has no map_location
             raise ModelError(f"cannot load torch.export archive {path}: weights saved on a GPU ({msg})",
                              "re-export after model.cpu() with a CPU example input, or load it where CUDA is "
@@ -322,7 +322,7 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
     except FileNotFoundError:
         raise ModelError(f"weights file {wpath} not found", "check the --weights path") from None
     except Exception as e:
-        raise ModelError(f"cannot load weights {wpath} into {spec}: {str(e).splitlines()[0][:200]}",
+        raise ModelError(f"cannot load weights {wpath} into {spec}: {first_line(e)}",
                          "the weights must be a state_dict (tensors only) of the factory's model") from None
     return _wrap(module, input_shape, {"format": "factory", "factory": spec, "weights": str(wpath.resolve())})
 
@@ -372,7 +372,7 @@ def _probe_outputs(lm: LoadedModel) -> int:
     try:
         out = lm.logits(x)
     except Exception as e:
-        msg = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        msg = first_line(e, 160)
         if "device" in msg.lower():  # e.g. "Expected all tensors to be on the same device"
             raise ModelError(f"the model fails on {lm.device}: it keeps tensors on another device ({msg})",
                              "load it with --device cpu, or keep every tensor of the model in its parameters and "
