@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class NetinvError(Exception):
     """Base class: ``problem`` says what is wrong, ``fix`` says what to do about it."""
@@ -32,3 +34,11 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when the message is empty), at most ``limit`` chars:
     what a one-line error quotes of an error from torch or numpy."""
     return (str(error).splitlines() or [type(error).__name__])[0][:limit]
+
+
+def check_finite_loss(loss: float, what: str, fix: str, *, at: str = "", setting: str = "") -> None:
+    """A training loop whose loss turned NaN/inf stops here with one line (``{what} diverged at {at} (loss nan) with
+    {setting}``) instead of running on, and saving, NaN weights."""
+    if not math.isfinite(loss):
+        raise ConfigError(f"{what} diverged{f' at {at}' if at else ''} (loss {loss})"
+                          f"{f' with {setting}' if setting else ''}", fix)

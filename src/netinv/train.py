@@ -3,7 +3,6 @@ al. 2022), or minibatch SGD/Adam with cross-entropy and weight decay (CNNs, BNNs
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ._errors import ConfigError
+from ._errors import ConfigError, check_finite_loss
 from ._utils.checkpoint import load_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
@@ -170,7 +169,5 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
 
 
 def _check_finite_loss(loss: float, epoch: int, config: TrainConfig) -> None:
-    """A diverged run stops with a one-line error instead of training on NaN weights to the last epoch."""
-    if not math.isfinite(loss):
-        raise ConfigError(f"training diverged at epoch {epoch} (loss {loss}) with {config.optimizer} lr {config.lr:g}",
-                          "lower --lr (e.g. a third of it), or use --optimizer adam")
+    check_finite_loss(loss, "training", "lower --lr (e.g. a third of it), or use --optimizer adam", at=f"epoch {epoch}",
+                      setting=f"{config.optimizer} lr {config.lr:g}")

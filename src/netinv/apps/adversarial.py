@@ -14,7 +14,6 @@ perturbation norm, time (PGD: all inputs; generator: its training once plus infe
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .._errors import ConfigError
+from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import write_json
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
@@ -174,9 +173,8 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
             loss.backward(inputs=params)
             opt.step()
             loss_v = float(loss.detach())
-            if not math.isfinite(loss_v):
-                raise ConfigError(f"the perturbation generator diverged (loss {loss_v}) with gen_lr {config.gen_lr:g}",
-                                  "lower gen_lr in the --config file (e.g. a tenth of it)")
+            check_finite_loss(loss_v, "the perturbation generator", "lower gen_lr in the --config file (e.g. a tenth "
+                              "of it)", setting=f"gen_lr {config.gen_lr:g}")
             bar.update(1, loss=loss_v)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()

@@ -19,7 +19,6 @@ defaults are measured in ``benchmarks/invert_digits.py``. Metrics: ``metrics.fun
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .._errors import ConfigError
+from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import load_state, save_state, write_json
 from .._utils.device import resolve_device
 from .._utils.progress import progress_bar
@@ -137,9 +136,8 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
                 loss.backward()
                 opt.step()
                 tot += float(loss.detach()) * len(idx)
-            if not math.isfinite(tot):  # never go on (or save a state) with NaN weights
-                raise ConfigError(f"garbage-class training diverged at epoch {epoch + 1} (loss {tot}) with lr "
-                                  f"{config.lr:g}", "lower lr in the --config file (e.g. a tenth of it)")
+            check_finite_loss(tot, "garbage-class training", "lower lr in the --config file (e.g. a tenth of it)",
+                              at=f"epoch {epoch + 1}", setting=f"lr {config.lr:g}")  # no NaN weights go on or saved
             module.eval()
             inverter.fit(config.gen_steps)  # invert the current classifier for all n+1 classes
             cands = inverter.sample(per_epoch, seed=seed * 10_000 + epoch + 1)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .._errors import ConfigError
+from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import environment
@@ -143,7 +143,8 @@ class GeneratorTrainer:
             if bar is not None:
                 bar.update(1, loss=float(loss.detach()))
             if self.step % cfg.monitor_every == 0 or (out is not None and self.step % cfg.checkpoint_every == 0):
-                _check_finite(float(loss.detach()), self.step, cfg.lr)  # never train on, or save, a NaN generator
+                check_finite_loss(float(loss.detach()), "generator training", "lower --lr (e.g. a tenth of it)",
+                                  at=f"step {self.step}", setting=f"lr {cfg.lr:g}")  # never train on, or save, NaN
             if self.step % cfg.monitor_every == 0:
                 point = {"step": self.step, "time_s": self.elapsed, "loss": float(loss.detach()),
                          **{k: float(terms[k].detach()) for k in w}, "assigned": self.monitor()}
@@ -203,12 +204,6 @@ class GeneratorTrainer:
             xs.append(self.generator(z, cond))
         x = torch.cat(xs) if xs else torch.zeros(0, *self.model.input_shape, device=dev)
         return x, labels
-
-
-def _check_finite(loss: float, step: int, lr: float) -> None:
-    if not math.isfinite(loss):
-        raise ConfigError(f"generator training diverged at step {step} (loss {loss}) with lr {lr:g}",
-                          "lower --lr (e.g. a tenth of it)")
 
 
 def spec_dict(spec: GeneratorSpec) -> dict[str, Any]:

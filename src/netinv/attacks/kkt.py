@@ -11,7 +11,6 @@ problem, so its parameters are a non-negative combination of the margin gradient
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import ClassVar, Literal
 import torch
 from torch.func import functional_call, grad, vmap
 
-from .._errors import ConfigError, ModelError
+from .._errors import ConfigError, ModelError, check_finite_loss
 from .._utils.checkpoint import load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
@@ -173,9 +172,8 @@ class KKTReconstruction(Attack):
                 done = it + 1
                 if done % cfg.log_every == 0 or done == cfg.iterations or done == 1:
                     curve.append({"iteration": done, **terms})
-                if not math.isfinite(terms["loss"]):
-                    raise ConfigError(f"the attack diverged at iteration {done} (loss {terms['loss']})",
-                                      "lower lr_x / init_scale, or use dtype float64")
+                check_finite_loss(terms["loss"], "the attack", "lower lr_x / init_scale, or use dtype float64",
+                                  at=f"iteration {done}")
                 bar.update(1, stationarity=terms["stationarity"], loss=terms["loss"])
                 if state_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                     save_state(state_path, {"x": x.detach().cpu(), "lam": lam.detach().cpu(), "unit": unit,
