@@ -13,16 +13,15 @@ For each victim (benchmarks/kkt_victims.py recipes):
   (≥ d − 1 hyperplanes through them).
 Prints the tables and appends them to benchmarks/RESULTS.md.
 
-Usage: python benchmarks/kkt_coverage.py [--rows reference,long,wd-anneal] [--long-epochs 100000] [--no-append]
+Usage: python benchmarks/kkt_coverage.py [--rows reference,long,wd-anneal] [--long-epochs 100000] [--device cpu]
+       [--no-append]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,9 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kkt_digits import publish, section_header, truth_fit  # noqa: E402
 from kkt_kinks import hidden_preactivations  # noqa: E402
-from kkt_victims import RECIPES, victim  # noqa: E402
-from netinv.attacks.kkt import KKTConfig, KKTReconstruction  # noqa: E402
-from netinv.data import load_data, make_task  # noqa: E402
+from kkt_victims import RECIPES, victim, victim_bench  # noqa: E402
+from netinv.attacks.kkt import KKTReconstruction  # noqa: E402
 from netinv.metrics import evaluate  # noqa: E402
 
 PROJECTION_K = (5, 10, 15, 20, 30, 40)
@@ -49,7 +47,7 @@ def init_bulk_edge(shape: tuple[int, int], init_scale: float, draws: int = 5, se
 
 def projection_ceiling(model, split, vh: torch.Tensor) -> list[str]:
     """Members projected onto the top-k right singular vectors of W₁ (each twice, like m = 2n), evaluated."""
-    x = model.preprocess(split.train.x).flatten(1).double().cpu()
+    x = model.preprocess(split.train.x.to(model.device)).flatten(1).double().cpu()
     mean = model.mean.flatten().double().cpu() if model.mean is not None else 0.0
     out = []
     for k in PROJECTION_K:
@@ -62,22 +60,13 @@ def projection_ceiling(model, split, vh: torch.Tensor) -> list[str]:
 def band_cosines(model, split, cands_x: torch.Tensor, match: torch.Tensor, vh: torch.Tensor) -> torch.Tensor:
     """(n members, bands): the cosine, within each band of W₁'s directions, between each member and its NCC-matched
     candidate, both mean-subtracted."""
-    x = model.preprocess(split.train.x).flatten(1).double().cpu() @ vh.T
-    c = model.preprocess(cands_x).flatten(1).double().cpu()[match] @ vh.T
+    x = model.preprocess(split.train.x.to(model.device)).flatten(1).double().cpu() @ vh.T
+    c = model.preprocess(cands_x.to(model.device)).flatten(1).double().cpu()[match] @ vh.T
     return torch.stack([torch.nn.functional.cosine_similarity(x[:, lo:hi], c[:, lo:hi], dim=1) for lo, hi in BANDS], 1)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="reference")
-    ap.add_argument("--long-epochs", type=int, default=100_000, help="extra GD epochs of the 'long' recipe")
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt-victims"))
-    ap.add_argument("--no-append", action="store_true")
-    args = ap.parse_args()
-    os.environ.setdefault("NETINV_PROGRESS", "0")
-    split = make_task(load_data("digits"), "parity", n_per_class=50, seed=0)
-    load0, t_all = os.getloadavg()[0], time.perf_counter()
-    cfg = KKTConfig(show_progress=False)
+    args, split, load0, t_all, cfg = victim_bench(argparse.ArgumentParser(), "reference", long_epochs=100_000)
     head1 = ("| victim | W₁ singular values above the init bulk (of 64) | W₂ (of 1 000) | "
              + " | ".join(f"members projected on top {k}: above τ / AUC" for k in PROJECTION_K) + " |\n|"
              + "---|" * (3 + len(PROJECTION_K)))
@@ -87,7 +76,7 @@ def main() -> None:
              + "---|" * 6)
     rows1, rows2 = [head1], [head2]
     for name in args.rows.split(","):
-        model = victim(args.cache, name, split, "cpu", args.long_epochs)[0]
+        model = victim(args.cache, name, split, args.device, args.long_epochs)[0]
         w1, w2 = (p.detach().double().cpu() for p in list(model.module.parameters())[:2])
         s, vh = torch.linalg.svd(w1, full_matrices=False)[1:]
         above = [int((torch.linalg.svdvals(w) > init_bulk_edge(tuple(w.shape), RECIPES[name][2])).sum())

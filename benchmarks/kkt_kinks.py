@@ -13,9 +13,7 @@ Usage: python benchmarks/kkt_kinks.py [--rows reference,wd-anneal] [--tol 1e-3] 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,9 +21,8 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kkt_digits import kink_residual, publish, section_header, truth_residual  # noqa: E402
-from kkt_victims import victim  # noqa: E402
-from netinv.attacks.kkt import KKTConfig, KKTReconstruction  # noqa: E402
-from netinv.data import load_data, make_task  # noqa: E402
+from kkt_victims import victim, victim_bench  # noqa: E402
+from netinv.attacks.kkt import KKTReconstruction  # noqa: E402
 from netinv.metrics import evaluate  # noqa: E402
 
 
@@ -44,16 +41,8 @@ def hidden_preactivations(model, x: torch.Tensor) -> list[torch.Tensor]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="reference,wd-anneal")
     ap.add_argument("--tol", type=float, default=1e-3, help="on a kink: |pre-activation| < tol × the layer's median")
-    ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt-victims"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--no-append", action="store_true")
-    args = ap.parse_args()
-    os.environ.setdefault("NETINV_PROGRESS", "0")
-    split = make_task(load_data("digits"), "parity", n_per_class=50, seed=0)
-    load0, t_all = os.getloadavg()[0], time.perf_counter()
-    cfg = KKTConfig(show_progress=False)
+    args, split, load0, t_all, cfg = victim_bench(ap, "reference,wd-anneal")
     head = ("| victim | on-kink units per member, hidden 1 / 2 | per held-out image | members with ≥ 10 in hidden 1 | "
             "the 5 smallest-margin members, hidden 1 | membership AUC of the hidden-1 count | truth residual: exact "
             "ReLU (input layer) | free kink derivatives (input layer) | attack cold, seed 0: above τ / AUC / "
@@ -61,7 +50,7 @@ def main() -> None:
     lines = [head]
     print(head, flush=True)
     for name in args.rows.split(","):
-        model = victim(args.cache, name, split, args.device)[0]
+        model = victim(args.cache, name, split, args.device, args.long_epochs)[0]
         with torch.no_grad():
             z_tr = hidden_preactivations(model, split.train.x)
             z_ho = hidden_preactivations(model, split.heldout.x)

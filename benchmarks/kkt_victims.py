@@ -113,20 +113,26 @@ def victim(cache: Path, name: str, split, device: str = "cpu", long_epochs: int 
     return model, time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default=",".join(RECIPES))
-    ap.add_argument("--seeds", default="0,1,2")
+def victim_bench(ap: argparse.ArgumentParser, rows: str, long_epochs: int = 1_000_000):
+    """The command line and setup the victim benchmarks share (this one, kkt_kinks.py, kkt_coverage.py): adds
+    --rows/--cache/--device/--long-epochs/--no-append to ``ap`` (after the script's own options), parses it, and
+    returns (args, the reference's digits parity split, load average and clock at the start, the attack defaults)."""
+    ap.add_argument("--rows", default=rows)
     ap.add_argument("--cache", type=Path, default=Path("runs/bench-kkt-victims"))
     ap.add_argument("--device", default="cpu", help="cpu or cuda: victims trained and attacked there")
-    ap.add_argument("--long-epochs", type=int, default=1_000_000, help="extra GD epochs of the 'long' recipe")
+    ap.add_argument("--long-epochs", type=int, default=long_epochs, help="extra GD epochs of the 'long' recipe")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("NETINV_PROGRESS", "0")
-    seeds = [int(s) for s in args.seeds.split(",")]
     split = make_task(load_data("digits"), "parity", n_per_class=50, seed=0)
-    load0, t_all = os.getloadavg()[0], time.perf_counter()
-    cfg = KKTConfig(show_progress=False)
+    return args, split, os.getloadavg()[0], time.perf_counter(), KKTConfig(show_progress=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0,1,2")
+    args, split, load0, t_all, cfg = victim_bench(ap, ",".join(RECIPES))
+    seeds = [int(s) for s in args.seeds.split(",")]
     head = ("| victim recipe | train s | epochs | held-out acc | members within 10% of min margin | KKT resid. "
             "(truth) | per layer | on-kink pairs per member (hidden 1 / 2) | "
             "resid. with free kink derivatives (per layer) | attack: above τ (seeds) | AUC (seeds) | "
