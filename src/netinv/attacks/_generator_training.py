@@ -140,18 +140,21 @@ class GeneratorTrainer:
             self.sched.step()
             self.step += 1
             self.elapsed = time.perf_counter() - t0
+            monitor = self.step % cfg.monitor_every == 0
+            save = out is not None and self.step % cfg.checkpoint_every == 0
+            loss_v = float(loss.detach()) if bar is not None or monitor or save else math.nan  # a sync: only if used
             if bar is not None:
-                bar.update(1, loss=float(loss.detach()))
-            if self.step % cfg.monitor_every == 0 or (out is not None and self.step % cfg.checkpoint_every == 0):
-                check_finite_loss(float(loss.detach()), "generator training", "lower --lr (e.g. a tenth of it)",
-                                  at=f"step {self.step}", setting=f"lr {cfg.lr:g}")  # never train on, or save, NaN
-            if self.step % cfg.monitor_every == 0:
-                point = {"step": self.step, "time_s": self.elapsed, "loss": float(loss.detach()),
+                bar.update(1, loss=loss_v)
+            if monitor or save:  # never train on, or save, a NaN generator
+                check_finite_loss(loss_v, "generator training", "lower --lr (e.g. a tenth of it)",
+                                  at=f"step {self.step}", setting=f"lr {cfg.lr:g}")
+            if monitor:
+                point = {"step": self.step, "time_s": self.elapsed, "loss": loss_v,
                          **{k: float(terms[k].detach()) for k in w}, "assigned": self.monitor()}
                 self.curve.append(point)
                 if cfg.stop_at is not None and point["assigned"] >= cfg.stop_at:
                     return True
-            if out is not None and self.step % cfg.checkpoint_every == 0:
+            if save:
                 save_state(out / self.state_file, self.state_dict())
         return False
 
