@@ -12,7 +12,7 @@ from ._errors import DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
 from .data import Dataset, split_from_record
-from .metrics.evaluation import Evaluation, check_sets, evaluate
+from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
 from .report.render import render
@@ -28,8 +28,8 @@ class AuditResult:
 
 
 def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | None = None,
-          heldout: Dataset | None = None, config: Any = None, seed: int = 0, device: str = "auto",
-          resume: bool = False, model_options: dict[str, Any] | None = None) -> AuditResult:
+          heldout: Dataset | None = None, config: Any = None, m: int | None = None, seed: int = 0,
+          device: str = "auto", resume: bool = False, model_options: dict[str, Any] | None = None) -> AuditResult:
     """Reconstruct, evaluate, report.
 
     Args:
@@ -37,6 +37,7 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
         out: folder: ``kkt/`` (candidates, run.json, checkpoints), ``evaluation.json`` and figures, ``report.*``.
         train / heldout: the training set (members) and non-members; default: the ones a netinv checkpoint records.
         config: a ``KKTConfig`` (default: the attack's defaults).
+        m: number of candidates. Default: twice the training set (Haim et al.).
         seed: seeds the attack and the evaluation.
         device: ``auto``, ``cpu`` or ``cuda``.
         resume: continue an interrupted attack from its last checkpoint.
@@ -60,9 +61,11 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
         train, heldout = train or split.train, heldout or split.heldout
     check_compatible(lm, train, reshape=True)  # the evaluation reshapes images for a model on flattened images
     check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
+    heldout = drop_members(train, heldout)
     cfg = config if config is not None else KKTConfig()
     t0 = time.perf_counter()
-    cands = KKTReconstruction(lm, cfg).invert(seed=seed, out=out / "kkt", resume=resume)
+    n = m if m is not None else 2 * len(train)
+    cands = KKTReconstruction(lm, cfg).invert(n, seed=seed, out=out / "kkt", resume=resume)
     attack_s = time.perf_counter() - t0
     ev = evaluate(cands.x, train, heldout, model=lm, seed=seed, out=out)
     figures = {"Best reconstructions (top) above their nearest training images (bottom), best first":
@@ -74,7 +77,8 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
             "non-members": len(heldout), "candidates": len(cands), "seed": seed,
             "attack": "KKT reconstruction (Haim et al. 2022; Buzaglo et al. 2023)",
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),
-            "train accuracy": lm.meta.get("train_accuracy"), "held-out accuracy": lm.meta.get("test_accuracy"),
+            "train accuracy": round(lm.accuracy(lm.from_unit(train.x), train.y), 4),
+            "held-out accuracy": round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4),
             "share of the weights the candidates leave unexplained": round(cands.info["criterion"], 4)}
     if cands.info.get("criterion_note"):
         info["note"] = cands.info["criterion_note"]

@@ -124,3 +124,19 @@ def test_cli_maps_flags_onto_the_api(tmp_path):
     assert "| t |" in r.output
     r = CliRunner().invoke(app, ["adversarial", "runs/v", "--norm", "l3"])
     assert r.exit_code != 0
+
+
+def test_cli_path_alone_reads_an_npz(victim, tmp_path):
+    """`--path X.npz` without `--data npz`: the file's kind is clear from the path."""
+    from netinv.cli.app import app
+
+    model, split = victim
+    split.heldout.save_npz(tmp_path / "h.npz")
+    with patch("netinv.cli.adversarial.load_model", return_value=model), \
+            patch("netinv.cli.adversarial.run_adversarial") as api, \
+            patch("netinv.cli.adversarial.table", return_value=""):
+        r = CliRunner().invoke(app, ["adversarial", "runs/v", "--path", str(tmp_path / "h.npz"), "--n", "5"])
+    assert r.exit_code == 0, r.output
+    data = api.call_args.kwargs["data"]
+    assert torch.equal(data.x, split.heldout.x) and torch.equal(data.y, split.heldout.y)
+

@@ -276,6 +276,13 @@ def test_warm_start_is_checked():
         attack.invert(x0=torch.zeros(4, 3))
     with pytest.raises(ConfigError, match="classes outside"):
         attack.invert(x0=torch.zeros(4, *model.input_shape), y0=torch.tensor([0, 1, 2, 5]))
+    # the same values in another layout: flat rows, or the singleton channel last (N×H×W×1)
+    x0 = torch.rand(4, *model.input_shape)
+    ref = attack.invert(x0=x0)
+    for other in (x0.reshape(4, -1), x0.reshape(4, *[d for d in model.input_shape if d != 1], 1)):
+        assert torch.equal(attack.invert(x0=other).x, ref.x)
+    with pytest.raises(ConfigError, match="at least 2 candidates .*--m"):
+        attack.invert(1)
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI
@@ -302,6 +309,12 @@ def test_cli_start_flag_gives_the_api_warm_start(tmp_path):
 
     assert not load.called and res.exit_code != 0 and isinstance(res.exception, ConfigError)
     assert "warm start" in str(res.exception) and format_error(res.exception).count("\n") == 0
+    # images stored as uint8 are not data-space inputs: refused, not optimised from 0..255
+    np.savez(tmp_path / "u8.npz", x=(x0.numpy() * 255).astype(np.uint8))
+    with patch("netinv.cli.reconstruct.load_model", return_value=model) as load:
+        res = CliRunner().invoke(app, ["reconstruct", "kkt", "m", "--out", str(tmp_path / "r3"), "--start",
+                                       str(tmp_path / "u8.npz")])
+    assert not load.called and isinstance(res.exception, ConfigError) and "is uint8" in str(res.exception)
 
 
 def test_cli_maps_flags_onto_one_api_call(tmp_path):

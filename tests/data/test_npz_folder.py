@@ -168,3 +168,38 @@ def test_folder_via_load_data(tmp_path):
     _save(tmp_path / "c" / "1.png", np.zeros((2, 2), np.uint8), "L")
     ds = load_data("folder", path=tmp_path)
     assert isinstance(ds, Dataset) and len(ds) == 1 and ds.source["name"] == "folder"
+
+
+def test_npz_model_labels_are_kept_as_class_indices(tmp_path):
+    """Members of a 10-class model that lack class 0 keep labels 1..9 (renumbering them would score every margin
+    against the wrong class); ±1 labels of a binary model become 0/1; a column of labels is accepted."""
+    x = np.full((4, 1, 2, 2), 0.5, np.float32)
+    np.savez(tmp_path / "a.npz", x=x, y=np.array([1, 9, 3, 9]))
+    assert load_npz(tmp_path / "a.npz").y.tolist() == [0, 2, 1, 2]  # a new task: renumbered, as for training
+    ds = load_data("npz", path=tmp_path / "a.npz", relabel=False)
+    assert ds.y.tolist() == [1, 9, 3, 9] and ds.num_classes == 10
+    assert ds.source["load_args"]["relabel"] is False and "label_map" not in ds.source
+    np.savez(tmp_path / "b.npz", x=x, y=np.array([[1], [-1], [1], [1]]))
+    assert load_npz(tmp_path / "b.npz", relabel=False).y.tolist() == [1, 0, 1, 1]
+    np.savez(tmp_path / "c.npz", x=x, y=np.array([0, -2, 1, 1]))
+    with pytest.raises(DataError, match="negative labels"):
+        load_npz(tmp_path / "c.npz", relabel=False)
+    np.savez(tmp_path / "d.npz", x=x, y=np.eye(4, dtype=np.int64))
+    with pytest.raises(DataError, match=r"argmax\(1\)"):
+        load_npz(tmp_path / "d.npz")
+
+
+def test_npz_uint8_on_a_small_scale_warns(tmp_path):
+    """scikit-learn's digits stored raw as uint8 (0..16) would be read as 16/255 of full scale: say so."""
+    np.savez(tmp_path / "d.npz", x=np.array([[[0, 16], [8, 3]]] * 2, np.uint8), y=np.array([0, 1]))
+    with pytest.warns(UserWarning, match="maximum 16"):
+        ds = load_npz(tmp_path / "d.npz")
+    assert float(ds.x.max()) == pytest.approx(16 / 255)
+    np.savez(tmp_path / "e.npz", x=np.array([[[0, 255]]] * 2, np.uint8), y=np.array([0, 1]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_npz(tmp_path / "e.npz")
+    with pytest.raises(DataError, match="check the path"):
+        load_npz(tmp_path / "missing.npz")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from netinv._errors import ConfigError, DataError
-from netinv.data import load_data, make_task
+from netinv._errors import ConfigError, DataError, ModelError
+from netinv.data import Dataset, load_data, make_task
 from netinv.metrics import evaluate, evaluate_dir
 from netinv.metrics.functional import class_assignment, per_class_mean_pairwise_distance
 from netinv.models.loaded import LoadedModel
@@ -93,8 +93,8 @@ def test_margins_conditioning_and_files(tmp_path, k):
     x = tr.x + 0.1 * torch.randn_like(tr.x)
     labels = (2 * tr.y - 1) if k == 1 else tr.y  # binary candidates may carry ±1 labels (KKT)
     ev = evaluate(x, tr, ho, model=model, candidate_labels=labels, seed=0, out=tmp_path, n_best=5)
-    with torch.no_grad():
-        z = model.module(tr.x)
+    with torch.no_grad():  # the data sets' [0, 1] images enter the model mapped onto its range (-1, 2)
+        z = model.module(-1.0 + 3.0 * tr.x)
     expect = (2 * tr.y - 1) * z[:, 0] if k == 1 else torch.stack(
         [z[i, y] - max(z[i, j] for j in range(k) if j != y) for i, y in enumerate(tr.y.tolist())])
     assert torch.allclose(ev.train_margin, expect, atol=1e-6)
@@ -165,3 +165,30 @@ def test_evaluate_dir_with_checkpoint_and_with_npz(parity_victim, digits_parity,
         evaluate_dir(run)
     with pytest.raises(DataError, match="no candidates"):
         evaluate_dir(tmp_path / "nothing", ckpt)
+
+
+def test_members_among_the_non_members_are_left_out(parity):
+    """A held-out file that also holds training images would count them as non-members that leak (τ up, AUC
+    down): they are dropped with a warning, and a held-out set made of members only is refused."""
+    tr, ho = parity.train, parity.heldout
+    x = torch.cat([tr.x[:20], torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))])
+    clean = evaluate(x, tr, ho)
+    mixed = Dataset(torch.cat([ho.x, tr.x[:30]]), torch.cat([ho.y, tr.y[:30]]), ho.classes, {})
+    with pytest.warns(UserWarning, match="30 of the 330 held-out images are also training images"):
+        ev = evaluate(x, tr, mixed)
+    assert ev.attack.summary() == clean.attack.summary()  # the same figures as with the clean held-out set
+    assert ev.settings["heldout_members_left_out"] == 30 and clean.settings["heldout_members_left_out"] == 0
+    with pytest.raises(DataError, match="100 of the 100 held-out images are also training images"):
+        evaluate(x, tr, tr)
+
+
+def test_evaluate_dir_refuses_a_recorded_model_that_moved(digits_parity, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "candidates.npz", x=digits_parity.train.x.numpy(), y=digits_parity.train.y.numpy())
+    (run / "run.json").write_text(json.dumps({"model": {"format": "export", "path": str(tmp_path / "gone.pt2")}}))
+    tr_npz = digits_parity.train.save_npz(tmp_path / "t.npz")
+    ho_npz = digits_parity.heldout.save_npz(tmp_path / "h.npz")
+    with pytest.raises(ModelError, match="gone.pt2, recorded in .* is no longer there") as e:
+        evaluate_dir(run, None, tr_npz, ho_npz)  # not silently evaluated without margins
+    assert "--model" in e.value.fix

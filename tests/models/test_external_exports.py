@@ -198,3 +198,66 @@ def test_audit_of_a_flat_model_takes_images_and_refuses_rows_before_attacking(tm
 def _rows(path, ds):
     np.savez(path, x=ds.x.reshape(len(ds), -1).numpy(), y=ds.y.numpy())
     return path
+
+
+def test_float64_and_tuple_output_models_are_named_with_their_fix(tmp_path):
+    net = _flat_mlp().double()
+    with pytest.raises(ModelError, match="weights are float64") as e:
+        load_model(_export(net, torch.rand(4, 16, dtype=torch.float64), tmp_path / "d.pt2"), device="cpu")
+    assert "model.float()" in e.value.fix
+
+    class Pair(nn.Module):  # (logits, features), exported with a fixed batch size (run in chunks by netinv)
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _flat_mlp()
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.net(x), x
+
+    with pytest.raises(ModelError, match="returns tuple") as e:
+        load_model(_export(Pair().eval(), torch.rand(4, 16), tmp_path / "t.pt2", dynamic=False), device="cpu")
+    assert "forward returns a (batch, classes) tensor" in e.value.fix
+
+
+class _Plain(nn.Module):
+    """A model on 8×8 inputs without a channel axis, trained on raw 0..16 pixel values: what a user may bring."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 32, bias=False), nn.Linear(32, 10, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x.reshape(x.shape[0], -1) / 16)))
+
+
+def test_a_user_model_on_another_range_and_shape_sees_its_data_mapped(tmp_path):
+    """Data files hold [0, 1] images; a model declared on --input-range 0,16 gets them as 16·x, reshaped to its
+    input shape, in the evaluation, the audit and the adversarial samples. Members' labels stay its class indices."""
+    from netinv.apps.adversarial import AdversarialConfig, run_adversarial
+
+    f = _export(_Plain().eval(), torch.rand(4, 8, 8), tmp_path / "m.pt2")
+    lm = load_model(f, input_range=(0, 16), device="cpu")
+    g = np.random.default_rng(0)
+    x = g.random((12, 1, 8, 8)).astype(np.float32)
+    y = np.arange(12) % 9 + 1  # classes 1..9 of a 10-class model: no class 0 among the members
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "heldout.npz", x=g.random((10, 1, 8, 8)).astype(np.float32), y=np.arange(10))
+    train = load_data("npz", path=tmp_path / "train.npz", relabel=False)
+    heldout = load_data("npz", path=tmp_path / "heldout.npz", relabel=False)
+    with torch.no_grad():
+        z = lm.module(torch.from_numpy(16 * x[:, 0]))
+    own = z[torch.arange(12), torch.from_numpy(y)]
+    expect = own - z.scatter(1, torch.from_numpy(y)[:, None], float("-inf")).max(1).values
+    ev = evaluate(torch.from_numpy(16 * x), train, heldout, model=lm)
+    assert torch.allclose(ev.train_margin, expect, atol=1e-5)
+    res = audit(lm, out=tmp_path / "a", train=train, heldout=heldout, config=KKTConfig(iterations=2,
+                show_progress=False))
+    assert len(res.candidates) == 24  # m = 2 × the members given
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert rep["info"]["train accuracy"] == round(float((z.argmax(1) == torch.from_numpy(y)).float().mean()), 4)
+    assert len(audit(lm, out=tmp_path / "b", train=train, heldout=heldout, m=10,
+                     config=KKTConfig(iterations=2, show_progress=False)).candidates) == 10
+    adv = run_adversarial(lm, AdversarialConfig(eps=1.0, pgd_steps=3, gen_steps=2), data=heldout, n=5)
+    x_adv = adv["PGD"].x_adv
+    assert x_adv.shape == (5, 8, 8) and float(x_adv.max()) > 3.0  # in the model's 0..16 range (ε = 1)

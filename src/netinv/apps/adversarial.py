@@ -247,7 +247,8 @@ def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialC
 
     Without ``data`` the model must be a netinv checkpoint: ``n`` of its held-out inputs are attacked and the
     generator trains on its training set. With ``data``, a seeded shuffle gives ``n`` attacked inputs and the rest
-    train the generator (all of them when nothing is left).
+    train the generator (all of them when nothing is left). Data-set images ([0, 1]) are reshaped to the model's
+    input shape and mapped onto its ``input_range`` (:meth:`LoadedModel.from_unit`).
 
     Raises:
         ConfigError: no data and no recorded training data, or ``n`` < 1.
@@ -265,5 +266,7 @@ def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialC
         order = torch.randperm(len(data), generator=gen)
         x, rest = data.x[order[:n]], data.x[order[n:]]
         train_x = rest if len(rest) else x
+    # data sets hold [0, 1] images: into the model's input shape and range
+    x, train_x = model.from_unit(x), model.from_unit(train_x)
     return compare_adversarial(model, x, None, config, train_x=train_x, seed=seed, out=out,
                                show_progress=show_progress)

@@ -11,6 +11,7 @@ problem, so its parameters are a non-negative combination of the margin gradient
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ class KKTReconstruction(Attack):
         """
         cfg = self.config
         m = (len(x0) if x0 is not None else self.default_n()) if n is None else int(n)
+        shape = tuple(self.model.input_shape)
+        if x0 is not None and x0.ndim >= 2 and tuple(x0.shape[1:]) != shape and (
+                (x0.ndim == 2 and x0.shape[1] == math.prod(shape))
+                or [d for d in x0.shape[1:] if d != 1] == [d for d in shape if d != 1]):
+            x0 = x0.reshape(len(x0), *shape)  # flat rows, or a singleton channel elsewhere: the same values
         if x0 is not None and (len(x0) != m or tuple(x0.shape[1:]) != tuple(self.model.input_shape)):
             raise ConfigError(f"x0 has shape {tuple(x0.shape)}, the attack needs ({m}, "
                               f"{', '.join(map(str, self.model.input_shape))})", "give one start per candidate, "
@@ -128,7 +134,8 @@ class KKTReconstruction(Attack):
             raise ConfigError("y0 needs x0 and one class per candidate", "pass x0 and y0 of the same length")
         k = self.model.num_classes
         if m < k:
-            raise ConfigError(f"n={m} candidates for {k} classes", f"use n >= {k} (default: 2× the training set)")
+            raise ConfigError(f"n={m} candidates for {k} classes",
+                              f"use at least {k} candidates (CLI: --m; default: 2× the training set)")
         if cfg.iterations < 0 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
             raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32

@@ -57,9 +57,11 @@ def adversarial(
                                              "gen_steps": gen_steps}, yaml_file=config)
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     ds = None
+    if data is None and path is not None:  # --path alone: a file is an npz, a directory a class-folder tree
+        data = "folder" if path.is_dir() else "npz"
     if data is not None:
-        ds = load_data(data, root=root, path=path, check_md5=check_md5)
-        check_compatible(victim, ds)
+        ds = load_data(data, root=root, path=path, check_md5=check_md5, relabel=False)
+        check_compatible(victim, ds, reshape=True)
     res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out)
     typer.echo(table(res, cfg))
     typer.echo(f"-> {out} (adversarial.json, adversarial.npz)")

@@ -21,13 +21,14 @@ from ._options import (
     WeightsOpt,
     model_kwargs,
 )
-from .reconstruct import ItersOpt, kkt_config
+from .reconstruct import ItersOpt, MOpt, kkt_config
 
 
 def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
           train: Path | None = typer.Option(None, "--train", help="members as npz (x, y); default: the checkpoint's"),
           heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y)"),
           iterations: int | None = ItersOpt,
+          m: int | None = MOpt,
           config: ConfigOpt = None,
           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
           mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0, resume: ResumeOpt = False) -> None:
@@ -39,8 +40,10 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
     opts = model_kwargs(weights, input_shape, input_range, mean, device)
     device = opts.pop("device")
     cfg = kkt_config({"iterations": iterations}, yaml_file=config)
-    res = audit_api(model, out=out, config=cfg, train=load_data("npz", path=train) if train else None,
-                    heldout=load_data("npz", path=heldout) if heldout else None, seed=seed, device=device,
+    # members / non-members of this model: their labels are its class indices, never renumbered
+    members = load_data("npz", path=train, relabel=False) if train else None
+    others = load_data("npz", path=heldout, relabel=False) if heldout else None
+    res = audit_api(model, out=out, config=cfg, m=m, train=members, heldout=others, seed=seed, device=device,
                     resume=resume, model_options=opts)
     typer.echo(res.evaluation.table())
     typer.echo(f"report: {res.report['html']}")

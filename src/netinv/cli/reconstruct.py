@@ -61,11 +61,18 @@ def read_start(path: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | N
         return None, None
     try:
         with np.load(path, allow_pickle=False) as f:
-            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
+            raw = np.asarray(f["x"])
+            kind, dtype = raw.dtype.kind, raw.dtype
+            x = torch.from_numpy(raw.astype(np.float32))
             y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
     except (OSError, KeyError, ValueError) as e:
         raise ConfigError(f"cannot read the warm start {path}: {first_line(e, 160)}",
                           "give an npz with an array x (and optionally y), e.g. a candidates.npz") from None
+    if kind not in "f":
+        raise ConfigError(f"x in the warm start {path} is {dtype}, not float data-space inputs",
+                          "give float inputs in the model's data space (its --input-range, mean not subtracted), "
+                          "e.g. an earlier run's candidates.npz; images stored as uint8: x / 255 mapped onto that "
+                          "range")
     return x, y
 
 

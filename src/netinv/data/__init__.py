@@ -29,7 +29,8 @@ def default_root() -> Path:
 
 
 def load_data(name: str = "digits", *, root: str | Path | None = None, path: str | Path | None = None,
-              split: str = "train", download: bool = False, check_md5: bool = False) -> Dataset:
+              split: str = "train", download: bool = False, check_md5: bool = False,
+              relabel: bool = True) -> Dataset:
     """Load a data set by source name.
 
     Args:
@@ -40,6 +41,8 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
         download: fetch missing files (with checksum) when a network exists.
         check_md5: compare every file read with its published md5 before reading it (``cifar10``, whose batches
             have published checksums; any other source refuses it rather than skip the check).
+        relabel: ``npz`` only: map labels that are not 0..k−1 onto 0..k−1 (a new task, as for training). False
+            keeps them as the class indices of a given model: what member / non-member files of a model need.
 
     Returns:
         A :class:`Dataset` whose ``source['load_args']`` reloads it (checkpoints record it, ``check_md5`` included
@@ -54,11 +57,13 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
     if check_md5 and name not in _MD5_SOURCES:
         raise DataError(f"--check-md5 applies to {', '.join(_MD5_SOURCES)} only, not to source {name!r}",
                         "drop --check-md5 (downloads are md5-checked anyway)")
-    ds = _load(name, root=root, path=path, split=split, download=download, check_md5=check_md5)
+    ds = _load(name, root=root, path=path, split=split, download=download, check_md5=check_md5, relabel=relabel)
     ds.source["load_args"] = {"name": name, "root": str(root) if root is not None else None,
                               "path": str(Path(path).resolve()) if path is not None else None, "split": split}
     if check_md5:
         ds.source["load_args"]["check_md5"] = True
+    if not relabel:
+        ds.source["load_args"]["relabel"] = False
     return ds
 
 
@@ -79,7 +84,7 @@ _MD5_SOURCES = ("cifar10",)
 
 
 def _load(name: str, *, root: str | Path | None, path: str | Path | None, split: str, download: bool,
-          check_md5: bool = False) -> Dataset:
+          check_md5: bool = False, relabel: bool = True) -> Dataset:
     rootp = Path(root) if root is not None else default_root()
     if name == "digits":
         from .digits import load_digits
@@ -99,7 +104,7 @@ def _load(name: str, *, root: str | Path | None, path: str | Path | None, split:
         if name == "npz":
             from .npz import load_npz
 
-            return load_npz(Path(path))
+            return load_npz(Path(path), relabel=relabel)
         from .folder import load_folder
 
         return load_folder(Path(path))

@@ -1,12 +1,15 @@
 """A data set from an ``.npz`` file: array ``x`` (inputs), ``y`` (integer labels) and optionally ``classes``.
 
 Layouts of ``x``: N×C×H×W; N×H×W (one channel added); N×H×W×C, read as channels-last only when it is
-unambiguous (last axis 1 or 3 and axis 1 neither); N×D tabular rows. uint8 is divided by 255; floats must
-already lie in [0, 1]. Loaded with ``allow_pickle=False``, so an object array is refused instead of unpickled.
+unambiguous (last axis 1 or 3 and axis 1 neither); N×D tabular rows. uint8 is divided by 255 (a warning when its
+maximum is 16 or less, as for digits stored raw); floats must already lie in [0, 1] (a model on another range gets
+them mapped onto its ``input_range`` by :meth:`netinv.models.LoadedModel.from_unit`). ``y``: N integer labels (an
+N×1 column is accepted). Loaded with ``allow_pickle=False``, so an object array is refused instead of unpickled.
 """
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,10 @@ from ._dataset import Dataset
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     """x as float32 in [0, 1] with its layout normalised to N×C×H×W or N×D, and the layout it had."""
     if x.dtype == np.uint8:
+        if x.size and 0 < int(x.max()) <= 16:  # e.g. scikit-learn's digits (0..16) stored as uint8
+            warnings.warn(f"x in {path} is uint8 with maximum {int(x.max())}, read as {int(x.max())}/255 of full "
+                          "scale; if that is its full scale, store x / x.max() as float in [0, 1]", UserWarning,
+                          stacklevel=3)
         xf = x.astype(np.float32) / 255.0
     elif x.dtype.kind == "f":
         xf = x.astype(np.float32)
@@ -28,7 +35,8 @@ def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
         if bad.any():
             example = float(xf[bad].flat[0])
             raise DataError(f"x in {path} has {int(bad.sum())} values outside [0, 1] (e.g. {example:g})",
-                            "rescale x to [0, 1] (e.g. x / 255) or store it as uint8")
+                            "rescale x to [0, 1] (e.g. x / 255) or store it as uint8; for a model on another "
+                            "range give its --input-range LO,HI, and netinv maps [0, 1] onto it")
     else:
         raise DataError(f"x in {path} has dtype {x.dtype}", "store x as uint8 (0..255) or float in [0, 1]")
     if xf.ndim == 2:
@@ -43,12 +51,15 @@ def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     raise DataError(f"x in {path} has shape {x.shape}", "give x as N×C×H×W, N×H×W, N×H×W×C or N×D")
 
 
-def _labels(y: np.ndarray, n: int, classes: list[str] | None,
-            path: Path) -> tuple[np.ndarray, list[str], dict[int, int] | None]:
+def _labels(y: np.ndarray, n: int, classes: list[str] | None, path: Path,
+            relabel: bool = True) -> tuple[np.ndarray, list[str], dict[int, int] | None]:
     """(labels 0..k-1, class names, mapping original label -> index or None when unchanged)."""
+    if y.ndim == 2 and y.shape[1] == 1 and y.dtype.kind in "iu":
+        y = y[:, 0]  # a column of labels
     if y.dtype.kind not in "iu" or y.ndim != 1:
-        raise DataError(f"y in {path} is {y.dtype} with shape {y.shape}, not 1-D integers",
-                        "store y as integer class labels, e.g. y.astype(np.int64)")
+        fix = ("store one integer class index per input (for one-hot rows: y.argmax(1))" if y.ndim == 2 else
+               "store y as integer class labels, e.g. y.astype(np.int64)")
+        raise DataError(f"y in {path} is {y.dtype} with shape {y.shape}, not 1-D integers", fix)
     if len(y) != n:
         raise DataError(f"{path} has {n} inputs but {len(y)} labels", "give one label per input")
     y = y.astype(np.int64)
@@ -58,21 +69,32 @@ def _labels(y: np.ndarray, n: int, classes: list[str] | None,
                             "give y as indices into classes")
         return y, classes, None
     uniq = np.unique(y)
+    if not relabel:  # a model's own class indices: kept as they are
+        if y.size and y.min() < 0:
+            if set(uniq.tolist()) <= {-1, 1}:  # ±1 labels of a binary task
+                return (y > 0).astype(np.int64), ["0", "1"], None
+            raise DataError(f"y in {path} has negative labels", "give the model's class indices 0..K-1 (binary: 0/1)")
+        return y, [str(i) for i in range(int(y.max()) + 1 if y.size else 0)], None
     if np.array_equal(uniq, np.arange(len(uniq))):
         return y, [str(int(u)) for u in uniq], None
     # labels such as {3, 7} become 0, 1; the mapping is recorded so results can be traced back
     return np.searchsorted(uniq, y), [str(int(u)) for u in uniq], {int(u): i for i, u in enumerate(uniq)}
 
 
-def load_npz(path: Path) -> Dataset:
+def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
     """Load ``x``, ``y`` and optional ``classes`` from an npz (see the module docstring for accepted layouts).
+
+    Args:
+        path: the file.
+        relabel: map labels that are not 0..k−1 (e.g. {3, 7}) onto 0..k−1, recording the map (a new task, as for
+            training). False keeps them as class indices of a given model (members / non-members of a model).
 
     Raises:
         DataError: missing file or arrays, pickled object arrays, bad dtypes, shapes, ranges or labels.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"no npz file at {path}", "give --path to an existing .npz file")
+        raise DataError(f"no npz file at {path}", "check the path: it should name an existing .npz file")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):
@@ -100,7 +122,7 @@ def load_npz(path: Path) -> Dataset:
             raise DataError(f"classes in {path} is {c.dtype} {c.shape}, not a list of names",
                             "store classes as np.array(['cat', 'dog'])")
         classes = [s.decode() if isinstance(s, bytes) else str(s) for s in c.tolist()]
-    y, names, mapping = _labels(arrays["y"], len(x), classes, path)
+    y, names, mapping = _labels(arrays["y"], len(x), classes, path, relabel)
     src: dict[str, Any] = {"name": "npz", "path": str(path), "layout": layout}
     if mapping is not None:
         src["label_map"] = mapping

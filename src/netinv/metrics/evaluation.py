@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,9 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
         candidates: M×C×H×W (or M×D with D = C·H·W) candidates in DATA space (mean added back, not clipped, not
             rescaled); each matched candidate is min-max scaled to [0, 1] here, as the protocol says.
         train: the training images (members), in [0, 1].
-        heldout: held-out images of the same task (non-members). Split by ``seed`` into up to M images used as the
-            real-data candidates and the rest used for τ (the two parts are disjoint).
+        heldout: held-out images of the same task (non-members). Images also in ``train`` are left out with a
+            warning (:func:`drop_members`). Split by ``seed`` into up to M images used as the real-data candidates
+            and the rest used for τ (the two parts are disjoint).
         model: the attacked model: gives the margins, the noise range and the class figures. Default: none.
         candidate_labels: M class indices the candidates were made for (±1 of a binary task are read as 0/1).
         seed: draws the noise candidates and the held-out split.
@@ -189,6 +191,7 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
         ModelError: a model whose input shape does not fit the data.
     """
     shape = check_sets(train, heldout)
+    heldout = drop_members(train, heldout)
     cands = _as_images(candidates, shape, "candidates")
     m = cands.shape[0]
     if n_best < 1:
@@ -212,9 +215,10 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
 
     margin = None
     if model is not None:
-        margin = margins(_logits(model, train.x, config.batch_size), train.y)
+        margin = margins(_logits(model, model.from_unit(train.x), config.batch_size), train.y)
     cond = _conditioning(cands, labels, train, model, config.batch_size) if labels is not None else None
     settings = {"seed": seed, "n_train": len(train), "n_candidates": m, "n_heldout": len(heldout),
+                "heldout_members_left_out": int(heldout.source.get("dropped_members", 0)),
                 "n_heldout_tau": len(tau_idx), "n_heldout_candidates": n_real, "noise_range": [lo, hi],
                 "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
                 "train_indices": train.indices, "config": {**dataclasses.asdict(config), "n_best": n_best}}
@@ -248,8 +252,8 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     Raises:
         DataError: no or unreadable candidates.npz, missing data sets.
         ConfigError: only one of train_npz / heldout_npz.
-        ModelError: the model does not load; for a recorded factory model (its weights moved, its module not
-            importable) the fix names ``--model``.
+        ModelError: the model does not load; for a recorded model that has moved (a path that is gone, a factory
+            whose weights moved or whose module is not importable) the fix names ``--model``.
     """
     from ..data import load_data, split_from_record
     from ..models.loading import load_model
@@ -267,6 +271,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
         model = model if model is not None else recorded
         # the weights / mean / input shape the attack ran with, unless overridden
         options = {**recorded_options, **options}
+    if from_record and model is not None and "weights" not in recorded_options and not Path(model).exists():
+        raise ModelError(f"the attacked model {model}, recorded in {run_dir / 'run.json'}, is no longer there",
+                         "name it: --model PATH (with --input-shape / --mean as in the attack)")
     try:
         lm = load_model(model, **options) if model is not None else None
     except ModelError as e:
@@ -279,7 +286,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
-        train, heldout = load_data("npz", path=train_npz), load_data("npz", path=heldout_npz)
+        # the model's own class indices, never renumbered
+        train = load_data("npz", path=train_npz, relabel=False)
+        heldout = load_data("npz", path=heldout_npz, relabel=False)
     elif lm is not None and isinstance(lm.meta.get("data"), dict):
         split = split_from_record(lm.meta["data"])
         train, heldout = split.train, split.heldout
@@ -333,6 +342,30 @@ def check_sets(train: Dataset, heldout: Dataset) -> tuple[int, ...]:
         raise DataError(f"{len(train)} training and {len(heldout)} held-out images",
                         "give at least one training image and two held-out images (more make τ meaningful)")
     return shape
+
+
+def drop_members(train: Dataset, heldout: Dataset) -> Dataset:
+    """``heldout`` without the images that are also in ``train`` (identical values): a member among the
+    non-members would count as a non-member that leaks, raising τ and lowering the AUC. Warns with the count.
+
+    Raises:
+        DataError: fewer than two held-out images are left (e.g. the same file given twice).
+    """
+    def rows(x: torch.Tensor) -> list[bytes]:
+        a = x.detach().cpu().to(torch.float32).reshape(len(x), -1).numpy()
+        return [r.tobytes() for r in np.ascontiguousarray(a)]
+
+    members = set(rows(train.x))
+    keep = [i for i, r in enumerate(rows(heldout.x)) if r not in members]
+    n_drop = len(heldout) - len(keep)
+    if n_drop == 0:
+        return heldout
+    if len(keep) < 2:
+        raise DataError(f"{n_drop} of the {len(heldout)} held-out images are also training images",
+                        "give non-members as the held-out set: images of the same task the model never trained on")
+    warnings.warn(f"{n_drop} of the {len(heldout)} held-out images are also training images: they are left out of "
+                  "the non-members (τ, AUC and the real-image baseline)", UserWarning, stacklevel=2)
+    return heldout.subset(keep, dropped_members=n_drop)
 
 
 def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
@@ -400,10 +433,12 @@ def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: L
         return {"candidates": per_class_mean_pairwise_distance(a, y),
                 "real": per_class_mean_pairwise_distance(b, real_y)}
 
-    out["diversity_pixels"] = div(cands, real_x)
+    # pixel distances on the data sets' [0, 1] scale; the model sees the real images in its own range
+    out["diversity_pixels"] = div(model.to_unit(cands) if model is not None else cands, real_x)
     if model is not None:
         out.update(class_assignment(_logits(model, cands, batch_size), y))
-        (f_c, where), (f_r, _) = _features(model, cands, batch_size), _features(model, real_x, batch_size)
+        f_c, where = _features(model, cands, batch_size)
+        f_r, _ = _features(model, model.from_unit(real_x), batch_size)
         out["diversity_features"] = {**div(f_c, f_r), "layer": where}
     return out
 
@@ -425,8 +460,8 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
-    """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``), if it
-    still exists, or a factory model (``{"format": "factory", "factory": "pkg.mod:fn", "weights": FILE}``), and the
+    """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``; it may
+    have moved since), or a factory model (``{"format": "factory", "factory": "pkg.mod:fn", "weights": FILE}``), and the
     ``load_model`` options it was attacked with (weights, mean, input shape and range)."""
     try:
         rec = json.loads((run_dir / "run.json").read_text()).get("model")
@@ -438,7 +473,7 @@ def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
         options["weights"] = rec.get("weights")
     else:
         path = rec.get("path") if isinstance(rec, dict) else rec
-        if not isinstance(path, str) or not Path(path).exists():
+        if not isinstance(path, str):
             return None, {}
     if isinstance(rec, dict):
         for key in ("mean", "input_shape", "input_range"):

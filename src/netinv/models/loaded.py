@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from .._errors import ModelError
 
 
 @dataclass
@@ -56,6 +59,33 @@ class LoadedModel:
         if self.mean is not None:
             self.mean = self.mean.to(device)
         return self
+
+    def from_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as every netinv ``Dataset`` holds them (float in [0, 1], N×C×H×W or N×D) -> inputs of this model:
+        reshaped to N×``input_shape`` (the same number of values per input) and mapped onto ``input_range``,
+        ``lo + (hi − lo)·x`` (unchanged for the default range (0, 1)).
+
+        Raises:
+            ModelError: inputs of another size than the model's.
+
+        Example:
+            >>> m = LoadedModel(torch.nn.Flatten(), (64,), 64, input_range=(-1.0, 1.0))
+            >>> y = m.from_unit(torch.full((2, 1, 8, 8), 0.75)); tuple(y.shape), float(y[0, 0])
+            ((2, 64), 0.5)
+        """
+        n = x.shape[0]
+        if math.prod(x.shape[1:]) != math.prod(self.input_shape):
+            raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
+                             f"{tuple(x.shape[1:])}", "give the data this model was trained on")
+        x = x.reshape(n, *self.input_shape)
+        lo, hi = self.input_range
+        return x if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * x
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Data-space inputs of this model -> the [0, 1] scale of netinv's data sets (the inverse map of
+        :meth:`from_unit`'s range, shape unchanged)."""
+        lo, hi = self.input_range
+        return x if (lo, hi) == (0.0, 1.0) else (x - lo) / (hi - lo)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Data space -> the module's input space (subtract the mean image)."""

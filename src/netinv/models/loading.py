@@ -232,7 +232,10 @@ class _Exported(nn.Module):
         pad = (-n) % self.b
         if pad:
             x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
-        return torch.cat([self.inner(c) for c in x.split(self.b)])[:n]
+        outs = [self.inner(c) for c in x.split(self.b)]
+        if not isinstance(outs[0], torch.Tensor):  # e.g. (logits, features): load_model's probe names it
+            return outs[0]
+        return torch.cat(outs)[:n]
 
 
 def _device_of(module: nn.Module) -> torch.device | None:
@@ -377,6 +380,12 @@ def _probe_outputs(lm: LoadedModel) -> int:
             raise ModelError(f"the model fails on {lm.device}: it keeps tensors on another device ({msg})",
                              "load it with --device cpu, or keep every tensor of the model in its parameters and "
                              "buffers (a torch.export archive: re-export it after model.cpu())") from None
+        dtypes = {str(t.dtype).removeprefix("torch.") for t in (*lm.module.parameters(), *lm.module.buffers())
+                  if t.is_floating_point() and t.dtype != torch.float32}
+        if dtypes:
+            raise ModelError(f"the model fails on float32 inputs, its weights are {', '.join(sorted(dtypes))} ({msg})",
+                             "convert it to float32 before saving (model.float(), then export or save again)") \
+                from None
         raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}",
                          "pass the right --input-shape") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
