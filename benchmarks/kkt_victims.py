@@ -136,7 +136,8 @@ def main() -> None:
     head = ("| victim recipe | train s | epochs | held-out acc | members within 10% of min margin | KKT resid. "
             "(truth) | per layer | on-kink pairs per member (hidden 1 / 2) | "
             "resid. with free kink derivatives (per layer) | attack: above τ (seeds) | AUC (seeds) | "
-            "mean above τ / AUC |\n|" + "---|" * 12)
+            "mean above τ / AUC | on-margin leaked (seeds) | all seeds pooled: above τ / AUC / on-margin leaked |\n|"
+            + "---|" * 14)
     lines = [head]
     print(head, flush=True)
     for name in args.rows.split(","):
@@ -147,12 +148,18 @@ def main() -> None:
         near = float((marg <= 1.1 * marg.min()).float().mean())
         resid, layers = truth_residual(model, split, per_layer=True)
         kink, kink_layers, on_kink = kink_residual(model, split)
-        leaked, aucs = [], []
+        leaked, aucs, on_margin, pool = [], [], [], []
         for s in seeds:
             cands = KKTReconstruction(model, cfg).invert(seed=s)
             ev = evaluate(cands.x, split.train, split.heldout, model=model, candidate_labels=cands.y)
             leaked.append(ev.attack.frac_leaked)
             aucs.append(ev.attack.auc)
+            on_margin.append(ev.margin_leakage["leaked"]["attack"])
+            pool.append(cands)
+        # the candidates of all seeds as one set (more candidates match non-members too: τ is recomputed)
+        evp = evaluate(torch.cat([c.x for c in pool]), split.train, split.heldout, model=model,
+                       candidate_labels=torch.cat([c.y for c in pool]))
+        n_on = evp.margin_leakage["n_on_margin"]
         epochs = model.meta.get("epochs_run", "?") if isinstance(model.meta, dict) else "?"
         label = RECIPES[name][0].replace("--long-epochs", f"{args.long_epochs:,}")
         line = (f"| {label} | {'cached' if train_s is None else round(train_s)} | {epochs} | "
@@ -160,7 +167,10 @@ def main() -> None:
                 + ", ".join(f"{v:.2f}" for v in layers.values()) + f" | {on_kink[0]:.0f} / {on_kink[1]:.0f} | "
                 f"{kink:.3f} (" + ", ".join(f"{v:.2f}" for v in kink_layers) + ") | "
                 + ", ".join(f"{v:.0%}" for v in leaked) + " | " + ", ".join(f"{v:.3f}" for v in aucs)
-                + f" | {sum(leaked) / len(leaked):.0%} / {sum(aucs) / len(aucs):.3f} |")
+                + f" | {sum(leaked) / len(leaked):.0%} / {sum(aucs) / len(aucs):.3f} | "
+                + ", ".join(f"{k}/{n_on}" for k in on_margin)
+                + f" | {evp.attack.frac_leaked:.0%} / {evp.attack.auc:.3f} / "
+                f"{evp.margin_leakage['leaked']['attack']}/{n_on} |")
         lines.append(line)
         print(line, flush=True)
     text = (section_header("KKT victim recipes — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_victims.py)",
