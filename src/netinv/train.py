@@ -160,7 +160,7 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
                  "train_indices": tr.indices, "heldout_indices": split.heldout.indices},
     }
     if out is not None:
-        model.source = {"format": "netinv", "path": str(out)}
+        model.source = {"format": "netinv", "path": str(Path(out).resolve())}
         save_checkpoint(out, module.cpu(), spec, model.meta, mean)
         module.to(dev)
         if state_path is not None:

@@ -86,6 +86,7 @@ def test_class_subset_and_outputs(victim, tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 5 and run["config"]["classes"] == [0, 3] and run["feature_layer"] == "head:input"
     assert run["environment"]["device"] == str(model.device)
+    assert run["model"]["input_range"] == list(model.input_range)  # netinv evaluate reloads the model on it
     g = load_generator(out)  # the saved generator reproduces the samples' classes
     labels = torch.tensor([0, 3] * 50)
     assert model.accuracy(g.generate(labels, torch.Generator().manual_seed(0)), labels) >= 0.9

@@ -78,7 +78,7 @@ def test_cli_maps_flags_onto_one_sweep_call(tmp_path):
     args, kw = api.call_args
     assert args[1] is KKTReconstruction and args[2].iterations == 11
     assert kw == {"n_trials": 5, "out": tmp_path, "storage": "postgresql://db/x", "study_name": "s", "n_jobs": 2,
-                  "pool_top": 3, "n": 6, "seed": 4}
+                  "pool_top": 3, "n": 6, "seed": 4, "resume": False, "fixed": []}
     assert "best residual 0.05" in res.output
 
 
@@ -110,3 +110,75 @@ def test_parallel_sweep_on_an_export_archive_emits_no_future_warning(tmp_path):
     assert sum(t["state"] == "COMPLETE" for t in res.trials) == 2
     future = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, FutureWarning)]
     assert future == []
+
+
+SPACE = {"lr_x": ("log", 1e-3, 1e-1), "alpha": ("categorical", [20.0, 100.0])}
+
+
+def _summary(res) -> list:
+    return [(t["index"], t["state"], t["params"], t["criterion"]) for t in res.trials if not t["interrupted"]]
+
+
+def test_parallel_sweeps_with_one_seed_are_identical(tmp_path):
+    """Optuna reseeds its sampler in every worker thread; netinv draws each trial's settings in order, by a sampler
+    seeded with seed + k, so --jobs 2 is as reproducible as --jobs 1."""
+    cfg = KKTConfig(iterations=5, show_progress=False)
+    a, b = (sweep(_victim(), KKTReconstruction, cfg, n_trials=4, out=tmp_path / d, n_jobs=2, pool_top=2, n=6,
+                  seed=5, space=SPACE) for d in ("a", "b"))
+    assert _summary(a) == _summary(b) and len({str(t["params"]) for t in a.trials}) == 4
+    assert torch.equal(a.candidates.x, b.candidates.x)
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from netinv.attacks import kkt
+
+    cfg = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
+    ref = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "ref", pool_top=2, n=6, seed=2,
+                space=SPACE)
+    step, calls = kkt._Problem.step, {"n": 0}
+
+    def interrupting(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 12 + 7:  # the second trial, after its first checkpoint
+            raise KeyboardInterrupt
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(kkt._Problem, "step", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+              space=SPACE)
+    assert (tmp_path / "cut" / "trials" / "0001" / ".kkt_state.pt").is_file()  # the work done so far is kept
+    monkeypatch.setattr(kkt._Problem, "step", step)
+    with pytest.warns(UserWarning, match=r"trials \[1\] .* were interrupted"):  # a plain rerun says so
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=0, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+              space=SPACE)
+    res = sweep(_victim(), KKTReconstruction, cfg, n_trials=99, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+                space=SPACE, resume=True)  # n_trials is the interrupted call's
+    assert _summary(res) == _summary(ref)
+    assert torch.equal(res.candidates.x, ref.candidates.x)
+    assert [t["interrupted"] for t in res.trials].count(True) == 1
+
+
+def test_a_study_refuses_another_model_or_setting_and_a_bad_storage(tmp_path):
+    cfg = KKTConfig(iterations=3, show_progress=False)
+    sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE)
+    other = _victim()
+    other.source = {"format": "export", "path": "/elsewhere/m.pt2"}
+    with pytest.raises(ConfigError, match="was run with model"):
+        sweep(other, KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE)
+    with pytest.raises(ConfigError, match="was run with base_config"):
+        sweep(_victim(), KKTReconstruction, KKTConfig(iterations=4, show_progress=False), n_trials=1,
+              out=tmp_path / "s", n=6, space=SPACE)
+    with pytest.raises(ConfigError, match="cannot open the Optuna storage") as e:
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "bad", storage="notaurl", space=SPACE)
+    assert "sqlite:///" in e.value.fix and not (tmp_path / "bad").exists()
+
+
+def test_settings_the_user_fixed_are_not_swept(tmp_path):
+    """α set in the base config (or named in ``fixed``) stays as given; the rest of the default space is swept."""
+    res = sweep(_victim(), KKTReconstruction, KKTConfig(iterations=3, alpha=20.0, show_progress=False), n_trials=2,
+                out=tmp_path / "a", n=6)
+    assert all(set(t["params"]) == {"init_scale", "lr_x", "lam_min"} for t in res.trials)
+    res = sweep(_victim(), KKTReconstruction, KKTConfig(iterations=3, show_progress=False), n_trials=1,
+                out=tmp_path / "b", n=6, fixed=["lr_x"])
+    assert set(res.trials[0]["params"]) == {"init_scale", "lam_min", "alpha"}

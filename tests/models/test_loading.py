@@ -200,3 +200,16 @@ def test_archive_saved_on_a_gpu_is_refused_in_one_line_without_cuda(net, tmp_pat
     with pytest.raises(ModelError, match="weights saved on a GPU") as e:
         load_model(tmp_path / "gpu.pt2", device="cpu")
     assert "re-export after model.cpu()" in e.value.fix and "\n" not in str(e.value)
+
+
+def test_a_checkpoint_records_its_absolute_path_and_refuses_another_range(parity_victim, monkeypatch):
+    """A checkpoint named by a relative path is recorded absolutely (``netinv evaluate`` runs from anywhere); an
+    --input-range that contradicts the range it was trained on is refused rather than mixing two scales."""
+    _, ckpt = parity_victim
+    monkeypatch.chdir(ckpt.parent)
+    lm = load_model(ckpt.name, device="cpu")
+    assert lm.source["path"] == str(ckpt.resolve()) and lm.record()["input_range"] == [0.0, 1.0]
+    assert load_model(ckpt.name, input_range=(0, 1), device="cpu").input_range == (0.0, 1.0)
+    with pytest.raises(ModelError, match="contradicts the checkpoint") as e:
+        load_model(ckpt.name, input_range=(0, 16), device="cpu")
+    assert "drop --input-range" in e.value.fix

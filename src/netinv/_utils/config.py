@@ -13,23 +13,30 @@ from .._errors import ConfigError
 C = TypeVar("C")
 
 
+def read_yaml(yaml_file: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file (``safe_load``: plain data only).
+
+    Raises:
+        ConfigError: an unreadable file or one that is not a mapping.
+    """
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(yaml_file).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read config file {yaml_file}: {e}", "pass a readable YAML mapping") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {yaml_file} is not a mapping", "write key: value lines")
+    return loaded
+
+
 def merge_config(config: C, overrides: dict[str, Any] | None = None, *, yaml_file: str | Path | None = None) -> C:
     """Return ``config`` with values from ``yaml_file`` then ``overrides`` (``None`` values ignored), type-checked.
 
     Raises:
         ConfigError: an unknown key or a value of the wrong type.
     """
-    merged: dict[str, Any] = {}
-    if yaml_file is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(Path(yaml_file).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"cannot read config file {yaml_file}: {e}", "pass a readable YAML mapping") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {yaml_file} is not a mapping", "write key: value lines")
-        merged.update(loaded)
+    merged: dict[str, Any] = dict(read_yaml(yaml_file)) if yaml_file is not None else {}
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(type(config))

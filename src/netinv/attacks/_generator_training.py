@@ -172,7 +172,7 @@ class GeneratorTrainer:
             if not self.stopped():
                 self.fit(self.config.steps - self.step, bar=bar, out=outp)
         cands = self.sample(n, seed=seed)
-        cands.info.update({"model": self.model.source, "environment": environment(self.model.device)})
+        cands.info.update({"model": self.model.record(), "environment": environment(self.model.device)})
         if outp is not None:
             self.save(outp, cands)
         return cands

@@ -198,8 +198,7 @@ class KKTReconstruction(Attack):
                 "criterion_note": criterion_note(criterion),
                 "final": curve[-1] if curve else None, "loss_curve": curve, "wall_time_s": wall,
                 "iterations_per_s": it_done / loop_s if loop_s > 0 and it_done else None,
-                "homogeneity": self.homogeneity, "model": {**self.model.source, "input_range":
-                                                           list(self.model.input_range)},
+                "homogeneity": self.homogeneity, "model": self.model.record(),
                 "environment": environment(dev)}
         cands = Candidates(x_data.float().cpu(), y.cpu(), score.float().cpu(),
                            {"lam": (lam.detach() * unit).float().cpu(), "margin": marg.float().cpu()}, info)

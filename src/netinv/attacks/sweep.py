@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import ConfigError, NetinvError
+from .._errors import ConfigError, NetinvError, first_line
+from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from ..models.loaded import LoadedModel
 from .base import Attack, Candidates
@@ -80,77 +83,217 @@ def _check_space(space: Space, config: Any) -> None:
 def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, config: Any = None, *,
           space: Space | None = None, n_trials: int = 16, out: str | Path, storage: str | None = None,
           study_name: str = "netinv-sweep", n_jobs: int = 1, pool_top: int = 4, n: int | None = None,
-          seed: int = 0) -> SweepResult:
+          seed: int = 0, fixed: Iterable[str] = (), resume: bool = False,
+          show_progress: bool | None = None) -> SweepResult:
     """Run ``n_trials`` attacks with sampled settings, then pool the candidates of the best runs.
+
+    Trials run in batches of ``n_jobs``: a batch's settings are drawn one after the other in this thread, each by a
+    sampler seeded with ``seed + k`` (k = the trial's index in the study), then the batch runs in parallel. So the
+    same seed and ``n_jobs`` give the same trials, sequential or parallel. Ctrl-C marks the running trials as
+    interrupted (their attacks keep their last checkpoint); ``resume=True`` finishes them from those checkpoints
+    and then the trials the interrupted call had left, with the result an uninterrupted call would have given.
 
     Args:
         model: the attacked model.
         attack_cls: an :class:`Attack` whose ``invert`` reports ``info['criterion']`` (lower = better).
             Default: :class:`~netinv.attacks.kkt.KKTReconstruction`.
         config: the base config; sampled values replace its fields. Default: the attack's defaults.
-        space: name -> dimension (see ``Space``). Default: ``attack_cls.search_space``.
+        space: name -> dimension (see ``Space``). Default: ``attack_cls.search_space`` without the settings that
+            ``config`` changes from the attack's defaults or that ``fixed`` names (a setting the user fixed is not
+            swept).
         n_trials: trials this call adds to the study (Optuna's semantics; a shared study grows from many calls).
         out: folder: ``trials/NNNN/`` (each run's candidates and run.json), the pooled ``candidates.npz`` and
             ``run.json``, and ``study.db`` for the default storage.
         storage: an Optuna storage URL (``sqlite:///path.db``, ``postgresql://…``). Default:
             ``sqlite:///OUT/study.db``.
-        study_name: the study to create or continue.
+        study_name: the study to create or continue; it must have been run on the same model with the same base
+            settings, candidate count and search space.
         n_jobs: trials run in parallel on this machine (threads; torch's threads are divided among them).
         pool_top: how many of the best completed runs (by criterion) are pooled.
         n: candidates per run (the attack's default when None).
-        seed: seeds the sampler; trial k's attack runs with seed ``seed + k``.
+        seed: seeds the sampler and the attacks (trial k's attack runs with seed ``seed + k``).
+        fixed: settings kept at ``config``'s value even when the default space sweeps them.
+        resume: finish an interrupted call first (``n_trials`` is then the interrupted call's).
+        show_progress: a bar over the trials with the best criterion so far (None: when attached to a terminal).
 
     Returns:
         A :class:`SweepResult`; the pooled candidates are also written to ``out``.
 
     Raises:
-        ConfigError: a search space naming unknown settings, bad counts, or no trial completing.
+        ConfigError: a search space naming unknown settings, bad counts, a storage that does not open, a study
+            run with another model or settings, or no trial completing.
     """
     try:
         import optuna
     except ImportError:
         raise ConfigError("the sweep needs optuna, which is not installed", "pip install optuna") from None
 
-    cfg = config if config is not None else attack_cls(model).config
-    space = dict(space if space is not None else getattr(attack_cls, "search_space", {}))
+    defaults = attack_cls(model).config
+    cfg = config if config is not None else defaults
+    if space is None:
+        changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)}
+        space = {k: v for k, v in getattr(attack_cls, "search_space", {}).items()
+                 if k not in changed and k not in set(fixed)}
+    space = dict(space)
     _check_space(space, cfg)
     if n_trials < 0 or n_jobs < 1 or pool_top < 1:
         raise ConfigError(f"n_trials={n_trials}, n_jobs={n_jobs}, pool_top={pool_top}",
                           "use n_trials >= 0, n_jobs >= 1, pool_top >= 1")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    study = _open_study(optuna, storage, study_name, out)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
     quiet = {"show_progress": False} if "show_progress" in {f.name for f in dataclasses.fields(cfg)} else {}
+    base = {k: v for k, v in config_dict(cfg).items() if k != "show_progress"}
+    _same_setup(study, {"model": {**_identity(model), "input_range": list(model.input_range)}, "n": n,
+                        "base_config": base, "space": {k: list(v) for k, v in space.items()}}, storage, study_name)
 
-    def objective(trial: Any) -> float:
-        params = _suggest(trial, space)
-        run_dir = out / "trials" / f"{trial.number:04d}"
+    # trial k: index in the study (interrupted trials keep theirs when resumed); its folder, seeds and batch
+    ks = [t.user_attrs.get("k", t.number) for t in study.trials]
+    finished = {t.user_attrs.get("k", t.number) for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
+    pending = sorted({t.user_attrs.get("k", t.number) for t in study.trials if t.user_attrs.get("interrupted")}
+                     - finished)
+    if pending and not resume:
+        warnings.warn(f"trials {pending} of study {study_name!r} were interrupted; resume=True (--resume) finishes "
+                      "them from their checkpoints", UserWarning, stacklevel=2)
+    next_k = max(ks) + 1 if ks else 0
+    planned = int(study.user_attrs.get("planned", 0))
+    plan: list[list[tuple[int, dict[str, Any] | None]]] = []  # batches of (k, params to repeat or None)
+    if resume:
+        old = {t.user_attrs.get("k", t.number): t.params for t in study.trials}
+        plan += [[(k, old[k]) for k in pending]] if pending else []
+        fresh = list(range(next_k, max(planned, next_k)))
+    else:
+        fresh = list(range(next_k, next_k + n_trials))
+        study.set_user_attr("planned", max(planned, next_k + n_trials))
+    plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
+
+    def run(trial: Any, k: int) -> float:
+        params = trial.params
+        run_dir = out / "trials" / f"{k:04d}"
         trial.set_user_attr("dir", str(run_dir.resolve()))
         # each trial gets its own module: torch.func.functional_call swaps parameters into the module it is given,
         # so threads sharing one module would run on each other's tensors
         own = dataclasses.replace(model, module=_own_copy(model.module)) if n_jobs > 1 else model
         attack = attack_cls(own, dataclasses.replace(cfg, **params, **quiet))
-        try:
-            cands = attack.invert(n, seed=seed + trial.number, out=run_dir)
+        try:  # resume=True continues from the trial's last checkpoint when an interrupted run left one
+            cands = attack.invert(n, seed=seed + k, out=run_dir, resume=True)
         except NetinvError as e:  # a diverged run is a result of the sweep, not a crash of it
             trial.set_user_attr("error", str(e))
-            raise optuna.TrialPruned(str(e)) from None
-        crit = float(cands.info.get("criterion", math.nan))
+            return math.nan
         trial.set_user_attr("wall_time_s", cands.info.get("wall_time_s"))
+        crit = float(cands.info.get("criterion", math.nan))
         return crit if math.isfinite(crit) else math.inf
 
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // n_jobs))  # n_jobs threads × this = the cores torch had
+    best = min((t.value for t in study.trials if t.state.name == "COMPLETE" and t.value is not None),
+               default=math.inf)
     try:
-        study.optimize(objective, n_trials=n_trials, n_jobs=n_jobs, catch=())
+        with progress_bar(sum(len(b) for b in plan), "sweep", show=show_progress) as bar:
+            for batch in plan:
+                trials = []
+                for k, params in batch:  # drawn in order, each by its own seeded sampler: reproducible
+                    if params is not None:
+                        study.enqueue_trial(params, user_attrs={"k": k})
+                    study.sampler = optuna.samplers.TPESampler(seed=seed + k)
+                    trial = study.ask()
+                    trial.set_user_attr("k", k)
+                    _suggest(trial, space)
+                    trials.append((trial, k))
+                for (trial, _), value in zip(trials, _run_batch(run, trials, study, optuna), strict=True):
+                    if math.isnan(value):
+                        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    else:
+                        study.tell(trial, value)
+                        best = min(best, value)
+                    bar.update(1, best_criterion=best)
     finally:
         torch.set_num_threads(threads)
-    trials = [{"number": t.number, "state": t.state.name, "params": t.params, "criterion": t.value,
-               "dir": t.user_attrs.get("dir"), "error": t.user_attrs.get("error"),
+    return _pool(study, out, attack_cls, model, cfg, space, seed, n_trials, n_jobs, pool_top, study_name, storage,
+                 time.perf_counter() - t0)
+
+
+def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any) -> list[float]:
+    """Run a batch's trials (in daemon threads when there are several, so Ctrl-C is not held up by them); on
+    Ctrl-C, the trials that had not finished are marked interrupted (FAIL) and the interrupt goes on."""
+    results: list[float | BaseException | None] = [None] * len(trials)
+
+    def one(i: int) -> None:
+        try:
+            results[i] = run(*trials[i])
+        except BaseException as e:  # handed to the main thread
+            results[i] = e
+
+    try:
+        if len(trials) == 1:
+            results[0] = run(*trials[0])
+        else:
+            workers = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(trials))]
+            for w in workers:
+                w.start()
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.2)
+    except KeyboardInterrupt:
+        for (trial, _), r in zip(trials, results, strict=True):
+            if isinstance(r, float) and not math.isnan(r):  # finished before the interrupt: kept
+                study.tell(trial, r)
+            elif isinstance(r, float):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                trial.set_user_attr("interrupted", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    for r in results:
+        if isinstance(r, BaseException):
+            for t, _ in trials:
+                study.tell(t, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            raise r
+    return [float(r) for r in results]  # type: ignore[arg-type]
+
+
+def _open_study(optuna: Any, storage: str | None, study_name: str, out: Path) -> Any:
+    """The study, created or continued; a storage that does not open is one ConfigError (nothing written)."""
+    if storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.create_study(storage=url, study_name=study_name, direction="minimize", load_if_exists=True)
+    except Exception as e:  # a bad URL, a missing database driver, an unreachable server, a missing folder
+        raise ConfigError(f"cannot open the Optuna storage {url!r}: {first_line(e, 200)}",
+                          "give a URL Optuna can open, e.g. sqlite:///path/to/study.db (an existing folder), or "
+                          "postgresql://user@host/db with its driver installed (pip install psycopg2-binary)") \
+            from None
+
+
+def _identity(model: LoadedModel) -> dict[str, Any]:
+    """What names the attacked model across calls: its source, without load-time details such as the device."""
+    keep = ("format", "path", "class", "factory", "weights", "mean", "input_shape")
+    return {k: v for k, v in model.source.items() if k in keep}
+
+
+def _same_setup(study: Any, setup: dict[str, Any], storage: str, study_name: str) -> None:
+    """Record the study's model and settings on its first call; refuse a later call that changes them (its trials
+    would be pooled and ranked with runs of another model or setting)."""
+    setup = json.loads(json.dumps(setup, default=str))  # as the storage keeps it
+    old = study.user_attrs.get("setup")
+    if old is None:
+        study.set_user_attr("setup", setup)
+        return
+    for key in setup:
+        if old.get(key) != setup[key]:
+            raise ConfigError(f"study {study_name!r} in {storage} was run with {key} {old.get(key)}, this call gives "
+                              f"{setup[key]}", "give another --out (or --study-name), or the same model and "
+                              "settings as the study's earlier calls")
+
+
+def _pool(study: Any, out: Path, attack_cls: type[Attack], model: LoadedModel, cfg: Any, space: Space, seed: int,
+          n_trials: int, n_jobs: int, pool_top: int, study_name: str, storage: str, wall: float) -> SweepResult:
+    trials = [{"number": t.number, "index": t.user_attrs.get("k", t.number), "state": t.state.name,
+               "params": t.params, "criterion": t.value, "dir": t.user_attrs.get("dir"),
+               "error": t.user_attrs.get("error"), "interrupted": bool(t.user_attrs.get("interrupted")),
                "wall_time_s": t.user_attrs.get("wall_time_s")} for t in study.trials]
     done = sorted((t for t in trials if t["state"] == "COMPLETE" and t["criterion"] is not None
                    and math.isfinite(t["criterion"])), key=lambda t: t["criterion"])
@@ -158,13 +301,13 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         raise ConfigError(f"no trial of study {study_name!r} completed", "widen or move the search space "
                           "(every run diverged?), or run more trials")
     chosen = done[:pool_top]
-    pooled = pool_candidates([Path(t["dir"]) for t in chosen], [t["number"] for t in chosen])
+    pooled = pool_candidates([Path(t["dir"]) for t in chosen], [t["index"] for t in chosen])
     pooled.info = {"attack": f"sweep:{attack_cls.__name__}", "study_name": study_name, "storage": storage,
                    "seed": seed, "n_trials_this_call": n_trials, "n_jobs": n_jobs, "pool_top": pool_top,
-                   "pooled_trials": [t["number"] for t in chosen], "criterion": chosen[0]["criterion"],
+                   "pooled_trials": [t["index"] for t in chosen], "criterion": chosen[0]["criterion"],
                    "best_params": done[0]["params"], "base_config": config_dict(cfg), "space": space,
-                   "trials": trials, "wall_time_s": time.perf_counter() - t0,
-                   "model": {**model.source, "input_range": list(model.input_range)},
+                   "trials": trials, "wall_time_s": wall,
+                   "model": model.record(),
                    "environment": environment(model.device)}
     pooled.save(out)
     return SweepResult(pooled, done[0]["params"], trials, study_name, storage)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from .._utils.config import read_yaml
 from ..attacks.kkt import KKTReconstruction
 from ..attacks.sweep import sweep as sweep_api
 from ..models.loading import load_model
@@ -50,16 +51,23 @@ def kkt(
     mean: MeanOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted sweep in OUT: its interrupted trials "
+                                                         "from their checkpoints, then the trials it had left"),
 ) -> None:
     """Sweep init scale, x step, λ_min and α (KKTReconstruction.search_space); pool the best runs' candidates.
+
+    A setting given in --config is kept fixed, not swept. The same --seed and --jobs give the same trials; Ctrl-C
+    stops it, --resume finishes it.
 
     Example: netinv sweep kkt runs/victim --out runs/sweep --trials 8 --jobs 2  (then: netinv evaluate runs/sweep)
     """
     cfg = kkt_config({"iterations": iterations, "lam_sign": lam_sign, "dtype": dtype}, yaml_file=config)
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     res = sweep_api(victim, KKTReconstruction, cfg, n_trials=trials, out=out, storage=storage, study_name=study_name,
-                    n_jobs=jobs, pool_top=pool_top, n=m, seed=seed)
+                    n_jobs=jobs, pool_top=pool_top, n=m, seed=seed, resume=resume,
+                    fixed=[k.replace("-", "_") for k in read_yaml(config)] if config else [])
     done = [t for t in res.trials if t["state"] == "COMPLETE"]
-    typer.echo(f"{len(done)}/{len(res.trials)} trials complete in study {res.study_name!r}; best residual "
+    total = len({t.get("index", t.get("number")) for t in res.trials})  # an interrupted trial resumed counts once
+    typer.echo(f"{len(done)}/{total} trials complete in study {res.study_name!r}; best residual "
                f"{res.candidates.info['criterion']:.4g} with {res.best_params}; pooled {len(res.candidates)} "
                f"candidates of trials {res.candidates.info['pooled_trials']} -> {out}; next: netinv evaluate {out}")

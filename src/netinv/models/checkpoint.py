@@ -80,4 +80,4 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     if meta.get("mean_subtracted"):
         mean = torch.from_numpy(np.load(path / "mean.npy", allow_pickle=False))
     return LoadedModel(module, tuple(spec.input_shape), int(spec.num_outputs), tuple(meta.get("input_range", (0, 1))),
-                       mean, meta.get("classes"), meta, {"format": "netinv", "path": str(path)})
+                       mean, meta.get("classes"), meta, {"format": "netinv", "path": str(Path(path).resolve())})

@@ -60,6 +60,11 @@ class LoadedModel:
             self.mean = self.mean.to(device)
         return self
 
+    def record(self) -> dict[str, Any]:
+        """How it was loaded and its input range, as outputs record the attacked model (``run.json``'s ``model``):
+        enough for ``netinv evaluate`` to reload it as it was attacked."""
+        return {**self.source, "input_range": list(self.input_range)}
+
     def from_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Images as every netinv ``Dataset`` holds them (float in [0, 1], N×C×H×W or N×D) -> inputs of this model:
         reshaped to N×``input_shape`` (the same number of values per input) and mapped onto ``input_range``,

@@ -58,6 +58,11 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lo, hi = map(float, input_range)
         if not lo < hi:
             raise ModelError(f"input range {input_range} is empty", "give LO,HI with LO < HI")
+        if lm.source.get("format") == "netinv" and (lo, hi) != tuple(map(float, lm.input_range)) \
+                and not isinstance(model, LoadedModel):
+            raise ModelError(f"--input-range {lo:g},{hi:g} contradicts the checkpoint, trained on data in "
+                             f"[{lm.input_range[0]:g}, {lm.input_range[1]:g}]", "drop --input-range for a netinv "
+                             "checkpoint (it records its range)")
         lm.input_range = (lo, hi)
     if mean is not None:
         lm.mean = _read_mean(mean, lm.input_shape)
