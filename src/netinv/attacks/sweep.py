@@ -227,7 +227,10 @@ def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any)
 
     try:
         if len(trials) == 1:
-            results[0] = run(*trials[0])
+            try:
+                results[0] = run(*trials[0])
+            except Exception as e:  # told FAIL below, then raised
+                results[0] = e
         else:
             workers = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(trials))]
             for w in workers:
