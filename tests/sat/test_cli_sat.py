@@ -40,10 +40,11 @@ def test_invert_maps_constraints_and_config(tmp_path):
 
 def test_sample_count_robust_infer_export(tmp_path):
     np.savez(tmp_path / "xs.npz", x=np.random.rand(5, 1, 8, 8).astype(np.float32))
-    _, fn = _run(["sample", "ckpt", "--class", "2", "-n", "30", "--method", "unigen"], "sample")
+    _, fn = _run(["sample", "ckpt", "--class", "2", "-n", "30", "--method", "unigen", "--max-on", "9"], "sample")
     assert fn.call_args.args[1:3] == (2, 30) and fn.call_args.kwargs["method"] == "unigen"
-    _, fn = _run(["count", "ckpt", "--classes", "1", "--epsilon", "0.5", "--delta", "0.1"], "count")
-    assert fn.call_args.args[1] == [1] and fn.call_args.kwargs["epsilon"] == 0.5
+    assert fn.call_args.args[3].max_on == 9  # the input constraints reach sample and count as they reach invert
+    _, fn = _run(["count", "ckpt", "--classes", "1", "--epsilon", "0.5", "--delta", "0.1", "--min-on", "2"], "count")
+    assert fn.call_args.args[1] == [1] and fn.call_args.kwargs["epsilon"] == 0.5 and fn.call_args.args[2].min_on == 2
     assert fn.call_args.kwargs["delta"] == 0.1 and fn.call_args.kwargs["method"] == "approxmc"
     _, fn = _run(["robust", "ckpt", "--input", str(tmp_path / "xs.npz"), "--index", "3", "--radius", "2"], "robust")
     x, radius = fn.call_args.args[1:3]

@@ -68,7 +68,7 @@ def invert(
 ) -> None:
     """Train a conditioned generator against a frozen classifier; write samples, grids and the generator.
 
-    Example: netinv invert runs/victim --out runs/invert --classes 0,3
+    Example: netinv invert runs/cnn --out runs/invert --classes 0,3  (runs/cnn: the README tour's 6-class CNN)
     """
     cfg = merge_config(GeneratorConfig(), {
         "classes": parse_classes(classes), "conditioning": conditioning, "steps": steps, "batch_size": batch_size,

@@ -92,6 +92,20 @@ def _print(result: object) -> None:
     typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result, indent=2, default=str))
 
 
+# input constraints (netinv.sat.InputConstraints), shared by invert, sample and count
+FixedOpt = typer.Option(None, "--fixed", help="input whose --mask pixels are kept")
+MaskOpt = typer.Option(None, "--mask", help=".npy bool mask shaped like one input")
+CenterOpt = typer.Option(None, "--center", help="input at the centre of a Hamming ball")
+RadiusOpt = typer.Option(None, "--radius", help="Hamming radius around --center")
+MinOnOpt = typer.Option(None, "--min-on", help="at least this many input bits set")
+MaxOnOpt = typer.Option(None, "--max-on", help="at most this many input bits set")
+
+
+def _constraints(fixed, mask, center, radius, min_on, max_on):  # noqa: ANN001, ANN202
+    return _sat_api().InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
+                                       read_array(center, "--center"), radius, min_on, max_on)
+
+
 @app.command()
 def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".npy/.npz of data-space inputs"),
           encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
@@ -106,20 +120,15 @@ def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".n
 
 @app.command()
 def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
-           fixed: Path | None = typer.Option(None, "--fixed", help="input whose --mask pixels are kept"),
-           mask: Path | None = typer.Option(None, "--mask", help=".npy bool mask shaped like one input"),
-           center: Path | None = typer.Option(None, "--center", help="input at the centre of a Hamming ball"),
-           radius: int | None = typer.Option(None, "--radius", help="Hamming radius around --center"),
-           min_on: int | None = typer.Option(None, "--min-on", help="at least this many input bits set"),
-           max_on: int | None = typer.Option(None, "--max-on", help="at most this many input bits set"),
+           fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
+           radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
            mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
     """A preimage per class, or a proof that the class is unreachable."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
-    cons = _sat_api().InputConstraints(read_array(fixed, "--fixed"), read_array(mask, "--mask"),
-                                    read_array(center, "--center"), radius, min_on, max_on)
+    cons = _constraints(fixed, mask, center, radius, min_on, max_on)
     cs = parse_ints(classes, "--classes")
     _print(_sat_api().invert(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg, out=out))
 
@@ -128,13 +137,16 @@ def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes"
 def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the class to sample"),
            n: int = typer.Option(100, "-n", help="distinct preimages wanted"),
            method: str = typer.Option("auto", "--method", help="auto, solver or unigen"),
+           fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
+           radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
            mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
     """N distinct, diverse preimages of a class with their pairwise Hamming distances."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
-    _print(_sat_api().sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, None, cfg,
+    cons = _constraints(fixed, mask, center, radius, min_on, max_on)
+    _print(_sat_api().sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, cons, cfg,
                           method=method, out=out))
 
 
@@ -143,6 +155,8 @@ def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes",
           epsilon: float = typer.Option(0.8, help="ApproxMC tolerance"),
           delta: float = typer.Option(0.2, help="ApproxMC confidence 1 - delta"),
           method: str = typer.Option("approxmc", "--method", help="approxmc or exact (<= 24 free bits)"),
+          fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
+          radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
           encoding: str | None = EncodingOpt, time_limit: float | None = TimeOpt, out: Path | None = QOutOpt,
           config: ConfigOpt = None, weights: WeightsOpt = None, input_shape: InputShapeOpt = None,
           input_range: InputRangeOpt = None, mean: MeanOpt = None, seed: SeedOpt = 0,
@@ -150,7 +164,8 @@ def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes",
     """Approximate number of preimages per class and the share of the input space it owns."""
     cfg = _config(encoding, None, time_limit, None, seed, config)
     cs = parse_ints(classes, "--classes")
-    _print(_sat_api().count(_model(model, weights, input_shape, input_range, mean, device), cs, None, cfg,
+    cons = _constraints(fixed, mask, center, radius, min_on, max_on)
+    _print(_sat_api().count(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg,
                          epsilon=epsilon, delta=delta, method=method, out=out))
 
 

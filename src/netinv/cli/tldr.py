@@ -65,7 +65,7 @@ def tldr(
 ) -> None:
     """Train a generator towards training-like samples of a frozen classifier; write candidates.npz + run.json.
 
-    Example: netinv reconstruct tldr runs/victim --out runs/tldr  (then: netinv evaluate runs/tldr)
+    Example: netinv reconstruct tldr runs/cnn --out runs/tldr  (then: netinv evaluate runs/tldr)
     """
     cfg = merge_config(TLDRConfig(), {
         "classes": parse_classes(classes), "conditioning": conditioning, "steps": steps, "batch_size": batch_size,
