@@ -7,12 +7,12 @@ inversion of binarised networks (Suhail, Chakraborty & Sethi 2024), with leakage
 
 from ._errors import ConfigError, DataError, ModelError, NetinvError, SolverError
 from .audit import AuditResult, audit
-from .data import Dataset, TaskSplit, load_data, make_task
+from .data import Dataset, TaskSplit, load_data, load_model_data, make_task
 from .metrics import evaluate
 from .models.loaded import LoadedModel
 from .models.loading import load_model
 from .train import TrainConfig, train
 
 __all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "LoadedModel", "ModelError", "NetinvError",
-           "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model", "make_task",
-           "train"]
+           "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model", "load_model_data",
+           "make_task", "train"]

@@ -11,7 +11,7 @@ from typing import Any
 from ._errors import DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
-from .data import Dataset, split_from_record
+from .data import Dataset, load_model_data, split_from_record
 from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
@@ -27,15 +27,17 @@ class AuditResult:
     report: dict[str, Path]
 
 
-def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | None = None,
-          heldout: Dataset | None = None, config: Any = None, m: int | None = None, seed: int = 0,
+def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | str | Path | None = None,
+          heldout: Dataset | str | Path | None = None, config: Any = None, m: int | None = None, seed: int = 0,
           device: str = "auto", resume: bool = False, model_options: dict[str, Any] | None = None) -> AuditResult:
     """Reconstruct, evaluate, report.
 
     Args:
         model: the released classifier (a ``LoadedModel`` or anything :func:`netinv.load_model` reads).
         out: folder: ``kkt/`` (candidates, run.json, checkpoints), ``evaluation.json`` and figures, ``report.*``.
-        train / heldout: the training set (members) and non-members; default: the ones a netinv checkpoint records.
+        train / heldout: the training set (members) and non-members: data sets, or npz files / class folders read
+            with the model's own class indices (:func:`netinv.data.load_model_data`); default: the ones a netinv
+            checkpoint records.
         config: a ``KKTConfig`` (default: the attack's defaults).
         m: number of candidates. Default: twice the training set (Haim et al.).
         seed: seeds the attack and the evaluation.
@@ -53,6 +55,8 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
 
     out = Path(out)
     lm = load_model(model, device=device, **(model_options or {}))
+    train = load_model_data(train) if train is not None else None
+    heldout = load_model_data(heldout) if heldout is not None else None
     if train is None or heldout is None:
         if not isinstance(lm.meta.get("data"), dict):
             raise DataError("the audit needs the training set and held-out non-members to measure leakage",

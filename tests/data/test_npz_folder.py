@@ -203,3 +203,29 @@ def test_npz_uint8_on_a_small_scale_warns(tmp_path):
         load_npz(tmp_path / "e.npz")
     with pytest.raises(DataError, match="check the path"):
         load_npz(tmp_path / "missing.npz")
+
+
+def test_model_data_folders_keep_integer_class_names(tmp_path):
+    """Class folders 2/ and 10/ of a model's members are classes 2 and 10 (sorted names would make them 0 and 1,
+    and "10" < "2"); other names cannot be a model's class indices and are refused."""
+    from netinv.data import load_model_data
+
+    for name in ("2", "10"):
+        _save(tmp_path / "m" / name / "a.png", np.full((2, 2), int(name), np.uint8), "L")
+    assert load_data("folder", path=tmp_path / "m").y.tolist() == [0, 1]  # a new task: sorted names "10", "2"
+    ds = load_model_data(tmp_path / "m")
+    assert ds.y.tolist() == [10, 2] and ds.num_classes == 11
+    assert ds.x[0].max() == pytest.approx(10 / 255) and ds.x[1].max() == pytest.approx(2 / 255)
+    _save(tmp_path / "n" / "cat" / "a.png", np.zeros((2, 2), np.uint8), "L")
+    with pytest.raises(DataError, match="not by the model's class indices"):
+        load_model_data(tmp_path / "n")
+    np.savez(tmp_path / "a.npz", x=np.full((2, 1, 2, 2), 0.5), y=np.array([3, 7]))
+    assert load_model_data(tmp_path / "a.npz").y.tolist() == [3, 7] and load_model_data(ds) is ds
+
+
+def test_a_split_without_non_members_warns():
+    """Training works on such a split, but nothing can measure leakage on it: say so when the split is made."""
+    from netinv.data import make_task
+
+    with pytest.warns(UserWarning, match="leaves 0 held-out images"):
+        make_task(load_data("digits"), "classes:0,1", n_per_class=10, heldout_per_class=0, seed=0)

@@ -116,3 +116,12 @@ def test_errors_name_problem_and_fix():
         ssim(torch.rand(1, 1, 1, 5), torch.rand(1, 1, 1, 5))
     with pytest.raises(DataError, match="reduction"):
         ssim(x, x, reduction="max")
+
+
+def test_float32_inputs_are_scored_in_float64():
+    """E[x²] − μ² in float32 loses ~1e-4 (kornia's float32 too); constant images have the closed form
+    (2·μx·μy + C1) / (μx² + μy² + C1)."""
+    a, b = torch.full((1, 1, 8, 8), 0.5), torch.full((1, 1, 8, 8), 0.7)
+    want = (2 * 0.5 * 0.7 + 1e-4) / (0.25 + 0.49 + 1e-4)
+    got = ssim(a, b, window_size=3)
+    assert got.dtype == torch.float32 and abs(float(got) - want) < 1e-7

@@ -261,3 +261,23 @@ def test_a_user_model_on_another_range_and_shape_sees_its_data_mapped(tmp_path):
     adv = run_adversarial(lm, AdversarialConfig(eps=1.0, pgd_steps=3, gen_steps=2), data=heldout, n=5)
     x_adv = adv["PGD"].x_adv
     assert x_adv.shape == (5, 8, 8) and float(x_adv.max()) > 3.0  # in the model's 0..16 range (ε = 1)
+
+
+def test_the_python_api_takes_paths_and_warns_on_renumbered_labels(tmp_path):
+    """`evaluate` and `audit` take a model path and npz paths as the CLI does (read with the model's own class
+    indices); a data set whose labels were renumbered at load time gets a warning with a user model."""
+    f = _export(_Plain().eval(), torch.rand(4, 8, 8), tmp_path / "m.pt2")
+    g = np.random.default_rng(1)
+    np.savez(tmp_path / "t.npz", x=g.random((6, 1, 8, 8)).astype(np.float32), y=np.array([1, 2, 3, 1, 2, 3]))
+    np.savez(tmp_path / "h.npz", x=g.random((8, 1, 8, 8)).astype(np.float32), y=np.arange(8))
+    x = torch.rand(6, 1, 8, 8)
+    ev = evaluate(x, tmp_path / "t.npz", tmp_path / "h.npz", model=f)
+    lm = load_model(f, device="cpu")
+    ref = evaluate(x, load_data("npz", path=tmp_path / "t.npz", relabel=False),
+                   load_data("npz", path=tmp_path / "h.npz", relabel=False), model=lm)
+    assert torch.equal(ev.train_margin, ref.train_margin)
+    with pytest.warns(UserWarning, match="renumbered when loaded"):
+        evaluate(x, load_data("npz", path=tmp_path / "t.npz"), tmp_path / "h.npz", model=lm)
+    res = audit(f, out=tmp_path / "a", train=tmp_path / "t.npz", heldout=tmp_path / "h.npz", device="cpu",
+                config=KKTConfig(iterations=2, show_progress=False))
+    assert torch.equal(res.evaluation.train_margin, ref.train_margin)

@@ -70,3 +70,11 @@ def test_summary_counts_parameters_and_layers():
     assert [layer["type"] for layer in s["layers"]] == ["Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
     assert s["layers"][1]["shapes"] == [[16, 16]]
     assert s["homogeneity"]["homogeneous"] and s["binary"] and s["input_shape"] == [1, 4, 4]
+
+
+def test_a_model_that_is_not_homogeneous_has_no_degree():
+    """Its log-ratio fit (which can be any number, e.g. -72 for a softmax) is kept apart as fitted_degree."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    rep = homogeneity_report(LoadedModel(net, (4,), 1))
+    assert rep["homogeneous"] is False and rep["degree"] is None and isinstance(rep["fitted_degree"], float)

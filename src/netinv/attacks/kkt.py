@@ -140,7 +140,8 @@ class KKTReconstruction(Attack):
             raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         dev = self.model.device
-        prob = _Problem(self.model, dtype, cfg, self.homogeneity.get("degree"))
+        prob = _Problem(self.model, dtype, cfg,
+                        self.homogeneity.get("degree") or self.homogeneity.get("fitted_degree"))
 
         gen = seed_everything(seed)
         y = (torch.arange(m) * k // m).to(dev)  # classes spread evenly; binary: first half 0 (−1), second half 1

@@ -60,6 +60,7 @@ def adversarial(
     if data is None and path is not None:  # --path alone: a file is an npz, a directory a class-folder tree
         data = "folder" if path.is_dir() else "npz"
     if data is not None:
+        # npz / class folders: the model's own class indices, never renumbered
         ds = load_data(data, root=root, path=path, check_md5=check_md5, relabel=False)
         check_compatible(victim, ds, reshape=True)
     res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out)

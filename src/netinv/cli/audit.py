@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from ..audit import audit as audit_api
-from ..data import load_data
 from ._options import (
     ConfigOpt,
     DeviceOpt,
@@ -25,8 +24,9 @@ from .reconstruct import ItersOpt, MOpt, kkt_config
 
 
 def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
-          train: Path | None = typer.Option(None, "--train", help="members as npz (x, y); default: the checkpoint's"),
-          heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y)"),
+          train: Path | None = typer.Option(None, "--train", help="members as npz (x, y) or class folders; "
+                                                                  "default: the checkpoint's"),
+          heldout: Path | None = typer.Option(None, "--heldout", help="non-members as npz (x, y) or class folders"),
           iterations: int | None = ItersOpt,
           m: int | None = MOpt,
           config: ConfigOpt = None,
@@ -40,10 +40,8 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
     opts = model_kwargs(weights, input_shape, input_range, mean, device)
     device = opts.pop("device")
     cfg = kkt_config({"iterations": iterations}, yaml_file=config)
-    # members / non-members of this model: their labels are its class indices, never renumbered
-    members = load_data("npz", path=train, relabel=False) if train else None
-    others = load_data("npz", path=heldout, relabel=False) if heldout else None
-    res = audit_api(model, out=out, config=cfg, m=m, train=members, heldout=others, seed=seed, device=device,
+    # members / non-members of this model (npz or class folders): labels are its class indices, never renumbered
+    res = audit_api(model, out=out, config=cfg, m=m, train=train, heldout=heldout, seed=seed, device=device,
                     resume=resume, model_options=opts)
     typer.echo(res.evaluation.table())
     typer.echo(f"report: {res.report['html']}")

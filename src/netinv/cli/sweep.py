@@ -37,7 +37,7 @@ def kkt(
     trials: int = typer.Option(16, "--trials", help="trials this call adds to the study"),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL shared by many machines "
                                                                "(default: sqlite:///OUT/study.db)"),
-    study_name: str = typer.Option("kkt", "--study-name", help="the study to create or continue"),
+    study_name: str = typer.Option("netinv-sweep", "--study-name", help="the study to create or continue"),
     jobs: int = typer.Option(1, "--jobs", help="trials in parallel on this machine"),
     pool_top: int = typer.Option(4, "--pool-top", help="pool the candidates of this many best runs"),
     m: int | None = MOpt,

@@ -41,8 +41,9 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
         download: fetch missing files (with checksum) when a network exists.
         check_md5: compare every file read with its published md5 before reading it (``cifar10``, whose batches
             have published checksums; any other source refuses it rather than skip the check).
-        relabel: ``npz`` only: map labels that are not 0..k−1 onto 0..k−1 (a new task, as for training). False
-            keeps them as the class indices of a given model: what member / non-member files of a model need.
+        relabel: ``npz`` and ``folder``: map labels that are not 0..k−1 (folder names: their sorted order) onto
+            0..k−1, a new task, as for training. False keeps them as the class indices of a given model (integer
+            folder names): what member / non-member files of a model need (:func:`load_model_data`).
 
     Returns:
         A :class:`Dataset` whose ``source['load_args']`` reloads it (checkpoints record it, ``check_md5`` included
@@ -65,6 +66,19 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
     if not relabel:
         ds.source["load_args"]["relabel"] = False
     return ds
+
+
+def load_model_data(data: str | Path | Dataset) -> Dataset:
+    """A given model's members or non-members: an ``.npz`` file or a class-folder tree whose labels are the
+    model's own class indices, kept as they are (``relabel=False``); a :class:`Dataset` is returned unchanged.
+
+    Raises:
+        DataError: a missing or unreadable file, labels that are not class indices.
+    """
+    if isinstance(data, Dataset):
+        return data
+    p = Path(data)
+    return load_data("folder" if p.is_dir() else "npz", path=p, relabel=False)
 
 
 def split_from_record(record: dict) -> TaskSplit:
@@ -107,9 +121,9 @@ def _load(name: str, *, root: str | Path | None, path: str | Path | None, split:
             return load_npz(Path(path), relabel=relabel)
         from .folder import load_folder
 
-        return load_folder(Path(path))
+        return load_folder(Path(path), relabel=relabel)
     raise DataError(f"unknown data source {name!r}", f"use one of: {', '.join(SOURCES)}")
 
 
-__all__ = ["SOURCES", "Dataset", "TaskSplit", "default_root", "load_data", "make_task", "parse_task",
-           "split_from_record"]
+__all__ = ["SOURCES", "Dataset", "TaskSplit", "default_root", "load_data", "load_model_data", "make_task",
+           "parse_task", "split_from_record"]

@@ -30,8 +30,14 @@ def _read(f: Path) -> Image.Image:
         raise DataError(f"cannot read image {f}: {e}", "remove or replace the file") from None
 
 
-def load_folder(path: Path) -> Dataset:
+def load_folder(path: Path, *, relabel: bool = True) -> Dataset:
     """Load ``path/<class>/<image>`` files as N×C×H×W in [0, 1] with labels from the sorted class folders.
+
+    Args:
+        path: the folder.
+        relabel: labels 0..k−1 in the sorted order of the folder names (a new task). False: folders named by
+            integers keep those as labels, the class indices of a given model (``2/``, ``10/`` -> 2, 10); other
+            names are refused.
 
     Raises:
         DataError: no class folders, an empty class, an unreadable or 16-bit image, or images of different
@@ -44,9 +50,17 @@ def load_folder(path: Path) -> Dataset:
     if not class_dirs:
         raise DataError(f"{path} has no class sub-folders",
                         "put the images of each class in its own sub-folder")
+    names = [d.name for d in class_dirs]
+    ids = list(range(len(class_dirs)))
+    if not relabel:
+        if not all(n.isdigit() for n in names):
+            raise DataError(f"class folders of {path} are named {names[:5]}, not by the model's class indices",
+                            "name each folder by its class index (0, 1, …) so labels match the model")
+        ids = [int(n) for n in names]
+        names = [str(i) for i in range(max(ids) + 1)]
     files: list[Path] = []
     labels: list[int] = []
-    for label, d in enumerate(class_dirs):
+    for label, d in zip(ids, class_dirs, strict=True):
         found = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
         if not found:
             raise DataError(f"class folder {d} has no images",
@@ -69,4 +83,4 @@ def load_folder(path: Path) -> Dataset:
     arr = arr[:, None] if gray else arr.transpose(0, 3, 1, 2)
     x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / 255.0)
     src = {"name": "folder", "path": str(path), "files": [str(f.relative_to(path)) for f in files]}
-    return Dataset(x, torch.tensor(labels, dtype=torch.int64), [d.name for d in class_dirs], src)
+    return Dataset(x, torch.tensor(labels, dtype=torch.int64), names, src)

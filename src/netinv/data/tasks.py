@@ -3,6 +3,7 @@ non-members (the evaluation needs them), all chosen by seed with the exact indic
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,9 @@ def make_task(data: Dataset, task: str | None = None, *, n_per_class: int | None
         held_idx.append(rows[n_tr:n_tr + n_ho])
     tr = torch.sort(torch.cat(train_idx)).values
     ho = torch.sort(torch.cat(held_idx)).values
+    if len(ho) < 2:  # training works, but nothing can measure leakage or held-out accuracy on this split
+        warnings.warn(f"the split leaves {len(ho)} held-out images (non-members): the leakage evaluation needs "
+                      "at least two; lower --n-per-class or give more data", UserWarning, stacklevel=2)
     info = {"task": task or "all", "classes": names, "groups": groups, "seed": seed, "n_per_class": n_per_class,
             "heldout_per_class": heldout_per_class}
     # rows of classes outside the task map to -1 and are never drawn; clamp keeps the labels valid

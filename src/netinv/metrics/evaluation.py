@@ -163,7 +163,8 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, model: LoadedModel | None = None,
+def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dataset | str | Path, *,
+             model: LoadedModel | str | Path | None = None,
              candidate_labels: torch.Tensor | None = None, seed: int = 0, out: str | Path | None = None,
              n_best: int = 10, config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
     """Score a candidate set against the training set, beside the noise and real-held-out null baselines.
@@ -171,11 +172,14 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
     Args:
         candidates: M×C×H×W (or M×D with D = C·H·W) candidates in DATA space (mean added back, not clipped, not
             rescaled); each matched candidate is min-max scaled to [0, 1] here, as the protocol says.
-        train: the training images (members), in [0, 1].
-        heldout: held-out images of the same task (non-members). Images also in ``train`` are left out with a
+        train: the training images (members), in [0, 1]: a data set, or an npz file / class folder read with the
+            model's own class indices (:func:`netinv.data.load_model_data`).
+        heldout: held-out images of the same task (non-members), the same kinds. Images also in ``train`` are left
+            out with a
             warning (:func:`drop_members`). Split by ``seed`` into up to M images used as the real-data candidates
             and the rest used for τ (the two parts are disjoint).
-        model: the attacked model: gives the margins, the noise range and the class figures. Default: none.
+        model: the attacked model (or anything :func:`netinv.load_model` reads): gives the margins, the noise range
+            and the class figures. Default: none.
         candidate_labels: M class indices the candidates were made for (±1 of a binary task are read as 0/1).
         seed: draws the noise candidates and the held-out split.
         out: folder for ``evaluation.json``, ``best_pairs.png`` and ``ssim_vs_margin.png`` (with a model).
@@ -190,6 +194,16 @@ def evaluate(candidates: torch.Tensor, train: Dataset, heldout: Dataset, *, mode
             fewer than two images, mismatched shapes, bad labels.
         ModelError: a model whose input shape does not fit the data.
     """
+    from ..data import load_model_data
+    from ..models.loading import load_model
+
+    train, heldout = load_model_data(train), load_model_data(heldout)
+    if model is not None and not isinstance(model, LoadedModel):
+        model = load_model(model)
+    if model is not None and model.source.get("format") != "netinv" and train.source.get("label_map"):
+        warnings.warn(f"the training labels were renumbered when loaded ({train.source['label_map']}); a given "
+                      "model's members need its own class indices: load them with netinv.load_model_data(path) "
+                      "(load_data(..., relabel=False))", UserWarning, stacklevel=2)
     shape = check_sets(train, heldout)
     heldout = drop_members(train, heldout)
     cands = _as_images(candidates, shape, "candidates")
@@ -255,7 +269,7 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
         ModelError: the model does not load; for a recorded model that has moved (a path that is gone, a factory
             whose weights moved or whose module is not importable) the fix names ``--model``.
     """
-    from ..data import load_data, split_from_record
+    from ..data import load_model_data, split_from_record
     from ..models.loading import load_model
 
     run_dir = Path(run_dir)
@@ -286,9 +300,7 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
-        # the model's own class indices, never renumbered
-        train = load_data("npz", path=train_npz, relabel=False)
-        heldout = load_data("npz", path=heldout_npz, relabel=False)
+        train, heldout = load_model_data(train_npz), load_model_data(heldout_npz)  # the model's class indices
     elif lm is not None and isinstance(lm.meta.get("data"), dict):
         split = split_from_record(lm.meta["data"])
         train, heldout = split.train, split.heldout

@@ -140,6 +140,7 @@ def homogeneity_report(model: LoadedModel, *, scales: tuple[float, ...] = (2.0, 
 
     Returns:
         ``{"homogeneous": bool, "degree": L or None, "max_rel_error": float, "issues": [str, ...],
+        ("fitted_degree": the log-ratio fit of a model that is not homogeneous),
         "notes": [str, ...], "checked": "numerical" | "structural"}``. ``issues`` says why a model is not
         homogeneous (biases, normalisation layers, non-homogeneous activations found by the scan); on a model that
         passes the numerical check the scan's findings go to ``notes`` instead (e.g. a first-layer bias).
@@ -177,8 +178,10 @@ def homogeneity_report(model: LoadedModel, *, scales: tuple[float, ...] = (2.0, 
     homogeneous = err <= rtol
     if not homogeneous:
         issues.insert(0, f"Φ(c·θ) differs from c^L·Φ(θ) by {err:.2g} relative")
-    return {"homogeneous": homogeneous, "degree": round(degree, 6) if homogeneous else degree,
-            "max_rel_error": err, "issues": issues if not homogeneous else [],
+    # a non-homogeneous model has no degree; the log-ratio fit is kept apart (the KKT attack's λ scale uses it)
+    return {"homogeneous": homogeneous, "degree": round(degree, 6) if homogeneous else None,
+            **({} if homogeneous else {"fitted_degree": degree}), "max_rel_error": err,
+            "issues": issues if not homogeneous else [],
             "notes": [] if not homogeneous else issues, "checked": "numerical"}
 
 

@@ -33,7 +33,8 @@ def _auto_downsample(shape: torch.Size) -> bool:
 def _prepare(x: torch.Tensor, downsample: bool, dtype: torch.dtype) -> torch.Tensor:
     x = x.to(dtype)
     if downsample:
-        x = F.interpolate(x, scale_factor=0.5, mode="bicubic")
+        # PyTorch's bicubic (a = −0.75, align_corners=False, no antialiasing): name it when comparing elsewhere
+        x = F.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=False, antialias=False)
     return standardise(x).flatten(1)  # (N, D)
 
 
