@@ -246,3 +246,18 @@ def test_exact_count_under_a_ball_matches_brute_force():
     assert [c.count for c in r.counts] == truth.tolist()
     with pytest.raises(ConfigError, match="too large"):
         count(random_bnn(30, (4,), 2), method="exact")
+
+
+def test_exact_count_under_an_on_count_bound_matches_brute_force():
+    """At most k bits on is the Hamming ball of radius k around the all-zero input (at least k: around all-ones),
+    so exact counting enumerates it where the 2^30 full space would be refused."""
+    m = random_bnn(12, (6,), 3, seed=4)
+    x_all = all_inputs(12)
+    on = (x_all > 0.5).sum(1)
+    for cons, inside in [(InputConstraints(max_on=3), on <= 3), (InputConstraints(min_on=10), on >= 10),
+                         (InputConstraints(min_on=2, max_on=4), (on >= 2) & (on <= 4))]:
+        truth = np.bincount(torch_classes(m, x_all[inside]).numpy(), minlength=3)
+        assert [c.count for c in count(m, constraints=cons, method="exact").counts] == truth.tolist()
+    big = random_bnn(30, (4,), 2)
+    r = count(big, constraints=InputConstraints(max_on=2), method="exact")
+    assert sum(c.count for c in r.counts) == 1 + 30 + 435

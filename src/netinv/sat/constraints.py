@@ -3,6 +3,8 @@ cheap random candidates that satisfy it (tried, and checked by the model, before
 
 from __future__ import annotations
 
+import dataclasses
+
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -197,8 +199,21 @@ def climb(plain: PlainBNN, bits: np.ndarray, bc: BitConstraints, target: int, st
     return np.unique(out, axis=0) if len(out) else out
 
 
+def _enumeration_ball(bc: BitConstraints, d: int) -> BitConstraints:
+    """The constraints with an on-count bound alone written as the Hamming ball it is (at most k bits on: radius k
+    around the all-zero input; at least k: radius d − k around the all-one input), so that enumeration walks only
+    the inputs that can satisfy it. The same set of inputs; a given ball is kept."""
+    if bc.center is not None or (bc.max_on is None and bc.min_on is None):
+        return bc
+    if bc.max_on is not None and (bc.min_on is None or bc.max_on <= d - bc.min_on):
+        return dataclasses.replace(bc, center=np.zeros(d, bool), radius=int(bc.max_on))
+    return dataclasses.replace(bc, center=np.ones(d, bool), radius=int(d - bc.min_on))
+
+
 def space_size(bc: BitConstraints, d: int) -> int:
-    """How many inputs the fixed pixels and the Hamming ball leave (on-count bounds not subtracted)."""
+    """How many inputs the fixed pixels and the Hamming ball (or an on-count bound, as a ball) leave; within the
+    ball, on-count bounds are not subtracted."""
+    bc = _enumeration_ball(bc, d)
     free = np.ones(d, bool)
     free[bc.fixed_idx] = False
     f = int(free.sum())
@@ -219,6 +234,7 @@ def enumerate_classes(plain: PlainBNN, bc: BitConstraints, chunk: int = 1 << 15
         ``(classes (M,), bits)`` where ``bits(rows)`` builds the inputs (len(rows), D) bool of chosen rows.
     """
     d = plain.num_inputs
+    bc = _enumeration_ball(bc, d)
     free = np.ones(d, bool)
     free[bc.fixed_idx] = False
     free_idx = np.flatnonzero(free)
