@@ -4,7 +4,6 @@ cheap random candidates that satisfy it (tried, and checked by the model, before
 from __future__ import annotations
 
 import dataclasses
-
 import itertools
 import math
 from collections.abc import Callable, Iterator
