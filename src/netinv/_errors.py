@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 
 class NetinvError(Exception):
@@ -34,6 +35,19 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when the message is empty), at most ``limit`` chars:
     what a one-line error quotes of an error from torch or numpy."""
     return (str(error).splitlines() or [type(error).__name__])[0][:limit]
+
+
+def informative_line(error: BaseException, limit: int = 200) -> str:
+    """The line of a multi-line error message that says what went wrong: the last ``SomeError: …`` line (TorchScript
+    puts the real error last), else the first line that is not a header ending in ':' (``load_state_dict`` lists its
+    mismatches under one), else the first line."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    if not lines:
+        return type(error).__name__
+    for ln in reversed(lines):
+        if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln):
+            return ln[:limit]
+    return next((ln for ln in lines if not ln.endswith(":")), lines[0])[:limit]
 
 
 def check_finite_loss(loss: float, what: str, fix: str, *, at: str = "", setting: str = "") -> None:

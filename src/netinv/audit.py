@@ -77,7 +77,8 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
     if "ssim_vs_margin" in ev.figures:
         figures["Each training image's score against its margin (Haim et al. Fig. 4): on-margin samples leak"] = \
             ev.figures["ssim_vs_margin"]
-    info = {"model": lm.source.get("path", lm.source.get("format")), "members": len(train),
+    who = lm.source.get("path") or lm.source.get("factory") or lm.source.get("class") or lm.source.get("format")
+    info = {"model": who, "members": len(train),
             "non-members": len(heldout), "candidates": len(cands), "seed": seed,
             "attack": "KKT reconstruction (Haim et al. 2022; Buzaglo et al. 2023)",
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),

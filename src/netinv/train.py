@@ -4,6 +4,7 @@ al. 2022), or minibatch SGD/Adam with cross-entropy and weight decay (CNNs, BNNs
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -150,7 +151,12 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
     train_acc = model.accuracy(tr.x, tr.y)
     test_acc = model.accuracy(split.heldout.x, split.heldout.y)
     with torch.no_grad():
-        final_loss = float(_loss(model.logits(tr.x.to(dev)), tr.y.to(dev), loss_kind))
+        final_logits = model.logits(tr.x.to(dev))
+        final_loss = float(_loss(final_logits, tr.y.to(dev), loss_kind))
+    if len(tr) and not bool(final_logits.any()):  # every ReLU dead: a constant network, saved as "trained"
+        warnings.warn(f"the trained network outputs 0 on every training input (train accuracy {train_acc:.2f}, "
+                      "loss stuck at its starting value): its ReLUs died; lower --lr or change --init-scale",
+                      UserWarning, stacklevel=2)
     model.meta = {
         "classes": list(tr.classes), "input_range": [0.0, 1.0], "loss": loss_kind, "seed": config.seed,
         "train_config": config_dict(config), "epochs_run": epoch + 1 if curve else start,

@@ -52,6 +52,12 @@ def test_per_sample_grad_norm_matches_a_loop(victim):
     gx, = torch.autograd.grad(got.sum(), x)
     rx, = torch.autograd.grad(ref.sum(), x)
     torch.testing.assert_close(gx, rx, rtol=1e-3, atol=1e-6)
+    # the fallback for models torch.func cannot run per sample (TorchScript): one backward per sample, same values
+    from netinv.attacks.tldr import _grad_norm_loop
+
+    flags = [p.requires_grad for p in model.module.parameters()]
+    torch.testing.assert_close(_grad_norm_loop(model, x.detach(), y), got.detach(), rtol=1e-4, atol=1e-6)
+    assert [p.requires_grad for p in model.module.parameters()] == flags  # restored
 
 
 def test_perturb_shifts_whole_pixels_and_adds_noise():

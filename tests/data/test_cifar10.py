@@ -151,6 +151,9 @@ def test_corrupt_batches(tmp_path):
     write_pickle(folder / "test_batch", [1, 2])
     with pytest.raises(DataError, match="not a CIFAR-10 batch"):
         load_cifar10(tmp_path, split="test")
+    write_pickle(folder / "test_batch", batch_dict(2, 0) | {b"labels": [0.7, 2.9]})  # would truncate to 0, 2
+    with pytest.raises(DataError, match="labels' are not integers"):
+        load_cifar10(tmp_path, split="test")
 
 
 def test_missing_files_named(tmp_path):

@@ -192,3 +192,14 @@ def test_evaluate_dir_refuses_a_recorded_model_that_moved(digits_parity, tmp_pat
     with pytest.raises(ModelError, match="gone.pt2, recorded in .* is no longer there") as e:
         evaluate_dir(run, None, tr_npz, ho_npz)  # not silently evaluated without margins
     assert "--model" in e.value.fix
+
+
+def test_scores_do_not_depend_on_the_chunk_size(parity, monkeypatch):
+    """References are scored in chunks (bounded memory on large sets): the figures are the same."""
+    import netinv.metrics.evaluation as ev_mod
+
+    x = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    ref = evaluate(x, parity.train, parity.heldout)
+    monkeypatch.setattr(ev_mod, "_CHUNK", 7)
+    got = evaluate(x, parity.train, parity.heldout)
+    assert got.to_dict() == ref.to_dict()

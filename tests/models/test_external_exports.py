@@ -281,3 +281,40 @@ def test_the_python_api_takes_paths_and_warns_on_renumbered_labels(tmp_path):
     res = audit(f, out=tmp_path / "a", train=tmp_path / "t.npz", heldout=tmp_path / "h.npz", device="cpu",
                 config=KKTConfig(iterations=2, show_progress=False))
     assert torch.equal(res.evaluation.train_margin, ref.train_margin)
+
+
+def test_torchscript_models_homogeneity_mode_and_errors(tmp_path):
+    """TorchScript: homogeneity is checked numerically (parameters scaled by 2 and ½ in place, then restored), a
+    trace made in training mode is refused, and a factory that raises is one line."""
+    from netinv._errors import informative_line
+
+    torch.manual_seed(0)
+    free = nn.Sequential(nn.Flatten(), nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 1, bias=False)).eval()
+    biased = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    for net, want in ((free, True), (biased, False)):
+        torch.jit.save(torch.jit.script(net), tmp_path / "m.ts")
+        lm = load_model(tmp_path / "m.ts", input_shape=(1, 4, 4), device="cpu")
+        before = [p.clone() for p in lm.module.parameters()]
+        rep = homogeneity_report(lm)
+        assert rep["homogeneous"] is want and rep["checked"] == "numerical"
+        assert all(torch.equal(a, b) for a, b in zip(before, lm.module.parameters(), strict=True))
+    assert homogeneity_report(load_model(tmp_path / "m.ts", input_shape=(1, 4, 4), device="cpu"))["issues"]
+    live = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    torch.jit.save(torch.jit.trace(live, torch.rand(4, 1, 4, 4), check_trace=False), tmp_path / "train.ts")
+    with pytest.raises(ModelError, match="answers the same input differently") as e:
+        load_model(tmp_path / "train.ts", input_shape=(1, 4, 4), device="cpu")
+    assert "model.eval()" in e.value.fix
+    err = RuntimeError("The following operation failed in the TorchScript interpreter.\nTraceback:\n  x\n"
+                       "RuntimeError: mat1 and mat2 shapes cannot be multiplied")
+    assert informative_line(err) == "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    assert informative_line(RuntimeError("Error(s) in loading state_dict for X:\n\tMissing key(s): a")) == \
+        "Missing key(s): a"
+
+
+def boom() -> nn.Module:
+    raise ValueError("no such layer size")
+
+
+def test_a_factory_that_raises_is_one_line():
+    with pytest.raises(ModelError, match="raised ValueError: no such layer size"):
+        load_model(f"{__name__}:boom", weights="w.safetensors", input_shape=(16,), device="cpu")

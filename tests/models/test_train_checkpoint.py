@@ -152,3 +152,12 @@ def test_a_diverged_run_stops_with_one_line(digits_parity, tmp_path):
     if state.exists():  # a state saved before the divergence holds finite weights only
         st = torch.load(state, weights_only=False)
         assert all(torch.isfinite(v).all() for v in st["model"].values())
+
+
+def test_a_dead_network_is_named_not_saved_silently(digits_parity):
+    """Weights at zero (every ReLU dead from the start) never move: train says so instead of reporting it trained."""
+    from netinv.train import TrainConfig, train
+
+    with pytest.warns(UserWarning, match="outputs 0 on every training input"):
+        train(digits_parity, "mlp:8", TrainConfig(epochs=3), bias="none", init_scale=0.0, device="cpu",
+              show_progress=False)

@@ -154,6 +154,25 @@ def per_sample_grad_norm(model: LoadedModel, x: torch.Tensor, labels: torch.Tens
     return out if create_graph else out.detach()
 
 
+def _grad_norm_loop(model: LoadedModel, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`per_sample_grad_norm` (not differentiable) by one backward pass per sample, for models torch.func
+    cannot run per sample; the parameters' ``requires_grad`` flags are restored afterwards."""
+    params = list(model.module.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(True)
+        norms = []
+        for i in range(len(x)):
+            g = torch.autograd.grad(ce_to_label(model.logits(x[i:i + 1]), labels[i:i + 1]), params,
+                                    allow_unused=True)
+            norms.append(torch.sqrt(sum((t.detach() ** 2).sum() for t in g if t is not None)))
+        return torch.stack(norms)
+    finally:
+        for p, f in zip(params, flags, strict=True):
+            p.requires_grad_(f)
+
+
 class TLDR(GeneratorTrainer, Attack):
     """Training-like data reconstruction: a conditioned generator trained against a frozen classifier with the
     generator-inversion loss plus robustness, gradient-norm and image priors, so its samples look like training data
@@ -256,7 +275,11 @@ class TLDR(GeneratorTrainer, Attack):
             pp = class_probabilities(self.model.logits(xp).cpu(), yb.repeat(r))
             out["robustness"].append(pp.view(r, -1).mean(0))
             with torch.enable_grad():
-                out["grad_norm"].append(per_sample_grad_norm(self.model, xb, yb, create_graph=False).cpu())
+                try:
+                    gn = per_sample_grad_norm(self.model, xb, yb, create_graph=False)
+                except ConfigError:  # torch.func cannot run this model per sample (e.g. TorchScript): one by one
+                    gn = _grad_norm_loop(self.model, xb, yb.to(dev))
+                out["grad_norm"].append(gn.cpu())
         return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
 
     @torch.no_grad()

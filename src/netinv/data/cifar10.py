@@ -56,7 +56,10 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: b'data' is not a uint8 N×3072 array", "re-download the data set")
     try:
-        y = np.asarray(labels, dtype=np.int64)
+        raw = np.asarray(labels)
+        if raw.dtype.kind not in "iu":  # floats such as 2.9 would be truncated to 2
+            raise TypeError(f"labels of dtype {raw.dtype}")
+        y = raw.astype(np.int64)
     except (TypeError, ValueError):
         raise DataError(f"{path}: b'labels' are not integers", "re-download the data set") from None
     if y.shape != (len(data),):

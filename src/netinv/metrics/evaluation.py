@@ -312,13 +312,18 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
 
 
 # ----------------------------------------------------------------------------------------------------------------
+_CHUNK = 1024  # references scored at a time
+
+
 def _figures(name: str, cands: torch.Tensor, refs: torch.Tensor, n_train: int, n_best: int,
              cfg: EvaluationConfig) -> CandidateFigures:
     """Match every reference to its NCC-nearest candidate, min-max scale it, score by SSIM, then the figures."""
     match, _ = nearest_ncc(refs, cands, downsample=cfg.downsample)
-    matched = minmax_scale(cands[match].to(torch.float64))  # (n_refs, C, H, W) in [0, 1]
-    scores = ssim(matched, refs.to(torch.float64), window_size=cfg.window_size, sigma=cfg.sigma, k1=cfg.k1,
-                  k2=cfg.k2, data_range=1.0)
+    scores = torch.cat([  # in chunks of references: the SSIM's float64 moment maps are ~12× the images' size
+        ssim(minmax_scale(cands[match[i:i + _CHUNK]].to(torch.float64)),  # matched candidates in [0, 1]
+             refs[i:i + _CHUNK].to(torch.float64), window_size=cfg.window_size, sigma=cfg.sigma, k1=cfg.k1,
+             k2=cfg.k2, data_range=1.0)
+        for i in range(0, len(refs), _CHUNK)])
     s_tr, s_ho = scores[:n_train], scores[n_train:]
     tau = leakage_threshold(s_ho, cfg.quantile)
     k, frac = leaked(s_tr, tau)

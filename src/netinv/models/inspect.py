@@ -71,6 +71,13 @@ def _structural_issues(module: nn.Module) -> list[str]:
         elif getattr(mod, "bias", None) is not None and isinstance(mod.bias, torch.Tensor) \
                 and isinstance(mod, nn.Linear | nn.modules.conv._ConvNd):
             issues.append(f"bias in {label}")
+        elif isinstance(mod, torch.jit.ScriptModule):  # scripted / traced layers keep their class as original_name
+            kind = getattr(mod, "original_name", type(mod).__name__)
+            if kind.startswith(("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")):
+                issues.append(f"normalisation layer {label} ({kind})")
+            elif kind in ("Linear", "Conv1d", "Conv2d", "Conv3d") and isinstance(getattr(mod, "bias", None),
+                                                                                 torch.Tensor):
+                issues.append(f"bias in {label}")
     return issues
 
 
@@ -160,9 +167,12 @@ def homogeneity_report(model: LoadedModel, *, scales: tuple[float, ...] = (2.0, 
             return functional_call(module, {**{k: c * p for k, p in params.items()}, **buffers}, (x,)).flatten()
 
         f1 = phi(1.0)
-    except Exception:  # e.g. TorchScript: no functional call; the structural scan is all we have
-        return {"homogeneous": not issues, "degree": None, "max_rel_error": None, "issues": issues, "notes": [],
-                "checked": "structural"}
+    except Exception:  # e.g. TorchScript: no functional call; its own parameters are scaled by 2 and ½ instead
+        phi = _scaled_in_place(model, x)
+        if phi is None:
+            return {"homogeneous": not issues, "degree": None, "max_rel_error": None, "issues": issues,
+                    "notes": [], "checked": "structural"}
+        scales, rtol, f1 = (2.0, 0.5), max(rtol, 1e-5), phi(1.0)  # powers of two: exact scaling in float32 too
     ok = f1.abs() > 1e-12 * max(float(f1.abs().max()), 1e-300)
     if not bool(ok.any()):
         return {"homogeneous": False, "degree": None, "max_rel_error": None,
@@ -183,6 +193,29 @@ def homogeneity_report(model: LoadedModel, *, scales: tuple[float, ...] = (2.0, 
             **({} if homogeneous else {"fitted_degree": degree}), "max_rel_error": err,
             "issues": issues if not homogeneous else [],
             "notes": [] if not homogeneous else issues, "checked": "numerical"}
+
+
+def _scaled_in_place(model: LoadedModel, x: torch.Tensor) -> Any:
+    """Φ(c·θ; x) for a module ``functional_call`` cannot run (TorchScript): its parameters are multiplied by c in
+    place and divided back (exact for powers of two), in the module's own dtype. None when even that fails."""
+    module = model.module
+    params = list(module.parameters())
+    dtype = params[0].dtype if params else torch.float32
+
+    def phi(c: float) -> torch.Tensor:
+        for p in params:
+            p.mul_(c)
+        try:
+            return module(x.to(dtype)).flatten().double()
+        finally:
+            for p in params:
+                p.div_(c)
+
+    try:
+        phi(1.0)
+    except Exception:
+        return None
+    return phi
 
 
 def is_positively_homogeneous(model: LoadedModel, **kwargs: Any) -> bool:

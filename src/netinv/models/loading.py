@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import ModelError, first_line
+from .._errors import ModelError, first_line, informative_line
 from .._utils.device import resolve_device
 from ..data import Dataset
 from .checkpoint import is_checkpoint, load_checkpoint
@@ -310,7 +310,11 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
     except (ImportError, AttributeError) as e:
         raise ModelError(f"cannot import factory {spec!r}: {e}", "give package.module:function importable on "
                                                                   "PYTHONPATH") from None
-    module = factory()
+    try:
+        module = factory()
+    except Exception as e:
+        raise ModelError(f"factory {spec!r} raised {type(e).__name__}: {informative_line(e)}",
+                         "make the factory build the model when called without arguments") from None
     if not isinstance(module, nn.Module):
         raise ModelError(f"factory {spec!r} returned {type(module).__name__}, not an nn.Module",
                          "make the factory return the (untrained) model")
@@ -330,7 +334,7 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
     except FileNotFoundError:
         raise ModelError(f"weights file {wpath} not found", "check the --weights path") from None
     except Exception as e:
-        raise ModelError(f"cannot load weights {wpath} into {spec}: {first_line(e)}",
+        raise ModelError(f"cannot load weights {wpath} into {spec}: {informative_line(e)}",
                          "the weights must be a state_dict (tensors only) of the factory's model") from None
     return _wrap(module, input_shape, {"format": "factory", "factory": spec, "weights": str(wpath.resolve())})
 
@@ -380,7 +384,7 @@ def _probe_outputs(lm: LoadedModel) -> int:
     try:
         out = lm.logits(x)
     except Exception as e:
-        msg = first_line(e, 160)
+        msg = informative_line(e, 160)
         if "device" in msg.lower():  # e.g. "Expected all tensors to be on the same device"
             raise ModelError(f"the model fails on {lm.device}: it keeps tensors on another device ({msg})",
                              "load it with --device cpu, or keep every tensor of the model in its parameters and "
@@ -391,9 +395,30 @@ def _probe_outputs(lm: LoadedModel) -> int:
             raise ModelError(f"the model fails on float32 inputs, its weights are {', '.join(sorted(dtypes))} ({msg})",
                              "convert it to float32 before saving (model.float(), then export or save again)") \
                 from None
-        raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}",
-                         "pass the right --input-shape") from None
+        fix = "pass the right --input-shape"
+        if lm.source.get("format") == "torchscript":
+            fix += ("; a trace made with a fixed batch size (e.g. x.view(4, -1)) must be traced again with "
+                    "x.view(x.shape[0], -1), or saved with torch.export")
+        raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}", fix) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)}, not N×K logits",
                          "wrap it so forward returns a (batch, classes) tensor")
+    _check_deterministic(lm)
     return int(out.shape[1])
+
+
+@torch.no_grad()
+def _check_deterministic(lm: LoadedModel) -> None:
+    """A model saved in training mode (live dropout, BatchNorm on batch statistics; a trace keeps the mode it was
+    traced in) answers the same input differently, or depending on the rest of its batch: refuse it."""
+    lo, hi = lm.input_range
+    g = torch.Generator().manual_seed(0)
+    x = (lo + (hi - lo) * torch.rand((4, *lm.input_shape), generator=g)).to(lm.device)
+    a, b, one = lm.logits(x), lm.logits(x), lm.logits(x[:1])
+    if not isinstance(a, torch.Tensor) or a.shape != b.shape:
+        return
+    tol = 1e-4 * float(a.abs().max()) + 1e-6
+    if float((a - b).abs().max()) > tol or float((a[:1] - one).abs().max()) > tol:
+        raise ModelError("the model answers the same input differently (live dropout, or BatchNorm on batch "
+                         "statistics): it was saved in training mode",
+                         "call model.eval() before torch.jit.trace / torch.jit.script / saving, and save it again")
