@@ -39,3 +39,17 @@ def test_defaults_and_missing_run(tmp_path):
     assert model is None and kw["train_npz"] is None and kw["seed"] == 0 and kw["n_best"] == 10
     r = runner.invoke(app, ["evaluate", str(tmp_path / "none")])  # the real API: a one-line DataError
     assert isinstance(r.exception, DataError) and "no candidates" in str(r.exception)
+
+
+def test_config_file_reaches_the_evaluation_settings(tmp_path):
+    (tmp_path / "e.yaml").write_text("quantile: 0.9\nmargin_tol: 0.2\n")
+    with patch("netinv.cli.evaluate.evaluate_dir") as api:
+        api.return_value.table.return_value = ""
+        api.return_value.figures = {}
+        r = runner.invoke(app, ["evaluate", str(tmp_path), "--config", str(tmp_path / "e.yaml")])
+    assert r.exit_code == 0, r.output
+    cfg = api.call_args.kwargs["config"]
+    assert cfg.quantile == 0.9 and cfg.margin_tol == 0.2 and cfg.window_size == 3
+    (tmp_path / "bad.yaml").write_text("quantil: 0.9\n")
+    r = runner.invoke(app, ["evaluate", str(tmp_path), "--config", str(tmp_path / "bad.yaml")])
+    assert r.exit_code != 0 and "unknown option 'quantil'" in str(r.exception)

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from ..metrics.evaluation import evaluate_dir
-from ._options import DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, SeedOpt, WeightsOpt, model_kwargs
+from .._utils.config import merge_config
+from ..metrics.evaluation import EvaluationConfig, evaluate_dir
+from ._options import ConfigOpt, DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, SeedOpt, WeightsOpt, model_kwargs
 
 
 def evaluate(
@@ -17,8 +18,9 @@ def evaluate(
     model: Annotated[str | None, typer.Option("--model", "-m", help="the attacked model (checkpoint dir, .pt2, "
                                               "TorchScript, pkg.module:factory); default: the one run.json names")]
     = None,
-    train: Annotated[Path | None, typer.Option("--train", help="training set npz (x, y), for a user model")] = None,
-    heldout: Annotated[Path | None, typer.Option("--heldout", help="held-out set npz (x, y), for a user model")]
+    train: Annotated[Path | None, typer.Option("--train", help="training set npz (x, y) or class folders, for a user "
+                                                                 "model")] = None,
+    heldout: Annotated[Path | None, typer.Option("--heldout", help="held-out set npz (x, y) or class folders")]
     = None,
     n_best: Annotated[int, typer.Option("--n-best", help="Haim's figure: mean SSIM of the best N")] = 10,
     weights: WeightsOpt = None,
@@ -27,9 +29,14 @@ def evaluate(
     mean: MeanOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
+    config: ConfigOpt = None,
 ) -> None:
-    """Evaluate a reconstruction. Example: netinv evaluate runs/kkt --model runs/victim."""
+    """Evaluate a reconstruction. Example: netinv evaluate runs/kkt --model runs/victim.
+
+    --config F.yaml sets EvaluationConfig fields (quantile, margin_tol, downsample, ssim_threshold, ...)."""
+    cfg = merge_config(EvaluationConfig(), yaml_file=config)
     ev = evaluate_dir(run_dir, model, train_npz=train, heldout_npz=heldout, seed=seed, n_best=n_best,
-                      model_options=model_kwargs(weights, input_shape, input_range, mean, device))
+                      model_options=model_kwargs(weights, input_shape, input_range, mean, device),
+                      **({"config": cfg} if config is not None else {}))
     typer.echo(ev.table())
     typer.echo(f"-> {run_dir / 'evaluation.json'}" + "".join(f", {p}" for p in ev.figures.values()))
