@@ -49,6 +49,14 @@ def test_verdict_wording():
     assert verdict(s, 100, ml).endswith("Of the 9 training images on the margin (within 10% of the smallest margin: "
                                         "those a KKT attack can recover), 7 leaked.")
     assert "margin" not in verdict(s, 100)
+    # leakage without recognisable reconstructions is named as such; an attack AUC below 0.5 is never leakage
+    s = {"attack": {**fig(0.8, 0.99, 80), "best_mean_ssim": 0.08}, "noise": fig(0.05, 0.5, 5),
+         "real_heldout": fig(0.05, 0.3, 5)}
+    assert "do not resemble their training images (mean SSIM of the best 10: 0.08" in verdict(s, 100)
+    s["attack"]["best_mean_ssim"] = 0.7
+    assert "resemble" not in verdict(s, 100)
+    s = {"attack": fig(0.05, 0.45, 5), "noise": fig(0.05, 0.3, 5), "real_heldout": fig(0.05, 0.32, 5)}
+    assert verdict(s, 100).startswith("No measurable leakage")
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):

@@ -16,11 +16,18 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     evaluation had the model, one on the training images on the margin)."""
     a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
     margin = a["auc"] - max(noise["auc"], real["auc"])
-    level = "clear" if a["auc"] >= 0.75 and margin > 0.1 else "some" if margin > 0.05 else "no measurable"
+    level = ("clear" if a["auc"] >= 0.75 and margin > 0.1 else "some" if margin > 0.05 and a["auc"] > 0.55
+             else "no measurable")
+    # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
+    # resembling them, which is membership leakage, not reconstruction
+    faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level != "no measurable"
     return (f"{level.capitalize()} leakage: {a['n_leaked']} of {n_train} training images ({a['frac_leaked']:.0%}) "
-            f"are reconstructed better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
+            f"are matched better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
             f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
             f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}." +
+            (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
+             f"{a['best_mean_ssim']:.2f}; Haim et al. count a reconstruction above 0.4): the candidates separate "
+             "members from non-members without reconstructing them." if faint else "") +
             (f" Of the {margin_leakage['n_on_margin']} training images on the margin (within "
              f"{margin_leakage['rel_tol']:.0%} of the smallest margin: those a KKT attack can recover), "
              f"{margin_leakage['leaked']['attack']} leaked." if margin_leakage else ""))
