@@ -195,3 +195,20 @@ def test_cli_maps_flags_onto_the_api(tmp_path):
     assert "100.0% assigned" in r.output
     r = CliRunner().invoke(app, ["reconstruct", "tldr", "runs/victim", "--rank-by", "nope"])
     assert r.exit_code != 0
+
+
+def test_a_torchscript_model_runs_with_the_batch_gradient(tmp_path):
+    """torch.func cannot take per-sample gradients through TorchScript: the gradient term switches to the batch
+    form (with a warning, recorded in the config) and the ranking falls back to one backward per sample."""
+    from netinv.models.loading import load_model
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 3)).eval()
+    torch.jit.save(torch.jit.script(net), tmp_path / "m.ts")
+    model = load_model(tmp_path / "m.ts", input_shape=(1, 8, 8), device="cpu")
+    with pytest.warns(UserWarning, match="grad_mode='batch'"):
+        att = TLDR(model, TLDRConfig(**{**FAST, "steps": 3, "monitor_every": 3}, samples_per_class=4))
+    assert att.config.grad_mode == "batch"
+    c = att.invert(seed=0)
+    assert len(c) == 12 and torch.isfinite(c.x).all()

@@ -23,7 +23,9 @@ Output with ``out=DIR``: ``generator.safetensors``, ``candidates.npz`` (``x`` in
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -212,6 +214,12 @@ class TLDR(GeneratorTrainer, Attack):
             raise ConfigError("oversample and score_perturbations must be ≥ 1", "use e.g. oversample 1")
         if cfg.grad_mode not in ("per_sample", "batch"):
             raise ConfigError(f"unknown grad_mode {cfg.grad_mode!r}", "use per_sample or batch")
+        if cfg.grad_mode == "per_sample" and cfg.grad_weight > 0 and isinstance(model.module, torch.jit.ScriptModule):
+            # torch.func cannot take per-sample gradients through TorchScript: the batch form, said and recorded
+            warnings.warn("TorchScript model: per-sample parameter gradients are not available, so the gradient "
+                          "term uses grad_mode='batch' (the norm of the batch's mean-loss gradient)", UserWarning,
+                          stacklevel=2)
+            self.config = cfg = dataclasses.replace(cfg, grad_mode="batch")
         if cfg.grad_mode == "batch" and cfg.grad_weight > 0 and not any(
                 p.requires_grad for p in model.module.parameters()):
             raise ConfigError("grad_mode='batch' needs the classifier's parameters with requires_grad",
