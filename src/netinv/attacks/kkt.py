@@ -126,9 +126,9 @@ class KKTReconstruction(Attack):
                 (x0.ndim == 2 and x0.shape[1] == math.prod(shape))
                 or [d for d in x0.shape[1:] if d != 1] == [d for d in shape if d != 1]):
             x0 = x0.reshape(len(x0), *shape)  # flat rows, or a singleton channel elsewhere: the same values
-        if x0 is not None and (len(x0) != m or tuple(x0.shape[1:]) != tuple(self.model.input_shape)):
+        if x0 is not None and (len(x0) != m or tuple(x0.shape[1:]) != shape):
             raise ConfigError(f"x0 has shape {tuple(x0.shape)}, the attack needs ({m}, "
-                              f"{', '.join(map(str, self.model.input_shape))})", "give one start per candidate, "
+                              f"{', '.join(map(str, shape))})", "give one start per candidate, "
                               "shaped like the model's input")
         if y0 is not None and (x0 is None or len(y0) != m):
             raise ConfigError("y0 needs x0 and one class per candidate", "pass x0 and y0 of the same length")

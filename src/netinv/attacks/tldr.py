@@ -164,12 +164,8 @@ def _grad_norm_loop(model: LoadedModel, x: torch.Tensor, labels: torch.Tensor) -
     try:
         for p in params:
             p.requires_grad_(True)
-        norms = []
-        for i in range(len(x)):
-            g = torch.autograd.grad(ce_to_label(model.logits(x[i:i + 1]), labels[i:i + 1]), params,
-                                    allow_unused=True)
-            norms.append(torch.sqrt(sum((t.detach() ** 2).sum() for t in g if t is not None)))
-        return torch.stack(norms)
+        return torch.stack([param_grad_norm(ce_to_label(model.logits(x[i:i + 1]), labels[i:i + 1]), params).detach()
+                            for i in range(len(x))])
     finally:
         for p, f in zip(params, flags, strict=True):
             p.requires_grad_(f)

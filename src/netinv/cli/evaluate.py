@@ -34,9 +34,8 @@ def evaluate(
     """Evaluate a reconstruction. Example: netinv evaluate runs/kkt --model runs/victim.
 
     --config F.yaml sets EvaluationConfig fields (quantile, margin_tol, downsample, ssim_threshold, ...)."""
-    cfg = merge_config(EvaluationConfig(), yaml_file=config)
+    settings = {"config": merge_config(EvaluationConfig(), yaml_file=config)} if config is not None else {}
     ev = evaluate_dir(run_dir, model, train_npz=train, heldout_npz=heldout, seed=seed, n_best=n_best,
-                      model_options=model_kwargs(weights, input_shape, input_range, mean, device),
-                      **({"config": cfg} if config is not None else {}))
+                      model_options=model_kwargs(weights, input_shape, input_range, mean, device), **settings)
     typer.echo(ev.table())
     typer.echo(f"-> {run_dir / 'evaluation.json'}" + "".join(f", {p}" for p in ev.figures.values()))

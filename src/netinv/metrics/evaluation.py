@@ -175,9 +175,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
         train: the training images (members), in [0, 1]: a data set, or an npz file / class folder read with the
             model's own class indices (:func:`netinv.data.load_model_data`).
         heldout: held-out images of the same task (non-members), the same kinds. Images also in ``train`` are left
-            out with a
-            warning (:func:`drop_members`). Split by ``seed`` into up to M images used as the real-data candidates
-            and the rest used for τ (the two parts are disjoint).
+            out with a warning (:func:`drop_members`). Split by ``seed`` into up to M images used as the real-data
+            candidates and the rest used for τ (the two parts are disjoint).
         model: the attacked model (or anything :func:`netinv.load_model` reads): gives the margins, the noise range
             and the class figures. Default: none.
         candidate_labels: M class indices the candidates were made for (±1 of a binary task are read as 0/1).
