@@ -18,7 +18,7 @@ from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
 from ._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
-from .data import TaskSplit
+from .data import Dataset, TaskSplit, load_data, make_task
 from .models.checkpoint import save_checkpoint
 from .models.loaded import LoadedModel
 from .models.registry import parse_arch
@@ -53,13 +53,21 @@ def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (pred == y).sum()
 
 
-def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConfig = TrainConfig(), *,
-          out: str | Path | None = None, resume: bool = False, device: str = "auto", show_progress: bool | None = None,
-          **arch_options: Any) -> LoadedModel:
+def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:1000,1000",
+          config: TrainConfig = TrainConfig(), *, task: str | None = None, n_per_class: int | None = None,
+          heldout_per_class: int | None = None, root: str | Path | None = None, path: str | Path | None = None,
+          download: bool = False, check_md5: bool = False, out: str | Path | None = None, resume: bool = False,
+          device: str = "auto", show_progress: bool | None = None, **arch_options: Any) -> LoadedModel:
     """Train a classifier on ``split.train`` and (with ``out``) write a checkpoint directory.
 
+    One call does what ``netinv train`` does: given a source name (or a :class:`Dataset`) instead of a split, the
+    data are loaded with :func:`~netinv.data.load_data` (``root``, ``path``, ``download``, ``check_md5``) and split
+    with :func:`~netinv.data.make_task` (``task``, ``n_per_class``, ``heldout_per_class``, seeded by
+    ``config.seed``).
+
     Args:
-        split: members (trained on) and non-members (held out; their accuracy is recorded as test accuracy).
+        data: a :class:`TaskSplit` of members (trained on) and non-members (held out; their accuracy is recorded as
+            test accuracy), or a source name / :class:`Dataset` to load and split first.
         arch: an architecture string (``mlp:1000,1000``, ``cnn:32,64``, ``bnn:100``) or a spec object.
         config: see :class:`TrainConfig`.
         out: checkpoint directory; a resumable state is kept in ``out/.train_state.pt`` while training.
@@ -76,7 +84,13 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
         >>> m = train(split, "mlp:32", TrainConfig(lr=0.5, epochs=2000), show_progress=False)
         >>> m.accuracy(split.train.x, split.train.y)
         1.0
+        >>> m = train("digits", "mlp:32", TrainConfig(lr=0.5, epochs=2000), task="parity", n_per_class=10,
+        ...           heldout_per_class=10, show_progress=False)  # the same split and model in one call
+        >>> m.accuracy(split.train.x, split.train.y)
+        1.0
     """
+    split = _as_split(data, task=task, n_per_class=n_per_class, heldout_per_class=heldout_per_class, root=root,
+                      path=path, download=download, check_md5=check_md5, seed=config.seed)
     dev = resolve_device(device)
     seed_everything(config.seed)
     tr = split.train
@@ -172,6 +186,28 @@ def train(split: TaskSplit, arch: str | Any = "mlp:1000,1000", config: TrainConf
         if state_path is not None:
             state_path.unlink(missing_ok=True)
     return model
+
+
+def _as_split(data: TaskSplit | Dataset | str, *, task: str | None, n_per_class: int | None,
+              heldout_per_class: int | None, root: str | Path | None, path: str | Path | None, download: bool,
+              check_md5: bool, seed: int) -> TaskSplit:
+    if isinstance(data, TaskSplit):
+        given = {k: v for k, v in {"task": task, "n_per_class": n_per_class, "heldout_per_class": heldout_per_class,
+                                   "root": root, "path": path, "download": download or None,
+                                   "check_md5": check_md5 or None}.items() if v is not None}
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to a data source, but a TaskSplit was given",
+                              "pass the source name (e.g. train('digits', task='parity', ...)) or drop them")
+        return data
+    if isinstance(data, str):
+        data = load_data(data, root=root, path=path, download=download, check_md5=check_md5)
+    elif root is not None or path is not None or download or check_md5:
+        raise ConfigError("root, path, download and check_md5 apply to a source name, but a Dataset was given",
+                          "drop them, or pass the source name")
+    if not isinstance(data, Dataset):
+        raise ConfigError(f"train() takes a TaskSplit, a Dataset or a source name, not {type(data).__name__}",
+                          "build one with netinv.load_data / netinv.make_task, or pass e.g. 'digits'")
+    return make_task(data, task, n_per_class=n_per_class, heldout_per_class=heldout_per_class, seed=seed)
 
 
 def _check_finite_loss(loss: float, epoch: int, config: TrainConfig) -> None:

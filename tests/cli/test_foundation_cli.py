@@ -24,16 +24,17 @@ def test_data_list_and_show():
 def test_train_maps_flags_onto_the_api(tmp_path):
     with patch("netinv.cli.train.train_api") as api:
         api.return_value.meta = {"train_accuracy": 1.0, "test_accuracy": 0.9, "final_loss": 1e-3, "epochs_run": 10,
-                                 "wall_time_s": 1.0}
+                                 "wall_time_s": 1.0, "data": {"train_indices": list(range(100))}}
         r = runner.invoke(app, ["train", "--task", "parity", "--n-per-class", "50", "--arch", "mlp:1000,1000",
                                 "--bias", "none", "--init-scale", "0.001", "--lr", "0.05", "--seed", "3",
                                 "--out", str(tmp_path / "v"), "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    (split, arch, cfg), kw = api.call_args
-    assert arch == "mlp:1000,1000" and cfg.lr == 0.05 and cfg.seed == 3 and cfg.optimizer == "gd"
-    assert kw == {"out": tmp_path / "v", "resume": False, "device": "cpu", "bias": "none", "init_scale": 0.001,
-                  "threshold": None, "ternary": None}
-    assert len(split.train) == 100 and split.train.classes == ["even", "odd"]
+    (data, arch, cfg), kw = api.call_args  # one API call, as the CLI promises
+    assert data == "digits" and arch == "mlp:1000,1000" and cfg.lr == 0.05 and cfg.seed == 3 and cfg.optimizer == "gd"
+    assert kw == {"task": "parity", "n_per_class": 50, "heldout_per_class": None, "root": None, "path": None,
+                  "download": False, "check_md5": False, "out": tmp_path / "v", "resume": False, "device": "cpu",
+                  "bias": "none", "init_scale": 0.001, "threshold": None, "ternary": None}
+    assert "100 members" in r.output
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -161,3 +161,17 @@ def test_a_dead_network_is_named_not_saved_silently(digits_parity):
     with pytest.warns(UserWarning, match="outputs 0 on every training input"):
         train(digits_parity, "mlp:8", TrainConfig(epochs=3), bias="none", init_scale=0.0, device="cpu",
               show_progress=False)
+
+
+def test_one_call_from_a_source_name_equals_split_then_train(digits_parity):
+    cfg = TrainConfig(lr=0.2, epochs=200, target_loss=0.0)
+    a = train(digits_parity, "mlp:16", cfg, bias="none", device="cpu", show_progress=False)
+    b = train("digits", "mlp:16", cfg, task="parity", n_per_class=20, heldout_per_class=40, bias="none", device="cpu",
+              show_progress=False)
+    assert a.meta["data"] == b.meta["data"]
+    x = torch.rand(8, 1, 8, 8)
+    assert torch.equal(a.logits(x), b.logits(x))
+    with pytest.raises(ConfigError, match="TaskSplit was given"):
+        train(digits_parity, "mlp:16", cfg, task="parity", show_progress=False)
+    with pytest.raises(ConfigError, match="not int"):
+        train(3, "mlp:16", cfg, show_progress=False)  # type: ignore[arg-type]

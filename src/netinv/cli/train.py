@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from .._utils.config import merge_config
-from ..data import load_data, make_task
 from ..train import TrainConfig
 from ..train import train as train_api
 from ._options import CheckMd5Opt, ConfigOpt, DataOpt, DataPathOpt, DeviceOpt, OutOpt, ResumeOpt, RootOpt, SeedOpt
@@ -46,11 +45,11 @@ def train(
                                        "batch_size": batch_size, "weight_decay": weight_decay,
                                        "target_loss": target_loss, "mean_subtract": mean_subtract, "seed": seed},
                        yaml_file=config)
-    ds = load_data(data, root=root, path=path, download=download, check_md5=check_md5)
-    split = make_task(ds, task, n_per_class=n_per_class, heldout_per_class=heldout_per_class, seed=seed)
-    model = train_api(split, arch, cfg, out=out, resume=resume, device=device, bias=bias, init_scale=init_scale,
-                          threshold=threshold, ternary=ternary)
+    model = train_api(data, arch, cfg, task=task, n_per_class=n_per_class, heldout_per_class=heldout_per_class,
+                      root=root, path=path, download=download, check_md5=check_md5, out=out, resume=resume,
+                      device=device, bias=bias, init_scale=init_scale, threshold=threshold, ternary=ternary)
     m = model.meta
-    typer.echo(f"trained {arch} on {data}/{task}: {len(split.train)} members, train acc {m['train_accuracy']:.4f}, "
+    n = len(m["data"]["train_indices"])
+    typer.echo(f"trained {arch} on {data}/{task}: {n} members, train acc {m['train_accuracy']:.4f}, "
                f"held-out acc {m['test_accuracy']:.4f}, loss {m['final_loss']:.3g}, {m['epochs_run']} epochs, "
                f"{m['wall_time_s']:.1f}s -> {out}")
