@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -22,7 +22,6 @@ from ._options import (
     InputRangeOpt,
     InputShapeOpt,
     MeanOpt,
-    ModelArg,
     SeedOpt,
     WeightsOpt,
     model_kwargs,
@@ -84,7 +83,19 @@ def _config(encoding, solver, time_limit, candidates, seed, config) -> sat.Query
                                                    "candidates": candidates, "seed": seed}, yaml_file=config)
 
 
+# a netinv BNN checkpoint, a model that loads as one, or the plain integer form
+ModelArg = Annotated[str, typer.Argument(help="netinv BNN checkpoint dir, plain BNN .npz (netinv sat export, or "
+                                              "your own: docs/sat.md), or package.module:factory (with --weights)")]
+
+
 def _model(model, weights, input_shape, input_range, mean, device):  # noqa: ANN001, ANN202
+    if str(model).endswith(".npz"):  # a plain integer BNN (netinv sat export, or one written by hand)
+        given = [f for f, v in (("--weights", weights), ("--input-shape", input_shape),
+                                ("--input-range", input_range), ("--mean", mean)) if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} do not apply to a plain BNN file {model}",
+                              "put input_shape/threshold in its meta and mean/x_lo/x_hi in its arrays (docs/sat.md)")
+        return _sat_api().PlainBNN.load(model)
     return load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
 
 

@@ -20,8 +20,12 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,54 @@ class PlainBNN:
     num_outputs: int
     threshold: float = 0.5
     mean: np.ndarray | None = None  # (D,) float32 data-space mean subtracted before the threshold, or None
+
+    def __post_init__(self) -> None:
+        """Refuse a plain net that the CNF would not encode exactly (its integer arithmetic is the model)."""
+        ints = {name: _integral(name, getattr(self, name)) for name in ("out_weight", "out_bias", "fixed_bits")}
+        ints["weights"] = tuple(_integral(f"w{i}", w) for i, w in enumerate(self.weights))
+        ints["thresholds"] = tuple(_integral(f"k{i}", k) for i, k in enumerate(self.thresholds))
+        for name, v in ints.items():
+            object.__setattr__(self, name, v)
+        shape = tuple(int(n) for n in self.input_shape)
+        object.__setattr__(self, "input_shape", shape)
+        d = int(np.prod(shape))
+        fix = "see docs/sat.md, 'Bring your own BNN'"
+        if not self.weights or len(self.weights) != len(self.thresholds):
+            raise ModelError(f"plain BNN: {len(self.weights)} weight matrices and {len(self.thresholds)} threshold "
+                             "vectors; a hidden layer needs one of each (w0, k0, w1, k1, …)", fix)
+        width = d
+        for i, (w, k) in enumerate(zip(self.weights, self.thresholds, strict=True)):
+            if w.ndim != 2 or w.shape[1] != width:
+                raise ModelError(f"plain BNN: w{i} has shape {w.shape}, expected (H, {width}) (outputs × inputs)",
+                                 "store each weight matrix as outputs × inputs (transpose it)")
+            if k.shape != (w.shape[0],):
+                raise ModelError(f"plain BNN: k{i} has shape {k.shape}, expected ({w.shape[0]},)", fix)
+            width = w.shape[0]
+        ow = self.out_weight
+        if ow.ndim != 2 or ow.shape[1] != width:
+            raise ModelError(f"plain BNN: out_weight has shape {ow.shape}, expected (C, {width})",
+                             "store it as outputs × last hidden width (transpose it)")
+        if ow.shape[0] != self.num_outputs:
+            raise ModelError(f"plain BNN: out_weight has {ow.shape[0]} rows but num_outputs is {self.num_outputs}",
+                             "set num_outputs to the number of output rows (1 = binary, class 1 iff score > 0)")
+        if self.out_bias.shape != (self.num_outputs,):
+            raise ModelError(f"plain BNN: out_bias has shape {self.out_bias.shape}, expected ({self.num_outputs},)",
+                             fix)
+        for name, w in [*((f"w{i}", w) for i, w in enumerate(self.weights)), ("out_weight", ow)]:
+            if not np.isin(w, (-1, 0, 1)).all():
+                bad = w[~np.isin(w, (-1, 0, 1))][0]
+                raise ModelError(f"plain BNN: {name} has values other than -1, 0, +1 (e.g. {bad})",
+                                 "binarise the weights (sign, with any BatchNorm direction folded in)")
+        if int(self.bias_den) < 1:
+            raise ModelError(f"plain BNN: bias_den is {self.bias_den}", "give a positive integer (1 = integer biases)")
+        for name, v in (("fixed_bits", self.fixed_bits), ("x_lo", self.x_lo), ("x_hi", self.x_hi)):
+            if np.shape(v) != (d,):
+                raise ModelError(f"plain BNN: {name} has shape {np.shape(v)}, expected ({d},) for input_shape {shape}",
+                                 fix)
+        if not np.isin(self.fixed_bits, (-1, 0, 1)).all():
+            raise ModelError("plain BNN: fixed_bits must be -1 (free), 0 or 1", fix)
+        if self.mean is not None and np.size(self.mean) != d:
+            raise ModelError(f"plain BNN: mean has {np.size(self.mean)} values, expected {d}", fix)
 
     @property
     def num_inputs(self) -> int:
@@ -145,17 +197,53 @@ class PlainBNN:
 
     @classmethod
     def load(cls, path: str | Path) -> PlainBNN:
-        """Read :meth:`save` output (``allow_pickle=False``)."""
+        """Read :meth:`save` output, or a plain net written by hand (``allow_pickle=False``).
+
+        Required arrays: ``w0, k0, …`` (one pair per hidden layer), ``out_weight``, ``out_bias``. Optional: a JSON
+        string ``meta`` with ``input_shape`` (default: the inputs of ``w0``, flat), ``threshold`` (0.5), ``bias_den``
+        (1: integer output biases), ``num_outputs`` (the rows of ``out_weight``); arrays ``mean``, ``fixed_bits``
+        (default all −1, free), ``x_lo``/``x_hi`` (default 0 / 1). See docs/sat.md, "Bring your own BNN".
+        """
+        fix = "write it with netinv sat export, or as docs/sat.md 'Bring your own BNN' describes"
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                n = int(meta["layers"])
-                return cls(tuple(meta["input_shape"]), tuple(z[f"w{i}"] for i in range(n)),
-                           tuple(z[f"k{i}"] for i in range(n)), z["out_weight"], z["out_bias"], int(meta["bias_den"]),
-                           z["fixed_bits"], z["x_lo"], z["x_hi"], int(meta["num_outputs"]), float(meta["threshold"]),
+                if isinstance(z, np.ndarray):
+                    raise ValueError("a single .npy array, not an .npz archive of named arrays")
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                n = int(meta.get("layers", sum(1 for k in z.keys() if k.startswith("w") and k[1:].isdigit())))
+                missing = [k for k in (*(f"w{i}" for i in range(n)), *(f"k{i}" for i in range(n)), "out_weight",
+                                       "out_bias") if k not in z]
+                if n == 0 or missing:
+                    raise ModelError(f"plain BNN {path} lacks arrays {missing or ['w0', 'k0']}", fix)
+                ws = tuple(z[f"w{i}"] for i in range(n))
+                d = int(ws[0].shape[-1]) if ws[0].ndim == 2 else 0
+                shape = tuple(meta.get("input_shape", (d,)))
+                d = int(np.prod(shape))
+                return cls(shape, ws, tuple(z[f"k{i}"] for i in range(n)), z["out_weight"], z["out_bias"],
+                           int(meta.get("bias_den", 1)),
+                           z["fixed_bits"] if "fixed_bits" in z else np.full(d, -1, np.int8),
+                           z["x_lo"] if "x_lo" in z else np.zeros(d, np.float32),
+                           z["x_hi"] if "x_hi" in z else np.ones(d, np.float32),
+                           int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
                            z["mean"] if "mean" in z else None)
-        except (OSError, KeyError, ValueError) as e:
-            raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], "write it with netinv sat export") from None
+        except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as e:
+            raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], fix) from None
+
+
+def _integral(name: str, a: Any) -> np.ndarray:
+    """``a`` as an int64 array (int8 for values in {-1, 0, 1}), refusing non-integer or non-finite values."""
+    a = np.asarray(a)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ModelError(f"plain BNN: {name} has dtype {a.dtype}", "store integers")
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.isfinite(a).all() or (a != np.round(a)).any():
+            bad = a[~np.isfinite(a) | (a != np.round(a))][0]
+            raise ModelError(f"plain BNN: {name} must be integers, has {bad!r}",
+                             "round thresholds up (s·z >= k with integer z: k = ceil(k)); express output biases as "
+                             "integer numerators over meta bias_den")
+        a = a.astype(np.int64)
+    small = a.size == 0 or (a.min() >= -1 and a.max() <= 1)
+    return a.astype(np.int8 if small and name not in ("out_bias",) and not name.startswith("k") else np.int64)
 
 
 def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
@@ -171,8 +259,9 @@ def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
     lm = model if isinstance(model, LoadedModel) else None
     module = lm.module if lm is not None else model
     if not isinstance(module, BNN):
-        raise ModelError(f"SAT queries need a netinv BNN, got {type(module).__name__}",
-                         "train one with: netinv train --arch bnn:100 --optimizer adam --loss ce")
+        raise ModelError(f"SAT queries need a binarised network, got {type(module).__name__}, which netinv cannot "
+                         "read as one", "give its integer form as a plain .npz (docs/sat.md, 'Bring your own BNN'), a "
+                         "factory returning netinv.models.bnn.BNN, or train one: netinv train --arch bnn:100")
     if not all(torch.isfinite(t).all() for t in module.state_dict().values() if t.is_floating_point()):
         raise ModelError("the BNN has NaN or infinite parameters", "retrain it")
     weights, ks = [], []
@@ -188,9 +277,30 @@ def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
     plain = PlainBNN(shape, tuple(weights), tuple(ks), out_w, module.out_bias_int().cpu().numpy(), BIAS_DEN,
                      np.full(d, -1, np.int8), np.full(d, lo, np.float32), np.full(d, hi, np.float32),
                      int(module.spec.num_outputs), float(module.spec.threshold), mean)
+    if lm is None or lm.source.get("format") != "netinv":  # a BNN netinv did not train may use exact biases
+        _warn_bias_rounding(module.out.bias.detach().double().cpu().numpy(), plain)
     b = plain.binarize(np.stack([plain.x_lo, plain.x_hi]))  # (2, D): bits at the ends of the data range
     plain.fixed_bits[:] = np.where(b[0] == b[1], b[0].astype(np.int8), np.int8(-1))  # constant pixels
     return plain
+
+
+def _bias_bounds(v: np.ndarray, bias: list[Fraction]) -> list[int]:
+    """The output layer's cardinality bounds (see :func:`_encode_output`) for exact rational biases."""
+    if len(bias) == 1:  # z + b > 0, z = 2A - n
+        return [math.floor((v.shape[1] - bias[0]) / 2) + 1]
+    return [math.ceil((bias[d] - bias[c] + 2 * int((v[c] != v[d]).sum())) / 4)
+            for c in range(len(bias)) for d in range(c + 1, len(bias))]
+
+
+def _warn_bias_rounding(latent: np.ndarray, plain: PlainBNN) -> None:
+    """Warn when netinv's rounding of the output biases to 1/``bias_den`` changes a class decision."""
+    exact = [Fraction(float(b)) for b in latent]
+    rounded = [Fraction(int(b), plain.bias_den) for b in plain.out_bias]
+    if exact != rounded and _bias_bounds(plain.out_weight, exact) != _bias_bounds(plain.out_weight, rounded):
+        warnings.warn(f"the BNN's output biases are not multiples of 1/{plain.bias_den}: netinv's BNN rounds them "
+                      "(as in its training), and that changes the class of some inputs against the exact biases. "
+                      "If your model adds the exact biases, give its plain .npz with integer out_bias over a "
+                      "bias_den that makes them exact (docs/sat.md, 'Bring your own BNN')", UserWarning, stacklevel=3)
 
 
 @dataclass

@@ -1,0 +1,119 @@
+"""A BNN trained outside netinv: its plain integer form written by hand is validated, read by the CLI, and queried
+exactly; netinv's 1/256 output-bias rounding is named when it would change a decision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from netinv._errors import ModelError
+from netinv.sat import PlainBNN, QueryConfig, count, from_model, invert
+
+from ._helpers import all_inputs, random_bnn
+
+D, H, C = 10, 6, 3
+
+
+def user_bnn(seed: int = 0) -> dict[str, np.ndarray]:
+    """Integer weights and thresholds, as a user folds their own sign/BatchNorm net (outputs × inputs)."""
+    rng = np.random.default_rng(seed)
+    return {"w0": rng.choice([-1, 1], size=(H, D)).astype(np.int8), "k0": rng.integers(-3, 4, H),
+            "out_weight": rng.choice([-1, 1], size=(C, H)).astype(np.int8), "out_bias": np.array([0, 1, -1])}
+
+
+def reference_classes(a: dict[str, np.ndarray], bits: np.ndarray) -> np.ndarray:
+    """The user's own forward, independent of netinv: sign(W a) >= k, then argmax with ties to the lowest."""
+    x = bits * 2 - 1
+    h = np.where(x @ a["w0"].T.astype(np.int64) >= a["k0"], 1, -1)
+    return (h @ a["out_weight"].T.astype(np.int64) + a["out_bias"]).argmax(1)
+
+
+def test_a_hand_written_plain_file_counts_and_inverts_exactly(tmp_path):
+    a = user_bnn()
+    np.savez(tmp_path / "mine.npz", **a)  # no meta: every other field has a default
+    plain = PlainBNN.load(tmp_path / "mine.npz")
+    assert plain.input_shape == (D,) and plain.num_outputs == C and plain.bias_den == 1
+    bits = all_inputs(D).numpy().astype(np.int64)
+    truth = np.bincount(reference_classes(a, bits), minlength=C)
+    assert truth.min() > 0
+    res = count(plain, method="exact", show_progress=False)
+    assert [int(c.count) for c in res.counts] == truth.tolist()
+    inv = invert(plain, config=QueryConfig(candidates=0), show_progress=False)
+    assert sorted(inv.y.tolist()) == [0, 1, 2]
+    found_bits = (inv.x.reshape(len(inv.x), -1) >= 0.5).astype(np.int64)
+    assert (reference_classes(a, found_bits) == inv.y).all()  # the user's own forward agrees
+
+
+def test_the_cli_reads_plain_files_and_round_trips_its_export(tmp_path):
+    a = user_bnn(1)
+    np.savez(tmp_path / "mine.npz", meta=np.array(json.dumps({"input_shape": [1, 2, 5]})), **a)
+    run = [sys.executable, "-m", "netinv", "sat"]
+    r = subprocess.run([*run, "count", str(tmp_path / "mine.npz"), "--method", "exact"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = [c["count"] for c in json.loads(r.stdout)["classes"].values()]
+    truth = np.bincount(reference_classes(a, all_inputs(D).numpy().astype(np.int64)), minlength=C)
+    assert got == truth.tolist()
+    r = subprocess.run([*run, "export", str(tmp_path / "mine.npz"), "--out", str(tmp_path / "exp")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    again = PlainBNN.load(tmp_path / "exp" / "plain.npz")
+    assert again.input_shape == (1, 2, 5) and np.array_equal(again.weights[0], a["w0"])
+    r = subprocess.run([*run, "export", str(tmp_path / "mine.npz"), "--out", str(tmp_path / "e2"), "--mean",
+                        str(tmp_path / "mine.npz")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--mean do not apply to a plain BNN" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda a: a.update(k0=a["k0"] + 0.5), "k0 must be integers"),
+    (lambda a: a.update(w0=a["w0"].T.copy()), "w0 has shape .*transpose"),
+    (lambda a: a.update(w0=a["w0"] * 0.7), "w0 must be integers"),
+    (lambda a: a.update(w0=a["w0"] * 2), "w0 has values other than -1, 0, \\+1"),
+    (lambda a: a.update(out_bias=np.array([0.5, 0.0, 0.0])), "out_bias must be integers"),
+    (lambda a: a.update(out_weight=a["out_weight"][:, :4]), "out_weight has shape"),
+    (lambda a: a.pop("k0"), "lacks arrays \\['k0'\\]"),
+])
+def test_a_malformed_plain_file_is_refused_with_its_fix(tmp_path, change, match):
+    a = user_bnn()
+    change(a)
+    np.savez(tmp_path / "bad.npz", meta=np.array(json.dumps({"input_shape": [D]})), **a)
+    with pytest.raises(ModelError, match=match):
+        PlainBNN.load(tmp_path / "bad.npz")
+
+
+def test_num_outputs_must_match_the_output_rows():
+    a = user_bnn()
+    with pytest.raises(ModelError, match="3 rows but num_outputs is 1"):
+        PlainBNN((D,), (a["w0"],), (a["k0"],), a["out_weight"], a["out_bias"][:1], 1, np.full(D, -1), np.zeros(D),
+                 np.ones(D), 1)
+
+
+def test_integral_float_arrays_are_accepted_as_integers():
+    a = user_bnn()
+    p = PlainBNN((D,), (a["w0"].astype(np.float32),), (a["k0"].astype(np.float64),), a["out_weight"].astype(float),
+                 a["out_bias"].astype(float), 1, np.full(D, -1.0), np.zeros(D), np.ones(D), C)
+    assert p.weights[0].dtype == np.int8 and p.thresholds[0].dtype == np.int64 and p.out_bias.dtype == np.int64
+
+
+def test_bias_rounding_that_changes_a_decision_is_named():
+    m = random_bnn(D, (H,), 2, seed=3)
+    with torch.no_grad():
+        m.out.bias.copy_(torch.tensor([0.0, 0.0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_model(m)  # multiples of 1/256: exact, nothing to say
+    # an odd multiple of 1/512 just past a lattice boundary: exact 2.001 vs rounded 2.0 moves the "0 beats 1" bound
+    w = from_model(m).out_weight
+    n_diff = int((w[0] != w[1]).sum())
+    edge = float(4 * np.ceil(n_diff / 2) - 2 * n_diff)  # b_1 - b_0 at which the bound steps
+    with torch.no_grad():
+        m.out.bias.copy_(torch.tensor([0.0, edge + 0.001]))
+    with pytest.warns(UserWarning, match="not multiples of 1/256"):
+        from_model(m)
