@@ -39,6 +39,21 @@ def test_audit_of_a_user_model_needs_its_data(parity_victim, tmp_path):
         audit(bare, out=tmp_path / "b")
 
 
+def test_flipped_member_labels_are_named_in_the_warning_and_the_report(parity_victim, digits_parity, tmp_path):
+    from netinv.data import Dataset
+
+    model, _ = parity_victim
+    tr = digits_parity.train
+    flipped = Dataset(tr.x, 1 - tr.y, tr.classes, tr.source)
+    with pytest.warns(UserWarning, match="classifies the members worse than the non-members"):
+        audit(model, out=tmp_path / "f", train=flipped, heldout=digits_parity.heldout,
+              config=KKTConfig(iterations=5, show_progress=False), device="cpu")
+    info = json.loads((tmp_path / "f" / "report.json").read_text())["info"]
+    assert info["train accuracy"] == 0.0
+    assert any("worse than the non-members" in v for k, v in info.items() if k.startswith("warning"))
+    assert "worse than the non-members" in (tmp_path / "f" / "report.html").read_text()
+
+
 def test_verdict_wording():
     fig = lambda frac, auc, n: {"frac_leaked": frac, "auc": auc, "n_leaked": n}  # noqa: E731
     s = {"attack": fig(0.4, 0.8, 40), "noise": fig(0.05, 0.5, 5), "real_heldout": fig(0.05, 0.52, 5)}
@@ -57,6 +72,14 @@ def test_verdict_wording():
     assert "resemble" not in verdict(s, 100)
     s = {"attack": fig(0.05, 0.45, 5), "noise": fig(0.05, 0.3, 5), "real_heldout": fig(0.05, 0.32, 5)}
     assert verdict(s, 100).startswith("No measurable leakage")
+    # an AUC above the baselines with no more members above τ than the null candidates is only a weak signal
+    s = {"attack": fig(0.02, 0.59, 2), "noise": fig(0.04, 0.5, 4), "real_heldout": fig(0.04, 0.51, 4)}
+    assert verdict(s, 100).startswith("Weak leakage") and "no more of them stand out" in verdict(s, 100)
+    # the decision follows the printed (rounded) figures: 0.553 reads 0.55 (never leakage), 0.7496 reads 0.75
+    s = {"attack": fig(0.1, 0.553, 10), "noise": fig(0.05, 0.45, 5), "real_heldout": fig(0.05, 0.45, 5)}
+    assert verdict(s, 100).startswith("No measurable leakage") and "AUC 0.55;" in verdict(s, 100)
+    s["attack"] = fig(0.3, 0.7496, 30)
+    assert verdict(s, 100).startswith("Clear leakage")
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):

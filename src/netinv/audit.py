@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,20 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
     Raises:
         DataError: no training/held-out sets (give them for a user model).
     """
+    with warnings.catch_warnings(record=True) as caught:  # shown as usual, and listed in the report
+        warnings.simplefilter("always")
+        result = _audit(model, out=Path(out), train=train, heldout=heldout, config=config, m=m, seed=seed,
+                        device=device, resume=resume, model_options=model_options, caught=caught)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
+
+
+def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str | Path | None,
+           heldout: Dataset | str | Path | None, config: Any, m: int | None, seed: int, device: str, resume: bool,
+           model_options: dict[str, Any] | None, caught: list[warnings.WarningMessage]) -> AuditResult:
     from .attacks.kkt import KKTConfig, KKTReconstruction
 
-    out = Path(out)
     lm = load_model(model, device=device, **(model_options or {}))
     train = load_model_data(train) if train is not None else None
     heldout = load_model_data(heldout) if heldout is not None else None
@@ -66,6 +78,12 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
     check_compatible(lm, train, reshape=True)  # the evaluation reshapes images for a model on flattened images
     check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
     heldout = drop_members(train, heldout)
+    acc_train = round(lm.accuracy(lm.from_unit(train.x), train.y), 4)
+    acc_heldout = round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4)
+    if acc_train < acc_heldout - 0.2:  # a model fits its training set at least as well as unseen data
+        warnings.warn(f"the model classifies the members worse than the non-members (accuracy {acc_train:.2f} "
+                      f"against {acc_heldout:.2f}): are the members its training set, and are their labels its own "
+                      "class indices (not flipped or renumbered)?", UserWarning, stacklevel=3)
     cfg = config if config is not None else KKTConfig()
     t0 = time.perf_counter()
     n = m if m is not None else 2 * len(train)
@@ -82,11 +100,13 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
             "non-members": len(heldout), "candidates": len(cands), "seed": seed,
             "attack": "KKT reconstruction (Haim et al. 2022; Buzaglo et al. 2023)",
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),
-            "train accuracy": round(lm.accuracy(lm.from_unit(train.x), train.y), 4),
-            "held-out accuracy": round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4),
+            "train accuracy": acc_train, "held-out accuracy": acc_heldout,
             "share of the weights the candidates leave unexplained": round(cands.info["criterion"], 4)}
     if cands.info.get("criterion_note"):
         info["note"] = cands.info["criterion_note"]
+    mine = (str(w.message) for w in caught if issubclass(w.category, UserWarning))  # not libraries' deprecations
+    for i, msg in enumerate(dict.fromkeys(mine)):  # each distinct warning once
+        info[f"warning {i + 1}"] = msg
     report = render("netinv privacy audit: training-data reconstruction", ev.to_dict(), ev.table(), figures, info,
                     out)
     return AuditResult(cands, ev, report)

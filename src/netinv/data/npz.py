@@ -9,7 +9,6 @@ N×1 column is accepted). Loaded with ``allow_pickle=False``, so an object array
 
 from __future__ import annotations
 
-import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,25 @@ from ._dataset import Dataset
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     """x as float32 in [0, 1] with its layout normalised to N×C×H×W or N×D, and the layout it had."""
     if x.dtype == np.uint8:
-        if x.size and 0 < int(x.max()) <= 16:  # e.g. scikit-learn's digits (0..16) stored as uint8
-            warnings.warn(f"x in {path} is uint8 with maximum {int(x.max())}, read as {int(x.max())}/255 of full "
-                          "scale; if that is its full scale, store x / x.max() as float in [0, 1]", UserWarning,
-                          stacklevel=3)
+        if x.size and 0 < int(x.max()) <= 16:  # 0/1 masks, scikit-learn's digits (0..16) stored as uint8
+            raise DataError(f"x in {path} is uint8 with maximum {int(x.max())}: uint8 is read as 0..255, so these "
+                            f"images would enter at {int(x.max())}/255 of full scale",
+                            f"store x / {int(x.max())} as float32 in [0, 1] if {int(x.max())} is its full scale")
         xf = x.astype(np.float32) / 255.0
     elif x.dtype.kind == "f":
         xf = x.astype(np.float32)
-        bad = ~np.isfinite(xf) | (xf < 0) | (xf > 1)
+        finite = np.isfinite(xf)
+        if not finite.all():
+            raise DataError(f"x in {path} has {int((~finite).sum())} NaN or infinite values", "remove or repair them")
+        bad = (xf < 0) | (xf > 1)
         if bad.any():
-            example = float(xf[bad].flat[0])
+            example, hi = float(xf[bad].flat[0]), float(xf.max())
+            scale = ("(x + 1) / 2 for [-1, 1] data" if float(xf.min()) < 0 else
+                     "x / 255 for 0..255 data" if hi > 16 else f"x / {hi:g} if that is its full scale")
             raise DataError(f"x in {path} has {int(bad.sum())} values outside [0, 1] (e.g. {example:g})",
-                            "rescale x to [0, 1] (e.g. x / 255) or store it as uint8; for a model on another "
-                            "range give its --input-range LO,HI, and netinv maps [0, 1] onto it")
+                            f"rescale x to [0, 1] (e.g. {scale}) or store 8-bit images as "
+                            "uint8; for a model on another range give its --input-range LO,HI, and netinv maps [0, 1] "
+                            "onto it")
     else:
         raise DataError(f"x in {path} has dtype {x.dtype}", "store x as uint8 (0..255) or float in [0, 1]")
     if xf.ndim == 2:

@@ -15,9 +15,11 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     """One sentence a privacy auditor can act on, with the baselines that make it mean something (and, when the
     evaluation had the model, one on the training images on the margin)."""
     a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
-    margin = a["auc"] - max(noise["auc"], real["auc"])
-    level = ("clear" if a["auc"] >= 0.75 and margin > 0.1 else "some" if margin > 0.05 and a["auc"] > 0.55
-             else "no measurable")
+    auc, base_auc = round(a["auc"], 2), round(max(noise["auc"], real["auc"]), 2)  # decide on the printed figures
+    margin = auc - base_auc
+    stand_out = round(a["frac_leaked"], 2) > round(max(noise["frac_leaked"], real["frac_leaked"]), 2)
+    level = ("no measurable" if margin <= 0.05 or auc <= 0.55 else "clear" if auc >= 0.75 and margin > 0.1 and
+             stand_out else "some" if stand_out else "weak")
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
     # resembling them, which is membership leakage, not reconstruction
     faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level != "no measurable"
@@ -25,6 +27,8 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
             f"are matched better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
             f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
             f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}." +
+            (" Members are matched better than non-members on average, but no more of them stand out than with the "
+             "null candidates: a membership signal, not reconstructed images." if level == "weak" else "") +
             (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
              f"{a['best_mean_ssim']:.2f}; Haim et al. count a reconstruction above 0.4): the candidates separate "
              "members from non-members without reconstructing them." if faint else "") +
