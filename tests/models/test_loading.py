@@ -85,6 +85,63 @@ def test_weights_only_refuses_pickled_objects(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+class _Evil:
+    """Unpickling it creates the file ``_Evil.target``: the sign that a loader ran code from a file."""
+
+    target = ""
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def _rewrite(src, dst, edit) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))
+
+
+@pytest.mark.parametrize("variant", ["pickled weight", "pickled sample inputs", "opaque constant"])
+def test_a_pt2_archive_that_would_unpickle_objects_is_refused(net, tmp_path, variant):
+    """torch.export.load unpickles flagged weights, sample inputs that fail the weights-only load and opaque
+    constants (torch 2.13): each would run code on `netinv info`; the archive is checked before torch sees it."""
+    import io
+    import json
+    import pickle
+
+    torch.export.save(torch.export.export(net, (X[:2],)), tmp_path / "good.pt2")
+    _Evil.target = str(tmp_path / "pwned")
+    buf = io.BytesIO()
+    torch.save(_Evil(), buf)
+
+    def edit(name: str, data: bytes) -> bytes:
+        if variant == "pickled weight" and name.endswith("weights/model_weights_config.json"):
+            cfg = json.loads(data)
+            next(iter(cfg["config"].values()))["use_pickle"] = True
+            return json.dumps(cfg).encode()
+        if variant == "pickled weight" and name.endswith("weights/weight_0"):
+            return buf.getvalue()
+        if variant == "pickled sample inputs" and name.endswith("sample_inputs/model.pt"):
+            return buf.getvalue()
+        if variant == "opaque constant" and name.endswith("constants/model_constants_config.json"):
+            return json.dumps({"config": {"c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
+                                                "tensor_meta": None}}}).encode()
+        return data
+
+    _rewrite(tmp_path / "good.pt2", tmp_path / "evil.pt2", edit)
+    if variant == "opaque constant":
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "evil.pt2", "a") as z:
+            root = z.namelist()[0].split("/")[0]
+            z.writestr(f"{root}/data/constants/opaque_obj_0", pickle.dumps(_Evil()))
+    with pytest.raises(ModelError, match="refusing .*(pickled|tensors-only)"):
+        load_model(tmp_path / "evil.pt2", device="cpu")
+    assert not (tmp_path / "pwned").exists()
+    assert load_model(tmp_path / "good.pt2", device="cpu").num_outputs == 10  # a plain export still loads
+
+
 def test_bad_inputs(net, tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_model(tmp_path / "missing.pt2")

@@ -4,9 +4,14 @@ or an ``nn.Module`` in memory. Nothing is unpickled beyond tensors."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import json
+import os
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +132,49 @@ def _zip_kind(path: Path) -> str | None:
     return None
 
 
-def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+_PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")  # torch.export stores these with pickle
+
+
+def _check_archive_has_no_pickles(path: Path) -> None:
+    """Refuse a ``.pt2`` archive from which ``torch.export.load`` would unpickle Python objects (code could run).
+
+    torch 2.13 unpickles three kinds of entries: weights or constants flagged ``use_pickle`` in their config,
+    ``custom_obj_*`` / ``opaque_obj_*`` constants, and ``.pt`` files (sample inputs, older layouts) when the
+    weights-only load fails. A classifier exported from a plain module has none of the first two, and its ``.pt``
+    files hold tensors only; those are checked with ``torch.load(weights_only=True)`` before torch sees them.
+    """
+    fix = ("export the model with plain tensors: torch.export.save(torch.export.export(model.eval(), (example,)), "
+           "path); never load an archive you do not trust with torch.export.load")
     try:
-        ep = torch.export.load(str(path))
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename
+                base = name.rsplit("/", 1)[-1]
+                if base.startswith(_PICKLED_OBJECT_PREFIXES):
+                    raise ModelError(f"refusing {path}: it holds a pickled Python object ({name}), which could run "
+                                     "code when loaded", fix)
+                if name.endswith("_config.json") and ("data/weights/" in name or "data/constants/" in name):
+                    cfg = json.loads(z.read(info))
+                    entries = cfg.get("config", {}) if isinstance(cfg, dict) else {}
+                    flagged = [k for k, v in entries.items() if isinstance(v, dict) and v.get("use_pickle")]
+                    if flagged:
+                        raise ModelError(f"refusing {path}: entries {flagged[:3]} of {name} are pickled Python "
+                                         "objects, which could run code when loaded", fix)
+                elif name.endswith((".pt", ".pkl")):
+                    try:
+                        torch.load(io.BytesIO(z.read(info)), map_location="cpu", weights_only=True)
+                    except Exception:
+                        raise ModelError(f"refusing {path}: {name} is not a tensors-only file (it holds pickled "
+                                         "Python objects, which could run code when loaded)", fix) from None
+    except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as e:
+        raise ModelError(f"cannot read torch.export archive {path}: {first_line(e)}", fix) from None
+
+
+def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    _check_archive_has_no_pickles(path)
+    try:
+        with _weights_only_loads():
+            ep = torch.export.load(str(path))
     except Exception as e:
         msg = first_line(e)
         if not torch.cuda.is_available() and _saved_on_gpu(path, e):  # torch.export.load has no map_location
@@ -153,6 +198,20 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
     source = {"format": "export", "path": str(path.resolve()), "export_batch": batch}
     return _wrap(module, input_shape, source)
+
+
+@contextlib.contextmanager
+def _weights_only_loads() -> Iterator[None]:
+    """Make every ``torch.load`` inside (torch.export's own) weights-only, a second guard after the archive check."""
+    old = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = old
 
 
 def _saved_on_gpu(path: Path, error: BaseException) -> bool:
