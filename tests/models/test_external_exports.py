@@ -165,17 +165,24 @@ def test_evaluate_reloads_a_recorded_factory_model_or_names_the_fix(tmp_path):
     (run / "run.json").write_text(json.dumps({"model": {**lm.source, "input_range": [0.0, 1.0]}}))  # as attacks do
     train, heldout = load_data("npz", path=tmp_path / "train.npz"), load_data("npz", path=tmp_path / "heldout.npz")
     ref = evaluate(cands, train, heldout, model=lm, candidate_labels=torch.tensor([1, 0] * 3))
-    for model in (None, spec):  # recorded, or named again without --weights / --input-shape / --mean
-        ev = evaluate_dir(run, model, tmp_path / "train.npz", tmp_path / "heldout.npz",
-                          model_options={"device": "cpu"})
-        assert ev.train_margin is not None and torch.allclose(ev.train_margin, ref.train_margin)
+    # a run.json is data: the code it names is not imported until the user names it (a crafted run.json could name
+    # any importable function, e.g. cProfile:main)
+    with pytest.raises(ModelError, match="does not import code named in a run directory") as e:
+        evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
+    assert e.value.fix.endswith(f"--model {spec} --weights {tmp_path / 'w.safetensors'}")
+    # named again, without --weights / --input-shape / --mean: the recorded ones are used
+    ev = evaluate_dir(run, spec, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
+    assert ev.train_margin is not None and torch.allclose(ev.train_margin, ref.train_margin)
     (tmp_path / "w.safetensors").rename(tmp_path / "moved.safetensors")
     with pytest.raises(ModelError, match="cannot reload the attacked model .*flat_mlp_factory.*not found") as e:
-        evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
+        evaluate_dir(run, spec, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
     assert f"--model {spec} --weights FILE" in e.value.fix
-    ev = evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz",  # the fix works
+    ev = evaluate_dir(run, spec, tmp_path / "train.npz", tmp_path / "heldout.npz",  # the fix works
                       model_options={"weights": tmp_path / "moved.safetensors", "device": "cpu"})
     assert torch.allclose(ev.train_margin, ref.train_margin)
+    (run / "run.json").write_text(json.dumps({"model": "os:abort"}))  # a bare factory string is refused too
+    with pytest.raises(ModelError, match="factory model os:abort"):
+        evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz", model_options={"device": "cpu"})
 
 
 def test_audit_of_a_flat_model_takes_images_and_refuses_rows_before_attacking(tmp_path):

@@ -252,8 +252,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     Args:
         run_dir: an attack's output folder.
         model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the model recorded
-            under the key ``model`` of ``run_dir/run.json``: a path (or a dict with ``path``) if it still exists, or a
-            ``package.module:factory`` with its recorded weights file.
+            under the key ``model`` of ``run_dir/run.json``: a path (or a dict with ``path``) if it still exists. A recorded
+            ``package.module:factory`` is never imported on the record's word (a run.json may come from anyone):
+            name it, and its recorded weights, input shape and mean are used.
         train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
             checkpoint's own sets (its ``meta['data']``) are used when these are not given.
         seed, n_best, config: as :func:`evaluate`.
@@ -280,6 +281,12 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     options = {k: v for k, v in (model_options or {}).items() if v is not None}
     from_record = model is None or (isinstance(model, str | Path) and recorded is not None
                                     and (str(model) == recorded or Path(model).resolve() == Path(recorded).resolve()))
+    if model is None and recorded is not None and _names_code(recorded, recorded_options):
+        # a run.json is data and may come from anyone: the code it names is imported only when the user names it
+        weights = recorded_options.get("weights")
+        raise ModelError(f"{run_dir / 'run.json'} records the factory model {recorded}; netinv does not import code "
+                         "named in a run directory", f"name it yourself if you trust it: --model {recorded}"
+                         + (f" --weights {weights}" if weights else ""))
     if from_record:
         model = model if model is not None else recorded
         # the weights / mean / input shape the attack ran with, unless overridden
@@ -473,6 +480,11 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read {path}: {e}", "rerun the attack to rewrite it") from None
     return x, y
+
+
+def _names_code(recorded: str, options: dict[str, Any]) -> bool:
+    """Whether a recorded model would be loaded by importing a module (``pkg.mod:factory``), not read from a file."""
+    return "weights" in options or (":" in recorded and not Path(recorded).exists())
 
 
 def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
