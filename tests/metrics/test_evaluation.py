@@ -203,3 +203,19 @@ def test_scores_do_not_depend_on_the_chunk_size(parity, monkeypatch):
     monkeypatch.setattr(ev_mod, "_CHUNK", 7)
     got = evaluate(x, parity.train, parity.heldout)
     assert got.to_dict() == ref.to_dict()
+
+
+def test_outputs_replace_links_in_a_run_directory_and_never_write_through_them(parity_victim, digits_parity, tmp_path):
+    """A run directory may come from anyone: a best_pairs.png linked to another file must not overwrite it."""
+    from netinv.metrics import evaluate
+
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("best_pairs.png", "ssim_vs_margin.png", "evaluation.json"):
+        (run / name).symlink_to(target)
+    model, _ = parity_victim
+    evaluate(digits_parity.train.x[:6], digits_parity.train, digits_parity.heldout, model=model, out=run)
+    assert target.read_text() == "keep me"
+    assert not (run / "best_pairs.png").is_symlink() and (run / "best_pairs.png").read_bytes()[:4] == b"\x89PNG"

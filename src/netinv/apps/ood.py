@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import load_state, save_state, write_json
+from .._utils.checkpoint import atomic_write_bytes, load_state, save_state, write_json
 from .._utils.device import resolve_device
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
@@ -280,5 +280,5 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
         save_checkpoint(outp / "garbage_model", gm.module.cpu(), spec_from_dict(gm.meta["arch"]), gm.meta)
         gm.module.to(dev)
         write_json(outp / "ood.json", {"rows": rows, "accuracy": acc, **info})
-        (outp / "ood.md").write_text(res.table() + "\n")
+        atomic_write_bytes(outp / "ood.md", (res.table() + "\n").encode())
     return res

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from .._errors import DataError
+from .._utils.checkpoint import atomic_write_bytes
 
 
 @dataclass
@@ -69,9 +71,10 @@ class Dataset:
     def save_npz(self, path: str | Path) -> Path:
         """Write ``x``, ``y`` and ``classes`` to an npz that :func:`netinv.data.load_data` ('npz') reads back."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, x=self.x.numpy(), y=self.y.numpy(), classes=np.array(self.classes),
+        buf = io.BytesIO()
+        np.savez_compressed(buf, x=self.x.numpy(), y=self.y.numpy(), classes=np.array(self.classes),
                             indices=np.asarray(self.indices, dtype=np.int64))
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     def summary(self) -> dict[str, Any]:

@@ -252,9 +252,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     Args:
         run_dir: an attack's output folder.
         model: the attacked model (a ``LoadedModel`` or anything ``load_model`` reads). Default: the model recorded
-            under the key ``model`` of ``run_dir/run.json``: a path (or a dict with ``path``) if it still exists. A recorded
-            ``package.module:factory`` is never imported on the record's word (a run.json may come from anyone):
-            name it, and its recorded weights, input shape and mean are used.
+            under the key ``model`` of ``run_dir/run.json``: a path (or a dict with ``path``) if it still exists.
+            A recorded ``package.module:factory`` is never imported on the record's word (a run.json may come from
+            anyone): name it, and its recorded weights, input shape and mean are used.
         train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
             checkpoint's own sets (its ``meta['data']``) are used when these are not given.
         seed, n_best, config: as :func:`evaluate`.

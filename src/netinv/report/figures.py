@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from .._utils.checkpoint import atomic_write_bytes
 
 
 def _figure(width: float, height: float):  # noqa: ANN202 - a matplotlib Figure
@@ -67,8 +71,16 @@ def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_label
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     return path
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render to memory, then write atomically: a file or link already at ``path`` is replaced, never written
+    through (a run directory may come from anyone)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, xlabel: str = "",
@@ -99,7 +111,7 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     if series or hlines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     return path
 
 

@@ -34,6 +34,7 @@ import torch
 from pysat.formula import CNF, IDPool
 
 from .._errors import ConfigError, ModelError
+from .._utils.checkpoint import atomic_write_bytes
 from ..models.loaded import LoadedModel
 from .cardinality import Encoding, auto_encoding, cardinality, parse_encoding
 
@@ -192,7 +193,7 @@ class PlainBNN:
         buf = io.BytesIO()
         np.savez_compressed(buf, meta=np.array(json.dumps(meta)), out_weight=self.out_weight, out_bias=self.out_bias,
                             fixed_bits=self.fixed_bits, x_lo=self.x_lo, x_hi=self.x_hi, **arrays)
-        path.write_bytes(buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     @classmethod

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils.checkpoint import write_json
+from .._utils.checkpoint import atomic_write_bytes, write_json
 from .._utils.runinfo import environment
 
 
@@ -159,7 +160,9 @@ def write_outputs(result: Any, out: str | Path) -> Path:
     x = getattr(result, "x", None)
     if x is not None and len(x):
         y = np.asarray(result.y)
-        np.savez_compressed(out / "preimages.npz", x=np.asarray(x, np.float32), y=y)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, x=np.asarray(x, np.float32), y=y)
+        atomic_write_bytes(out / "preimages.npz", buf.getvalue())
         save_grid(np.asarray(x), out / "preimages.png")
     return out
 
