@@ -200,3 +200,21 @@ def test_download_connection_dropped(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="could not download .*IncompleteRead"):
         load_mnist(tmp_path, download=True)
     assert list((tmp_path / "MNIST" / "raw").iterdir()) == []
+
+
+def test_a_gzip_bomb_is_refused_after_reading_only_what_its_header_promises(tmp_path):
+    """A small .gz that inflates far beyond its IDX header is refused without inflating all of it."""
+    import tracemalloc
+
+    header = (mnist.IMAGES_MAGIC).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (10, 28, 28))
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as f:
+        f.write(header)
+        for _ in range(64):
+            f.write(bytes(1 << 22))  # 256 MiB of zeros, ~250 KB compressed
+    tracemalloc.start()
+    with pytest.raises(DataError, match="has more bytes but its IDX header"):
+        mnist.read_idx(bomb, mnist.IMAGES_MAGIC)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32 << 20, peak  # not the 256 MiB it inflates to

@@ -239,3 +239,14 @@ def test_a_split_without_non_members_warns():
 
     with pytest.warns(UserWarning, match="leaves 0 held-out images"):
         make_task(load_data("digits"), "classes:0,1", n_per_class=10, heldout_per_class=0, seed=0)
+
+
+def test_a_forged_class_index_is_refused_not_allocated(tmp_path):
+    """y = 2**40 in a model's member file made a list of 2**40 class names (MemoryError traceback)."""
+    np.savez(tmp_path / "y.npz", x=np.zeros((2, 4), np.float32), y=np.array([0, 2**40]))
+    with pytest.raises(DataError, match="class index 1099511627776"):
+        load_npz(tmp_path / "y.npz", relabel=False)
+    (tmp_path / "f" / "0").mkdir(parents=True)
+    (tmp_path / "f" / str(2**40)).mkdir()
+    with pytest.raises(DataError, match="not a plausible class index"):
+        load_data("folder", path=tmp_path / "f", relabel=False)

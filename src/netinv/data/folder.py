@@ -14,6 +14,7 @@ from PIL import Image
 
 from .._errors import DataError
 from ._dataset import Dataset
+from .npz import MAX_CLASS_INDEX
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 _GRAY = {"1", "L", "LA"}
@@ -57,6 +58,9 @@ def load_folder(path: Path, *, relabel: bool = True) -> Dataset:
             raise DataError(f"class folders of {path} are named {names[:5]}, not by the model's class indices",
                             "name each folder by its class index (0, 1, …) so labels match the model")
         ids = [int(n) for n in names]
+        if max(ids) >= MAX_CLASS_INDEX:
+            raise DataError(f"class folder {max(ids)} of {path} is not a plausible class index",
+                            f"name the folders by the model's class indices 0..K-1 (K below {MAX_CLASS_INDEX})")
         names = [str(i) for i in range(max(ids) + 1)]
     files: list[Path] = []
     labels: list[int] = []

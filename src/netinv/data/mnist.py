@@ -11,6 +11,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,10 +44,29 @@ CLASSES = {"mnist": [str(i) for i in range(10)],
                              "Sneaker", "Bag", "Ankle boot"]}
 
 
+def _read_at_most(f: Any, n: int, chunk: int = 1 << 24) -> bytes:
+    """Up to ``n`` bytes in 16 MiB pieces (``f.read(n)`` would allocate ``n`` bytes up front for a forged header)."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """Read an IDX file (gzipped when ``path`` ends in .gz) whose header must carry ``magic``; uint8 array."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+            head = f.read(4 + 4 * 4)  # the magic number and at most four dimensions
+            ndim = head[3] if len(head) >= 4 else 0
+            dims = [int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(min(ndim, 4))]
+            # never read more than the header promises (+1 byte to notice a longer file): a small forged .gz must
+            # not decompress into gigabytes before its size is checked
+            body = _read_at_most(f, max(math.prod(dims) + 4 * ndim + 4 - len(head), 0) + 1) if len(head) >= 4 else b""
+        raw = head + body
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; truncated gzip is an EOFError
         raise DataError(f"cannot read {path}: {e}", "re-download the file") from None
     kind = "image" if magic == IMAGES_MAGIC else "label"
@@ -61,7 +81,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     expected = header + math.prod(dims)  # Python ints: a forged header cannot overflow
     if len(raw) != expected:
-        raise DataError(f"{path} has {len(raw)} bytes but its IDX header {dims} needs {expected}",
+        size = f"{len(raw)} bytes" if len(raw) < expected else "more bytes"
+        raise DataError(f"{path} has {size} but its IDX header {dims} needs {expected}",
                         "the file is truncated or corrupt; re-download it")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 

@@ -19,6 +19,8 @@ import torch
 from .._errors import DataError
 from ._dataset import Dataset
 
+MAX_CLASS_INDEX = 1 << 20  # a model's class index above this is a corrupt or forged label, not a class
+
 
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
     """x as float32 in [0, 1] with its layout normalised to N×C×H×W or N×D, and the layout it had."""
@@ -79,6 +81,9 @@ def _labels(y: np.ndarray, n: int, classes: list[str] | None, path: Path,
             if set(uniq.tolist()) <= {-1, 1}:  # ±1 labels of a binary task
                 return (y > 0).astype(np.int64), ["0", "1"], None
             raise DataError(f"y in {path} has negative labels", "give the model's class indices 0..K-1 (binary: 0/1)")
+        if y.size and int(y.max()) >= MAX_CLASS_INDEX:
+            raise DataError(f"y in {path} has class index {int(y.max())}", f"class indices are 0..K-1 with K below "
+                            f"{MAX_CLASS_INDEX}: give the model's own indices")
         return y, [str(i) for i in range(int(y.max()) + 1 if y.size else 0)], None
     if np.array_equal(uniq, np.arange(len(uniq))):
         return y, [str(int(u)) for u in uniq], None
