@@ -115,7 +115,29 @@ def test_corrupt_checkpoint_gives_model_error(parity_victim, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(ckpt, bad)
     (bad / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelError, match="do not fit|corrupt"):
+    with pytest.raises(ModelError, match="do not fit|corrupt|cannot read"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["arch"].update(widths=[30000, 30000]), "do not fit the recorded architecture"),  # shapes first
+    (lambda m: m.pop("arch"), "does not describe a model"),
+    (lambda m: m.update(arch="mlp:64"), "does not describe a model"),
+    (lambda m: m["arch"].update(widths="abc"), "does not describe a model"),
+    (lambda m: m["arch"].update(widths=[-5]), "does not describe a model"),
+    (lambda m: m.update(input_range="ab"), "does not describe a model"),
+    (lambda m: m.update(mean_subtracted=True), "cannot read the mean image"),
+])
+def test_an_edited_checkpoint_is_one_model_error(parity_victim, tmp_path, edit, match):
+    import shutil
+
+    _, ckpt = parity_victim
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    edit(meta)
+    (bad / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=match):
         load_checkpoint(bad)
 
 

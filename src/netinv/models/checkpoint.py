@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import ModelError
+from .._errors import ModelError, first_line
 from .._utils.checkpoint import write_json
 from .loaded import LoadedModel
 from .registry import spec_from_dict, spec_to_dict
@@ -56,6 +56,7 @@ def is_checkpoint(path: str | Path) -> bool:
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
     """Rebuild the model of a checkpoint directory (eval mode, CPU)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -67,17 +68,40 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     if meta.get("format") != FORMAT:
         raise ModelError(f"{path} is not a {FORMAT} directory (format={meta.get('format')!r})",
                          "use a checkpoint written by this netinv version")
-    spec = spec_from_dict(meta["arch"])
+    fix = "the checkpoint is corrupt or was edited: retrain or restore it"
+    try:
+        spec = spec_from_dict(meta["arch"])
+        with torch.device("meta"):  # shapes only: a forged architecture must not allocate before it is checked
+            expected = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
+        input_shape, num_outputs = tuple(int(n) for n in spec.input_shape), int(spec.num_outputs)
+        lo, hi = (float(v) for v in meta.get("input_range", (0, 1)))
+    except Exception as e:
+        raise ModelError(f"{path / 'meta.json'} does not describe a model netinv can build: {first_line(e)}"[:300],
+                         fix) from None
+    try:
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise ModelError(f"cannot read {path / 'model.safetensors'}: {first_line(e)}"[:300], fix) from None
+    if stored != expected:
+        diff = sorted(set(stored.items()) ^ set(expected.items()))[:3]
+        raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture "
+                         f"(e.g. {diff})"[:300], fix)
     module = spec.build()
     try:
-        state = load_file(str(path / "model.safetensors"))
-        module.load_state_dict(state)
+        module.load_state_dict(load_file(str(path / "model.safetensors")))
     except Exception as e:
         raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture ({e})"[:300],
-                         "the checkpoint is corrupt: retrain or restore it") from None
+                         fix) from None
     module.eval()
     mean = None
     if meta.get("mean_subtracted"):
-        mean = torch.from_numpy(np.load(path / "mean.npy", allow_pickle=False))
-    return LoadedModel(module, tuple(spec.input_shape), int(spec.num_outputs), tuple(meta.get("input_range", (0, 1))),
+        try:
+            arr = np.load(path / "mean.npy", allow_pickle=False)
+            if arr.dtype.kind != "f" or arr.size != int(np.prod(input_shape)):
+                raise ValueError(f"{arr.dtype} array of {arr.size} values for inputs {input_shape}")
+        except (OSError, ValueError) as e:
+            raise ModelError(f"cannot read the mean image {path / 'mean.npy'}: {first_line(e)}"[:300], fix) from None
+        mean = torch.from_numpy(arr.astype(np.float32)).reshape(input_shape)
+    return LoadedModel(module, input_shape, num_outputs, (lo, hi),
                        mean, meta.get("classes"), meta, {"format": "netinv", "path": str(Path(path).resolve())})
