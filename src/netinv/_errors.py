@@ -32,9 +32,9 @@ class SolverError(NetinvError):
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type name when the message is empty), at most ``limit`` chars:
+    """The first non-blank line of an exception's message (its type name when there is none), at most ``limit`` chars:
     what a one-line error quotes of an error from torch or numpy."""
-    return (str(error).splitlines() or [type(error).__name__])[0][:limit]
+    return ([ln.strip() for ln in str(error).splitlines() if ln.strip()] or [type(error).__name__])[0][:limit]
 
 
 def informative_line(error: BaseException, limit: int = 200) -> str:

@@ -250,3 +250,9 @@ def test_a_forged_class_index_is_refused_not_allocated(tmp_path):
     (tmp_path / "f" / str(2**40)).mkdir()
     with pytest.raises(DataError, match="not a plausible class index"):
         load_data("folder", path=tmp_path / "f", relabel=False)
+
+
+def test_class_names_that_are_not_utf8_do_not_crash(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((2, 4), np.float32), y=np.array([0, 1]),
+             classes=np.array([b"ok", b"\xff\xfe"]))
+    assert load_npz(tmp_path / "c.npz").classes[0] == "ok"

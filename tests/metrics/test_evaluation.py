@@ -219,3 +219,13 @@ def test_outputs_replace_links_in_a_run_directory_and_never_write_through_them(p
     evaluate(digits_parity.train.x[:6], digits_parity.train, digits_parity.heldout, model=model, out=run)
     assert target.read_text() == "keep me"
     assert not (run / "best_pairs.png").is_symlink() and (run / "best_pairs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_json_with_a_malformed_model_record_is_one_model_error(tmp_path):
+    from netinv import ModelError
+    from netinv.metrics.evaluation import evaluate_dir
+
+    np.savez(tmp_path / "candidates.npz", x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([0, 1]))
+    (tmp_path / "run.json").write_text(json.dumps({"model": {"path": "m.pt2", "input_shape": "abc"}}))
+    with pytest.raises(ModelError, match="records input_shape 'abc', which is not a list of numbers"):
+        evaluate_dir(tmp_path)

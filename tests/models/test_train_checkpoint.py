@@ -197,3 +197,25 @@ def test_one_call_from_a_source_name_equals_split_then_train(digits_parity):
         train(digits_parity, "mlp:16", cfg, task="parity", show_progress=False)
     with pytest.raises(ConfigError, match="not int"):
         train(3, "mlp:16", cfg, show_progress=False)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["load_args"].update(evil=1), "unknown load_args"),
+    (lambda d: d.update(train_indices=[0, 10**9]), "index 1000000000 outside"),
+    (lambda d: d.pop("task"), "unusable: 'task'"),
+])
+def test_an_edited_data_record_is_one_data_error(parity_victim, edit, match):
+    from netinv import DataError
+
+    model, _ = parity_victim
+    record = json.loads(json.dumps(model.meta["data"]))
+    edit(record)
+    with pytest.raises(DataError, match=match):
+        split_from_record(record)
+
+
+def test_first_line_skips_blank_lines():
+    from netinv._errors import first_line
+
+    assert first_line(RuntimeError("\nUnknown type name 'posix.system'\nmore")) == "Unknown type name 'posix.system'"
+    assert first_line(RuntimeError("")) == "RuntimeError"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .._errors import DataError
+from .._errors import DataError, first_line
 from ._dataset import Dataset
 from .tasks import TaskSplit, make_task, parse_task
 
@@ -82,15 +82,35 @@ def load_model_data(data: str | Path | Dataset) -> Dataset:
 
 
 def split_from_record(record: dict) -> TaskSplit:
-    """Rebuild the members / non-members of a checkpoint's ``meta['data']`` (reloads the source, same indices)."""
-    src = load_data(**record["load_args"])
-    names, groups = parse_task(record["task"].get("task"), src.classes)
-    lut = torch.full((src.num_classes,), 0, dtype=torch.int64)
-    for new, g in enumerate(groups):
-        lut[torch.tensor(g)] = new
-    data = src if record["task"].get("task") in (None, "all") else src.relabel(lut[src.y], names)
-    return TaskSplit(data.subset(record["train_indices"], split="train"),
-                     data.subset(record["heldout_indices"], split="heldout"), record["task"])
+    """Rebuild the members / non-members of a checkpoint's ``meta['data']`` (reloads the source, same indices).
+
+    Raises:
+        DataError: the record is incomplete or does not fit its source (an edited or foreign checkpoint), or the
+            source does not load.
+    """
+    fix = "give the sets yourself (--train T.npz --heldout H.npz), or restore the checkpoint's meta.json"
+    try:
+        args = dict(record["load_args"])
+        unknown = set(args) - {"name", "root", "path", "split", "download", "check_md5", "relabel"}
+        if unknown:
+            raise ValueError(f"unknown load_args {sorted(unknown)}")
+        task = record["task"].get("task")
+        src = load_data(**args)
+        names, groups = parse_task(task, src.classes)
+        lut = torch.full((src.num_classes,), 0, dtype=torch.int64)
+        for new, g in enumerate(groups):
+            lut[torch.tensor(g)] = new
+        data = src if task in (None, "all") else src.relabel(lut[src.y], names)
+        idx = {k: [int(i) for i in record[k]] for k in ("train_indices", "heldout_indices")}
+        bad = [i for v in idx.values() for i in v if not 0 <= i < len(data)]
+        if bad:
+            raise ValueError(f"index {bad[0]} outside the {len(data)} rows of its source")
+        return TaskSplit(data.subset(idx["train_indices"], split="train"),
+                         data.subset(idx["heldout_indices"], split="heldout"), record["task"])
+    except DataError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"the checkpoint's record of its data is unusable: {first_line(e)}", fix) from None
 
 
 #: the sources whose files have published md5 checksums (``load_data(check_md5=True)``)

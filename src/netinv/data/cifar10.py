@@ -74,7 +74,7 @@ def _label_names(path: Path) -> list[str]:
     names = d.get(b"label_names") if isinstance(d, dict) else None
     if not isinstance(names, list) or len(names) != 10 or not all(isinstance(n, bytes | str) for n in names):
         raise DataError(f"{path} has no list of 10 b'label_names'", "re-download the data set")
-    return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    return [n.decode("utf-8", errors="replace") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def load_cifar10(root: Path, split: str = "train", download: bool = False,

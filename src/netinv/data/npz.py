@@ -131,7 +131,7 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
         if c.dtype.kind not in "US" or c.ndim != 1:
             raise DataError(f"classes in {path} is {c.dtype} {c.shape}, not a list of names",
                             "store classes as np.array(['cat', 'dog'])")
-        classes = [s.decode() if isinstance(s, bytes) else str(s) for s in c.tolist()]
+        classes = [s.decode("utf-8", errors="replace") if isinstance(s, bytes) else str(s) for s in c.tolist()]
     y, names, mapping = _labels(arrays["y"], len(x), classes, path, relabel)
     src: dict[str, Any] = {"name": "npz", "path": str(path), "layout": layout}
     if mapping is not None:

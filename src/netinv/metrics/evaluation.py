@@ -505,8 +505,16 @@ def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
             return None, {}
     if isinstance(rec, dict):
         for key in ("mean", "input_shape", "input_range"):
-            if rec.get(key) is not None:
-                options[key] = tuple(rec[key]) if isinstance(rec[key], list) else rec[key]
+            v = rec.get(key)
+            if v is None:
+                continue
+            ok = isinstance(v, str) if key == "mean" else (
+                isinstance(v, list) and all(isinstance(n, int | float) and not isinstance(n, bool) for n in v))
+            if not ok:
+                raise ModelError(f"{run_dir / 'run.json'} records {key} {v!r}, which is not a "
+                                 f"{'path' if key == 'mean' else 'list of numbers'}",
+                                 "restore the run's run.json, or name the model with --model and its options")
+            options[key] = tuple(v) if isinstance(v, list) else v
     return path, options
 
 
