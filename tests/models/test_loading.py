@@ -48,7 +48,11 @@ def test_torch_export_archive(net, tmp_path, batch, dynamic):
 
 def test_torchscript(net, tmp_path):
     torch.jit.save(torch.jit.script(net), tmp_path / "m.ts")
-    lm = load_model(tmp_path / "m.ts", input_shape=(1, 8, 8), device="cpu")
+    import warnings
+
+    with warnings.catch_warnings():  # torch 2.13 deprecates torch.jit.load; a user's -W error must not break loading
+        warnings.simplefilter("error", DeprecationWarning)
+        lm = load_model(tmp_path / "m.ts", input_shape=(1, 8, 8), device="cpu")
     assert torch.allclose(lm.logits(X), net(X), atol=1e-6)
     with pytest.raises(ModelError, match="input shape .* is unknown"):
         load_model(tmp_path / "m.ts", device="cpu")

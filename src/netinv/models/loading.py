@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,10 +109,13 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
             return _load_export(path, input_shape)
         if kind == "torchscript":
             try:
-                module = torch.jit.load(str(path), map_location="cpu")
+                with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have such files
+                    warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*jit")
+                    module = torch.jit.load(str(path), map_location="cpu")
             except Exception as e:
                 raise ModelError(f"cannot load TorchScript file {path}: {first_line(e)}",
-                                 "save it with torch.jit.save(torch.jit.script(model), path)") from None
+                                 "export it instead: torch.export.save(torch.export.export(model.eval(), (example,)), "
+                                 "path)") from None
             return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
                          "a weights-only file needs a factory: pass package.module:factory --weights FILE")
