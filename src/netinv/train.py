@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ._errors import ConfigError, check_finite_loss
-from ._utils.checkpoint import load_state, save_state
+from ._utils.checkpoint import check_resume, load_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
@@ -21,7 +21,7 @@ from ._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
 from .data import Dataset, TaskSplit, load_data, make_task
 from .models.checkpoint import save_checkpoint
 from .models.loaded import LoadedModel
-from .models.registry import parse_arch
+from .models.registry import parse_arch, spec_to_dict
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,11 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
     curve: list[dict[str, float]] = []
     start, elapsed = 0, 0.0
     state_path = Path(out) / ".train_state.pt" if out is not None else None
+    settings = {"config": config_dict(config), "arch": spec_to_dict(spec), "task": split.task,
+                "train_indices": [int(i) for i in tr.indices]}
     if resume and state_path is not None and state_path.exists():
         st = load_state(state_path)
+        check_resume(st, settings, state_path)
         module.load_state_dict(st["model"])
         opt.load_state_dict(st["optim"])
         gen.set_state(st["gen"])
@@ -153,7 +156,7 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
                     break
             if state_path is not None and done % config.checkpoint_every == 0:
                 _check_finite_loss(float(tot), done, config)  # never save a diverged state to resume from
-                state = {"model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
+                state = {"settings": settings, "model": module.state_dict(), "optim": opt.state_dict(), "epoch": done,
                          "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "curve": curve,
                          "elapsed": time.perf_counter() - t0}
                 if dev.type == "cuda":

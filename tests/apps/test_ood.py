@@ -120,6 +120,9 @@ def test_resume_equals_uninterrupted(baseline, tmp_path):
     with patch.object(GeneratorInversion, "sample", sample), pytest.raises(Stop):
         garbage_class_training(split, "mlp:16", cfg, seed=1, device="cpu", out=tmp_path, show_progress=False)
     assert (tmp_path / ".ood_state.pt").exists()
+    with pytest.raises(ConfigError, match="other settings \\(seed 1 → 2\\)"):
+        garbage_class_training(split, "mlp:16", cfg, seed=2, device="cpu", out=tmp_path, resume=True,
+                               show_progress=False)
     again = garbage_class_training(split, "mlp:16", cfg, seed=1, device="cpu", out=tmp_path, resume=True,
                                    show_progress=False)
     x = split.heldout.x

@@ -3,6 +3,7 @@ outputs, resume, class subsets, binary models, generator shapes, the feature lay
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from unittest.mock import patch
@@ -114,6 +115,12 @@ def test_resume_equals_uninterrupted_run(victim, tmp_path):
         with pytest.raises(KeyboardInterrupt):
             GeneratorInversion(model, cfg).invert(30, seed=3, out=out)
     assert (out / ".generator_state.pt").exists() and not (out / "samples.npz").exists()
+    # other settings would match neither the record nor an uninterrupted run: refused, naming what differs
+    with pytest.raises(ConfigError, match="other settings \\(seed 3 → 5\\)"):
+        GeneratorInversion(model, cfg).invert(30, seed=5, out=out, resume=True)
+    with pytest.raises(ConfigError, match="conditioning 'vector\\+matrix' → 'hot\\+matrix'"):
+        GeneratorInversion(model, dataclasses.replace(cfg, conditioning="hot+matrix")).invert(30, seed=3, out=out,
+                                                                                            resume=True)
     again = GeneratorInversion(model, cfg).invert(30, seed=3, out=out, resume=True)
     torch.testing.assert_close(again.x, full.x)
     assert [p["loss"] for p in again.info["curve"]] == pytest.approx([p["loss"] for p in full.info["curve"]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -76,6 +77,9 @@ def test_resume_equals_uninterrupted(digits_parity, tmp_path):
     finally:
         trainer.save_state = real
     assert (tmp_path / "resumed" / ".train_state.pt").exists()
+    with pytest.raises(ConfigError, match="other settings \\(lr 0.01 → 0.02\\)"):
+        train(digits_parity, "cnn:4", dataclasses.replace(cfg, lr=2e-2), out=tmp_path / "resumed", resume=True,
+              device="cpu", show_progress=False)
     resumed = train(digits_parity, "cnn:4", cfg, out=tmp_path / "resumed", resume=True, device="cpu",
                     show_progress=False)
     assert not (tmp_path / "resumed" / ".train_state.pt").exists()  # removed once the run completes

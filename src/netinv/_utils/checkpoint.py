@@ -59,3 +59,35 @@ def load_state(path: Path) -> dict[str, Any]:
     except Exception as e:  # corrupt or foreign file
         raise NetinvError(f"cannot read checkpoint {path}: {type(e).__name__}",
                           "delete it to start afresh, or point --out at the run it belongs to") from None
+
+
+def _resume_view(settings: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a resume: everything but the display settings."""
+    cfg = settings.get("config")
+    if isinstance(cfg, dict):
+        settings = {**settings, "config": {k: v for k, v in cfg.items() if k != "show_progress"}}
+    return settings
+
+
+def check_resume(state: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a state saved with other settings: the run would match neither its record nor an
+    uninterrupted run (a state without recorded settings is refused too: it cannot be checked).
+
+    Raises:
+        ConfigError: naming up to three settings that differ.
+    """
+    from .._errors import ConfigError
+
+    saved = state.get("settings")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} records no settings to check a resume against",
+                          "delete it to start afresh, or use a new --out")
+    old, new = _resume_view(saved), _resume_view(settings)
+    if old == new:
+        return
+    flat_old = {**{k: v for k, v in old.items() if k != "config"}, **old.get("config", {})}
+    flat_new = {**{k: v for k, v in new.items() if k != "config"}, **new.get("config", {})}
+    diff = [f"{k} {flat_old.get(k)!r} → {flat_new.get(k)!r}" for k in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(k) != flat_new.get(k)]
+    raise ConfigError(f"{path} was made with other settings ({'; '.join(diff[:3])})",
+                      "resume with the same settings, or use a new --out")

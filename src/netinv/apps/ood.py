@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import atomic_write_bytes, load_state, save_state, write_json
+from .._utils.checkpoint import atomic_write_bytes, check_resume, load_state, save_state, write_json
 from .._utils.device import resolve_device
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
@@ -111,8 +111,11 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
     curve: list[dict[str, float]] = []
     start, elapsed = 0, 0.0
     state_path = Path(out) / STATE if out is not None else None
+    settings = {"config": config_dict(config), "seed": seed, "arch": spec_to_dict(spec), "input_range": [lo, hi],
+                "members": len(tr)}
     if resume and state_path is not None and state_path.exists():
         st = load_state(state_path)
+        check_resume(st, settings, state_path)
         module.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         inverter.load_state_dict(st["inverter"])
@@ -147,7 +150,7 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
                           "time_s": time.perf_counter() - t0})
             bar.update(1, loss=tot / len(y), pool=len(pool))
             if state_path is not None and (epoch + 1) % config.checkpoint_every == 0:
-                save_state(state_path, {"model": module.state_dict(), "opt": opt.state_dict(),
+                save_state(state_path, {"settings": settings, "model": module.state_dict(), "opt": opt.state_dict(),
                                         "inverter": inverter.state_dict(), "gen": gen.get_state(),
                                         "torch_rng": torch.get_rng_state(), "pool": pool, "epoch": epoch + 1,
                                         "curve": curve, "elapsed": time.perf_counter() - t0})

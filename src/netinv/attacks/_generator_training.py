@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import load_state, save_state
+from .._utils.checkpoint import check_resume, load_state, save_state
 from .._utils.progress import progress_bar
-from .._utils.runinfo import environment
+from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
 from ..models.features import Features
 from ..models.loaded import LoadedModel
@@ -95,9 +95,11 @@ class GeneratorTrainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
         self.rng = torch.Generator().manual_seed(seed)  # conditions and latents (CPU, device independent)
         self.step, self.curve, self.elapsed = 0, [], 0.0
+        # what a resume must match: the attack, every training setting and the seed
+        self.settings = {"attack": type(self).__name__, "config": config_dict(cfg), "seed": seed}
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"generator": self.generator.state_dict(), "opt": self.opt.state_dict(),
+        state = {"settings": self.settings, "generator": self.generator.state_dict(), "opt": self.opt.state_dict(),
                  "sched": self.sched.state_dict(), "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
                  "step": self.step, "curve": self.curve, "elapsed": self.elapsed}
         if self.model.device.type == "cuda":  # the generator's dropout draws from the model device's generator
@@ -167,7 +169,9 @@ class GeneratorTrainer:
         outp = Path(out) if out is not None else None
         self.setup(seed)
         if resume and outp is not None and (outp / self.state_file).exists():
-            self.load_state_dict(load_state(outp / self.state_file))
+            st = load_state(outp / self.state_file)
+            check_resume(st, self.settings, outp / self.state_file)
+            self.load_state_dict(st)
         with progress_bar(self.config.steps, self.run_label, completed=self.step) as bar:
             if not self.stopped():
                 self.fit(self.config.steps - self.step, bar=bar, out=outp)

@@ -22,7 +22,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from .._errors import ConfigError, ModelError, check_finite_loss
-from .._utils.checkpoint import load_state, save_state
+from .._utils.checkpoint import check_resume, load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
@@ -163,9 +163,7 @@ class KKTReconstruction(Attack):
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random"}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
-            if _comparable(st["settings"]) != _comparable(settings):
-                raise ConfigError(f"{state_path} was made with other settings", "resume with the same settings, "
-                                  "or use a new --out")
+            check_resume(st, settings, state_path)
             with torch.no_grad():
                 x.copy_(st["x"]), lam.copy_(st["lam"])
             opt_x.load_state_dict(st["opt_x"]), opt_l.load_state_dict(st["opt_lam"])
@@ -234,12 +232,6 @@ def criterion_note(criterion: float) -> str | None:
             "all): the model is far from a KKT point of the margin problem (trained from a large initialisation, "
             "not to zero loss, or with biases or normalisation), so the attack's premise holds only loosely; run "
             "netinv evaluate to see whether anything leaks beyond the null baselines")
-
-
-def _comparable(settings: dict) -> dict:
-    """What must match for a resume (the progress bar may differ)."""
-    return {**settings, "x0": settings.get("x0", "random"),
-            "config": {k: v for k, v in settings["config"].items() if k != "show_progress"}}
 
 
 def _optimizer(cfg: KKTConfig, t: torch.Tensor, lr: float) -> torch.optim.Optimizer:
