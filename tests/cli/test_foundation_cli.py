@@ -7,6 +7,7 @@ import subprocess
 import sys
 from unittest.mock import patch
 
+import pytest
 from typer.testing import CliRunner
 
 from netinv.cli.app import app
@@ -120,3 +121,15 @@ def test_cli_warning_format_applies_to_netinv_files_only():
             warnings.showwarning(UserWarning("two\n  lines"), UserWarning, filename, 7, out)
     assert out.getvalue() == "warning: two lines\n"
     assert [(w.filename, str(w.message)) for w in passed_on] == [("/elsewhere/user.py", "two\n  lines")]  # Python's
+
+
+def test_ctrl_c_says_how_to_continue(capsys):
+    """typer turns Ctrl-C into a silent exit 130; the CLI names the kept checkpoint and --resume."""
+    from netinv.cli._errors import run_cli
+
+    def interrupted_app() -> None:
+        raise SystemExit(130)
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(interrupted_app)
+    assert e.value.code == 130 and "run the same command with --resume" in capsys.readouterr().err
