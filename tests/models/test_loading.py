@@ -274,3 +274,19 @@ def test_a_checkpoint_records_its_absolute_path_and_refuses_another_range(parity
     with pytest.raises(ModelError, match="contradicts the checkpoint") as e:
         load_model(ckpt.name, input_range=(0, 16), device="cpu")
     assert "drop --input-range" in e.value.fix
+
+
+def test_a_two_input_export_and_labels_beyond_the_model_are_named(net, tmp_path):
+    class TwoInputs(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return a.flatten(1)[:, :3] + b.flatten(1)[:, :3]
+
+    torch.export.save(torch.export.export(TwoInputs(), (torch.rand(2, 64), torch.rand(2, 64))), tmp_path / "two.pt2")
+    with pytest.raises(ModelError, match="takes 2 inputs; netinv inverts a classifier of one input tensor"):
+        load_model(tmp_path / "two.pt2", input_shape=(64,), device="cpu")
+    from netinv.data import Dataset
+
+    lm = load_model(net, input_shape=(1, 8, 8), device="cpu")  # 10 classes
+    data = Dataset(torch.rand(3, 1, 8, 8), torch.tensor([5, 9, 14]), [str(i) for i in range(15)])
+    with pytest.raises(ModelError, match="labels outside 0..9 for a model with 10 classes \\(the data has label 14\\)"):
+        check_compatible(lm, data)

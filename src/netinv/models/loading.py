@@ -92,6 +92,12 @@ def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False
         raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}",
                          "use the data set the model was trained on, or pass --input-shape for a user model")
     if data.num_classes > model.num_classes:
+        top = int(data.y.max()) if len(data.y) else -1
+        if top >= model.num_classes:  # labels beyond the model's outputs (a user's file, or a different task)
+            raise ModelError(f"labels outside 0..{model.num_classes - 1} for a model with {model.num_classes} "
+                             f"classes (the data has label {top})",
+                             "give the model's own class indices (a netinv checkpoint: the same --task as in "
+                             "training)")
         raise ModelError(f"the data has {data.num_classes} classes, the model {model.num_classes}",
                          "use the same --task as in training")
 
@@ -191,6 +197,10 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     # the example input recorded at export time: (N, *input_shape)
     vals = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"
             and n.name in set(ep.graph_signature.user_inputs)]
+    if len(ep.graph_signature.user_inputs) != 1:
+        raise ModelError(f"{path} takes {len(ep.graph_signature.user_inputs)} inputs; netinv inverts a classifier "
+                         "of one input tensor", "export a wrapper whose forward takes the image batch alone (fix the "
+                         "other inputs inside it)")
     batch = None
     if len(vals) == 1 and hasattr(vals[0], "shape"):
         dims = list(vals[0].shape)
