@@ -3,9 +3,11 @@ success is what the model says, PGD succeeds, the generator beats no perturbatio
 
 from __future__ import annotations
 
+import hashlib
 import json
 from unittest.mock import patch
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -106,6 +108,10 @@ def test_run_on_recorded_data_writes_outputs(victim, tmp_path):
     res = run_adversarial(model, AdversarialConfig(gen_steps=20, pgd_steps=5), n=10, seed=1, out=tmp_path)
     data = json.loads((tmp_path / "adversarial.json").read_text())
     assert [r["method"] for r in data["rows"]] == ["PGD", "generator"] and data["seed"] == 1
+    assert data["model"] == model.record()  # which model, and which inputs: the run can be repeated from its record
+    x = np.load(tmp_path / "adversarial.npz")["x"]
+    assert data["inputs"]["n"] == 10 and data["inputs"]["sha256"] == hashlib.sha256(x.tobytes()).hexdigest()
+    assert data["inputs"]["load_args"] == model.meta["data"]["load_args"] and data["inputs"]["shuffle_seed"] == 1
     assert len(res["PGD"].target) == 10 and (tmp_path / "adversarial.npz").is_file()
 
 

@@ -14,6 +14,7 @@ perturbation norm, time (PGD: all inputs; generator: its training once plus infe
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,10 +190,11 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
 
 def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tensor | None = None,
                         config: AdversarialConfig = AdversarialConfig(), *, train_x: torch.Tensor | None = None,
-                        seed: int = 0, out: str | Path | None = None,
-                        show_progress: bool | None = None) -> dict[str, AdversarialResult]:
-    """Run PGD and the generator on the same inputs and targets; with ``out`` write ``adversarial.json`` and
-    ``adversarial.npz`` (inputs, targets, both adversarial sets).
+                        seed: int = 0, out: str | Path | None = None, show_progress: bool | None = None,
+                        source: dict[str, Any] | None = None) -> dict[str, AdversarialResult]:
+    """Run PGD and the generator on the same inputs and targets; with ``out`` write ``adversarial.json`` (settings,
+    seed, the model's record, the inputs' count, SHA-256 and ``source``) and ``adversarial.npz`` (inputs, targets,
+    both adversarial sets).
 
     Args:
         model: the classifier.
@@ -218,7 +220,10 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
         from .._utils.checkpoint import atomic_write_bytes
 
         outp = Path(out)
+        inputs = {"n": len(x), "sha256": hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest(),
+                  **(source or {})}
         write_json(outp / "adversarial.json", {"config": config_dict(config), "seed": seed,
+                                               "model": model.record(), "inputs": inputs,
                                                "rows": [r.summary() for r in res.values()],
                                                "environment": environment(model.device)})
         buf = io.BytesIO()
@@ -268,5 +273,7 @@ def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialC
         train_x = rest if len(rest) else x
     # data sets hold [0, 1] images: into the model's input shape and range
     x, train_x = model.from_unit(x), model.from_unit(train_x)
+    source = ({"data": "the model's held-out set", "load_args": model.meta["data"].get("load_args")} if data is None
+              else {"data": data.source.get("load_args") or data.source.get("name")})
     return compare_adversarial(model, x, None, config, train_x=train_x, seed=seed, out=out,
-                               show_progress=show_progress)
+                               show_progress=show_progress, source={**source, "shuffle_seed": seed})

@@ -67,6 +67,7 @@ class PlainBNN:
     num_outputs: int
     threshold: float = 0.5
     mean: np.ndarray | None = None  # (D,) float32 data-space mean subtracted before the threshold, or None
+    source: str | None = None  # the file it was read from (recorded in results), or None
 
     def __post_init__(self) -> None:
         """Refuse a plain net that the CNF would not encode exactly (its integer arithmetic is the model)."""
@@ -226,7 +227,7 @@ class PlainBNN:
                            z["x_lo"] if "x_lo" in z else np.zeros(d, np.float32),
                            z["x_hi"] if "x_hi" in z else np.ones(d, np.float32),
                            int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
-                           z["mean"] if "mean" in z else None)
+                           z["mean"] if "mean" in z else None, str(Path(path).resolve()))
         except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as e:
             raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], fix) from None
 

@@ -160,7 +160,7 @@ def infer(model: Model, x: Any, config: QueryConfig = QueryConfig(), *, out: str
     res = InferResult(sat, np.asarray(ref), bool((sat[done] == ref[done]).all()), times, f.stats(), config.seed,
                       config_dict(config))
     if out is not None:
-        write_outputs(res, out)
+        write_outputs(res, out, model)
     return res
 
 
@@ -229,7 +229,7 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
     cfg = {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()}
     res = InvertResult(outcomes, f.stats(), plain.to_data(bits), y, _verify(tm, plain, bits, y), config.seed, cfg)
     if out is not None:
-        write_outputs(res, out)
+        write_outputs(res, out, model)
     return res
 
 
@@ -306,7 +306,7 @@ def sample(model: Model, cls: int, n: int = 100, constraints: InputConstraints |
                        methods, _verify(tm, plain, bits, np.full(len(bits), c)), f.stats(), config.seed,
                        {**config_dict(config), "method": method, "n": n})
     if out is not None:
-        write_outputs(res, out)
+        write_outputs(res, out, model)
     return res
 
 
@@ -382,7 +382,7 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
                       delta if method == "approxmc" else None, int(len(free)), f.stats(), config.seed,
                       {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()})
     if out is not None:
-        write_outputs(res, out)
+        write_outputs(res, out, model)
     return res
 
 
@@ -439,5 +439,5 @@ def robust(model: Model, x: Any, radius: int, config: QueryConfig = QueryConfig(
                        _verify(tm, plain, hit, np.array([c]), leave=True) if len(hit) else None, f.stats(),
                        config.seed, config_dict(config))
     if out is not None:
-        write_outputs(res, out)
+        write_outputs(res, out, model)
     return res

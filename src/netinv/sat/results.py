@@ -151,12 +151,25 @@ class RobustResult:
                 "distance": self.distance, "verified": self.verified}
 
 
-def write_outputs(result: Any, out: str | Path) -> Path:
-    """Write ``out/result.json`` (with the environment) and, when inputs were found, ``preimages.npz/.png``."""
+def model_record(model: Any) -> dict[str, Any]:
+    """What a result records of the queried model: a loaded model's own record (``LoadedModel.record``), a plain
+    BNN's file, or the class of a module passed in memory."""
+    if hasattr(model, "record") and hasattr(model, "source"):  # a LoadedModel
+        return model.record()
+    plain = getattr(model, "plain", model)  # a BNNFormula holds its PlainBNN
+    if hasattr(plain, "thresholds"):
+        return {"format": "plain", "path": getattr(plain, "source", None)}
+    return {"format": "module", "class": type(model).__name__}
+
+
+def write_outputs(result: Any, out: str | Path, model: Any = None) -> Path:
+    """Write ``out/result.json`` (with the queried model and the environment) and, when inputs were found,
+    ``preimages.npz/.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # the SAT solver always computes on the CPU (a PyTorch check of the found inputs runs wherever the model is)
-    write_json(out / "result.json", {**result.to_dict(), "environment": environment("cpu")})
+    write_json(out / "result.json", {**result.to_dict(), "model": model_record(model) if model is not None else None,
+                                     "environment": environment("cpu")})
     x = getattr(result, "x", None)
     if x is not None and len(x):
         y = np.asarray(result.y)
@@ -189,4 +202,6 @@ def save_grid(x: np.ndarray, path: Path, cols: int = 10, scale: int = 4) -> None
         grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i].transpose(1, 2, 0)
     img = (grid * 255).round().astype(np.uint8)
     img = img[:, :, 0] if c == 1 else img[:, :, :3]
-    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(buf, format="png")
+    atomic_write_bytes(Path(path), buf.getvalue())
