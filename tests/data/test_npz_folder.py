@@ -256,3 +256,9 @@ def test_class_names_that_are_not_utf8_do_not_crash(tmp_path):
     np.savez(tmp_path / "c.npz", x=np.zeros((2, 4), np.float32), y=np.array([0, 1]),
              classes=np.array([b"ok", b"\xff\xfe"]))
     assert load_npz(tmp_path / "c.npz").classes[0] == "ok"
+
+
+def test_a_file_that_is_not_numpy_is_named_so(tmp_path):
+    (tmp_path / "passwd.npz").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(DataError, match="is not an npz file"):
+        load_npz(tmp_path / "passwd.npz")

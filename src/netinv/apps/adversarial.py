@@ -65,6 +65,7 @@ class AdversarialResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
+        """One table row: method, success rate, mean and max ‖δ‖, time (the JSON record of the result)."""
         return {"method": self.method, "n": len(self.target), "success_rate": float(self.success.float().mean()),
                 "mean_norm": float(self.norms.mean()), "max_norm": float(self.norms.max()), "time_s": self.time_s,
                 **{k: v for k, v in self.info.items() if isinstance(v, int | float | str)}}

@@ -105,6 +105,11 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no npz file at {path}", "check the path: it should name an existing .npz file")
+    with path.open("rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # numpy would call any other file "pickled data"
+        raise DataError(f"{path} is not an npz file (it is neither a zip archive nor a .npy array)",
+                        "save the data with np.savez(path, x=x, y=y)")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):

@@ -5,4 +5,8 @@
 """
 
 from .inversion import *  # noqa: F403
+from .inversion import __all__ as _inversion_all
 from .kkt import *  # noqa: F403
+from .kkt import __all__ as _kkt_all
+
+__all__ = [*_inversion_all, *_kkt_all]

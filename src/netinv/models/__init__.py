@@ -1,0 +1,12 @@
+"""Victim models and model loading.
+
+``loading.load_model``: any classifier in (netinv checkpoints, ``torch.export`` archives, TorchScript, factories);
+``loaded.LoadedModel``: a model with its input contract; ``mlp``, ``cnn``, ``bnn``: the architectures netinv trains
+(``registry`` parses their strings); ``checkpoint``: save/load of trained victims; ``inspect``: homogeneity checks;
+``features``: intermediate features for the generator losses.
+"""
+
+from .loaded import LoadedModel
+from .loading import check_compatible, load_model
+
+__all__ = ["LoadedModel", "check_compatible", "load_model"]

@@ -425,6 +425,9 @@ def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[s
 def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(mean, str | Path):
         try:
+            with open(mean, "rb") as fh:
+                if not fh.read(6).startswith((b"PK\x03\x04", b"\x93NUMPY")):
+                    raise ValueError("not a .npy file")  # numpy would call any other file "pickled data"
             loaded = np.load(mean, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read mean image {mean}: {e}", "pass a .npy array saved with np.save") from None

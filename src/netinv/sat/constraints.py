@@ -38,6 +38,7 @@ class InputConstraints:
     max_on: int | None = None
 
     def summary(self) -> dict[str, Any]:
+        """What the constraints fix, as recorded in a result (no arrays: the fixed-pixel count, radius, on-bounds)."""
         m = None if self.mask is None else int(np.asarray(self.mask).astype(bool).sum())
         return {"fixed_pixels": m if self.fixed is not None else None, "radius": self.radius,
                 "has_center": self.center is not None, "min_on": self.min_on, "max_on": self.max_on}

@@ -328,6 +328,7 @@ class BNNFormula:
         return len(self.clauses)
 
     def stats(self) -> dict[str, Any]:
+        """Sizes of the formula: variables, clauses, encodings per layer, encode time, inputs and free inputs."""
         return {"variables": self.num_vars, "clauses": self.num_clauses, "encodings": self.encodings,
                 "encode_time_s": self.encode_time_s, "inputs": self.plain.num_inputs,
                 "free_inputs": int(len(self.plain.free))}

@@ -43,6 +43,7 @@ class InvertResult:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         return {"query": "invert", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "verified": self.verified,
                 "classes": {o.cls: {"status": o.status.value, "time_s": o.time_s, "method": o.method}
@@ -60,6 +61,7 @@ class InferResult:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         return {"query": "infer", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "agree": self.agree, "n": int(len(self.sat_classes)),
                 "unknown": int((self.sat_classes < 0).sum()), "sat_classes": self.sat_classes.tolist(),
@@ -87,6 +89,7 @@ class SampleResult:
         return np.full(len(self.bits), self.cls, dtype=np.int64)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         iu = np.triu_indices(len(self.bits), 1)
         d = self.hamming[iu]
         return {"query": "sample", "seed": self.seed, "config": self.config, "formula": self.formula,
@@ -118,6 +121,7 @@ class CountResult:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         return {"query": "count", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "method": self.method, "epsilon": self.epsilon, "delta": self.delta, "free_bits": self.free_bits,
                 "classes": {c.cls: {"status": c.status.value, "count": c.count, "log2_count": c.log2_count,
@@ -145,6 +149,7 @@ class RobustResult:
         return np.array([] if self.counter_class is None else [self.counter_class], dtype=np.int64)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         return {"query": "robust", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "status": self.status.value, "robust": self.robust, "class": self.cls, "radius": self.radius,
                 "time_s": self.time_s, "method": self.method, "counterexample_class": self.counter_class,
