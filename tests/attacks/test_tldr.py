@@ -212,3 +212,31 @@ def test_a_torchscript_model_runs_with_the_batch_gradient(tmp_path):
     assert att.config.grad_mode == "batch"
     c = att.invert(seed=0)
     assert len(c) == 12 and torch.isfinite(c.x).all()
+
+
+def test_a_flat_input_model_gets_class_samples_with_the_default_generator():
+    """A user's 64-input MLP (plain PyTorch, Adam on raw 0..16 digits, first layer rescaled for [0, 1] inputs).
+    TLDR's gradient-norm term pulls an MLP generator without BatchNorm towards x ≈ 0 (on another user's MLP, 20–23%
+    of samples landed in their class after 1 000 steps); with BatchNorm, the default, it does not."""
+    from netinv import load_model
+
+    torch.manual_seed(0)
+    ds = load_data("digits")
+    x, y = ds.x.reshape(len(ds), -1), ds.y
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(60):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 64):
+            idx = perm[i:i + 64]
+            loss = torch.nn.functional.cross_entropy(net(16 * x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        net[0].weight.mul_(16)  # the same function on [0, 1] inputs
+    model = load_model(net.eval(), input_shape=(64,), device="cpu")
+    assert model.accuracy(x, y) > 0.95
+    default = TLDR(model, TLDRConfig(steps=400, monitor_every=100)).invert(200, seed=0)
+    bare = TLDR(model, TLDRConfig(steps=400, monitor_every=100, mlp_batch_norm=False)).invert(200, seed=0)
+    assert default.info["assigned_fraction"] >= 0.95 > bare.info["assigned_fraction"]  # measured 0.995 vs 0.685

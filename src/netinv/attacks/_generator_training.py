@@ -64,7 +64,7 @@ class GeneratorTrainer:
             raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}", "use e.g. 0.3")
         rng = tuple(model.input_range) if input_range is None else tuple(input_range)
         self.spec = GeneratorSpec(tuple(model.input_shape), k, cfg.conditioning, cfg.latent_dim, cfg.width,
-                                  cfg.dropout, cfg.embed_dim, rng, cfg.temperature)
+                                  cfg.dropout, cfg.embed_dim, rng, cfg.temperature, cfg.mlp_batch_norm)
         self.cond = Conditioning(cfg.conditioning, k, cfg.temperature)
         self.features = Features(model, cfg.feature_layer)
         self.generator: torch.nn.Module | None = None

@@ -61,6 +61,7 @@ class GeneratorSpec:
     embed_dim: int = 16
     input_range: tuple[float, float] = (0.0, 1.0)
     temperature: float = 1.0
+    mlp_batch_norm: bool = False  # BatchNorm after the MLP generator's hidden layers (flat inputs; conv always has it)
 
     def plan(self) -> tuple[str, int]:
         """("conv", up-steps) or ("mlp", 0) for this input shape."""
@@ -151,7 +152,8 @@ class ConvGenerator(_Generate, nn.Module):
 
 
 class MLPGenerator(_Generate, nn.Module):
-    """z ⊕ vector -> Linear(4w) ⊕ flat matrix -> Linear(8w) -> Linear(prod(shape)), LeakyReLU + ActiveDropout."""
+    """z ⊕ vector -> Linear(4w) ⊕ flat matrix -> Linear(8w) -> Linear(prod(shape)), LeakyReLU + ActiveDropout
+    (with ``spec.mlp_batch_norm``, BatchNorm1d after each hidden Linear)."""
 
     def __init__(self, spec: GeneratorSpec) -> None:
         super().__init__()
@@ -160,8 +162,11 @@ class MLPGenerator(_Generate, nn.Module):
         k = spec.num_classes
         self.use_matrix = self.inp.cond.uses_matrix
         h1, h2 = 4 * spec.width, 8 * spec.width
-        self.l1 = nn.Sequential(nn.Linear(self.inp.dim, h1), nn.LeakyReLU(0.2), ActiveDropout(spec.dropout))
-        self.l2 = nn.Sequential(nn.Linear(h1 + (k * k if self.use_matrix else 0), h2), nn.LeakyReLU(0.2),
+        def norm(h: int) -> list[nn.Module]:
+            return [nn.BatchNorm1d(h)] if spec.mlp_batch_norm else []
+
+        self.l1 = nn.Sequential(nn.Linear(self.inp.dim, h1), *norm(h1), nn.LeakyReLU(0.2), ActiveDropout(spec.dropout))
+        self.l2 = nn.Sequential(nn.Linear(h1 + (k * k if self.use_matrix else 0), h2), *norm(h2), nn.LeakyReLU(0.2),
                                 ActiveDropout(spec.dropout))
         self.l3 = nn.Linear(h2, math.prod(spec.input_shape))
 
