@@ -52,18 +52,24 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
     Raises:
         DataError: no training/held-out sets (give them for a user model).
     """
-    with warnings.catch_warnings(record=True) as caught:  # shown as usual, and listed in the report
-        warnings.simplefilter("always")
-        result = _audit(model, out=Path(out), train=train, heldout=heldout, config=config, m=m, seed=seed,
-                        device=device, resume=resume, model_options=model_options, caught=caught)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return result
+    caught: list[str] = []
+    with warnings.catch_warnings():  # each warning is shown when it is raised, and listed in the report
+        warnings.simplefilter("always", UserWarning)  # also those an earlier call in this process already showed
+        show = warnings.showwarning
+
+        def record(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, UserWarning):  # netinv's; not libraries' deprecations
+                caught.append(str(message))
+            show(message, category, *args, **kwargs)
+
+        warnings.showwarning = record
+        return _audit(model, out=Path(out), train=train, heldout=heldout, config=config, m=m, seed=seed,
+                      device=device, resume=resume, model_options=model_options, caught=caught)
 
 
 def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str | Path | None,
            heldout: Dataset | str | Path | None, config: Any, m: int | None, seed: int, device: str, resume: bool,
-           model_options: dict[str, Any] | None, caught: list[warnings.WarningMessage]) -> AuditResult:
+           model_options: dict[str, Any] | None, caught: list[str]) -> AuditResult:
     from .attacks.kkt import KKTConfig, KKTReconstruction
 
     lm = load_model(model, device=device, **(model_options or {}))
@@ -104,8 +110,7 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
             "share of the weights the candidates leave unexplained": round(cands.info["criterion"], 4)}
     if cands.info.get("criterion_note"):
         info["note"] = cands.info["criterion_note"]
-    mine = (str(w.message) for w in caught if issubclass(w.category, UserWarning))  # not libraries' deprecations
-    for i, msg in enumerate(dict.fromkeys(mine)):  # each distinct warning once
+    for i, msg in enumerate(dict.fromkeys(caught)):  # each distinct warning once
         info[f"warning {i + 1}"] = msg
     report = render("netinv privacy audit: training-data reconstruction", ev.to_dict(), ev.table(), figures, info,
                     out)
