@@ -26,7 +26,9 @@ from .models.registry import parse_arch, spec_to_dict
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a victim is trained. Defaults: ours, for the digits MLP victims (``benchmarks/kkt_digits.py``)."""
+    """How a victim is trained. Defaults: a plain starting point (lr = Haim et al.'s full-batch GD step). The KKT
+    reference victim (``netinv.demo.REFERENCE_TRAIN``, used by ``benchmarks/kkt_digits.py``) overrides them:
+    lr 0.01 -> 3.0, target_loss 1e-3 -> 1e-5, mean_subtract False -> True (and log_every 50 -> 100)."""
 
     loss: Literal["auto", "logistic", "ce"] = "auto"  # auto: logistic for one output, cross-entropy otherwise
     optimizer: Literal["gd", "sgd", "adam"] = "gd"  # gd = full-batch gradient descent (Haim et al.)

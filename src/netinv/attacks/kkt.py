@@ -37,7 +37,7 @@ class KKTConfig:
     """Settings of :class:`KKTReconstruction`. Sources: [H] Haim et al. 2022 / their code, [B] Buzaglo et al. 2023,
     [ours] chosen by measurement in ``benchmarks/kkt_digits.py`` (see docs/kkt.md)."""
 
-    iterations: int = 1500  # [ours] 400 -> 1500 -> 3000: 17% -> 23-26% -> 26% above τ ([H] run 50 000 SGD steps)
+    iterations: int = 1500  # [ours] 400 -> 1500 -> 3000: 15-17% -> 21-26% -> 22-26% above τ ([H] run 50 000 SGD steps)
     optimizer: Literal["adam", "sgd"] = "adam"  # [ours] SGD (momentum 0.9, [H]) leaked less or diverged
     lr_x: float = 0.01  # [ours] step on the inputs ([H] sweep log-U[1e-5, 1] for SGD)
     lr_lam: float = 0.01  # [ours] step on the multipliers ([H] 1e-4 for SGD)
