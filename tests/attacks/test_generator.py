@@ -121,6 +121,10 @@ def test_resume_equals_uninterrupted_run(victim, tmp_path):
     with pytest.raises(ConfigError, match="conditioning 'vector\\+matrix' → 'hot\\+matrix'"):
         GeneratorInversion(model, dataclasses.replace(cfg, conditioning="hot+matrix")).invert(30, seed=3, out=out,
                                                                                             resume=True)
+    other = LoadedModel(model.module, model.input_shape, model.num_outputs, (0.0, 2.0), None, model.classes,
+                        source=model.source)  # the same weights on another input range: other samples
+    with pytest.raises(ConfigError, match="model.input_range \\[0.0, 1.0\\] → \\[0.0, 2.0\\]"):
+        GeneratorInversion(other, cfg).invert(30, seed=3, out=out, resume=True)
     again = GeneratorInversion(model, cfg).invert(30, seed=3, out=out, resume=True)
     torch.testing.assert_close(again.x, full.x)
     assert [p["loss"] for p in again.info["curve"]] == pytest.approx([p["loss"] for p in full.info["curve"]])

@@ -106,7 +106,8 @@ def _rewrite(src, dst, edit) -> None:
             zout.writestr(info.filename, edit(info.filename, zin.read(info.filename)))
 
 
-@pytest.mark.parametrize("variant", ["pickled weight", "pickled sample inputs", "opaque constant"])
+@pytest.mark.parametrize("variant", ["pickled weight", "pickled sample inputs", "opaque constant",
+                                     "opaque constant in a folder, not flagged"])
 def test_a_pt2_archive_that_would_unpickle_objects_is_refused(net, tmp_path, variant):
     """torch.export.load unpickles flagged weights, sample inputs that fail the weights-only load and opaque
     constants (torch 2.13): each would run code on `netinv info`; the archive is checked before torch sees it."""
@@ -131,15 +132,20 @@ def test_a_pt2_archive_that_would_unpickle_objects_is_refused(net, tmp_path, var
         if variant == "opaque constant" and name.endswith("constants/model_constants_config.json"):
             return json.dumps({"config": {"c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
                                                 "tensor_meta": None}}}).encode()
+        if variant.startswith("opaque constant in") and name.endswith("constants/model_constants_config.json"):
+            # torch unpickles by the path_name prefix whatever use_pickle says (an audit's bypass of a name check)
+            return json.dumps({"config": {"c": {"path_name": "opaque_obj_x/evil", "is_param": False,
+                                                "use_pickle": False, "tensor_meta": None}}}).encode()
         return data
 
     _rewrite(tmp_path / "good.pt2", tmp_path / "evil.pt2", edit)
-    if variant == "opaque constant":
+    if variant.startswith("opaque constant"):
         import zipfile
 
         with zipfile.ZipFile(tmp_path / "evil.pt2", "a") as z:
             root = z.namelist()[0].split("/")[0]
-            z.writestr(f"{root}/data/constants/opaque_obj_0", pickle.dumps(_Evil()))
+            where = "opaque_obj_0" if variant == "opaque constant" else "opaque_obj_x/evil"
+            z.writestr(f"{root}/data/constants/{where}", pickle.dumps(_Evil()))
     with pytest.raises(ModelError, match="refusing .*(pickled|tensors-only)"):
         load_model(tmp_path / "evil.pt2", device="cpu")
     assert not (tmp_path / "pwned").exists()

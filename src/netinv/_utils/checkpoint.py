@@ -85,9 +85,19 @@ def check_resume(state: dict[str, Any], settings: dict[str, Any], path: Path) ->
     old, new = _resume_view(saved), _resume_view(settings)
     if old == new:
         return
-    flat_old = {**{k: v for k, v in old.items() if k != "config"}, **old.get("config", {})}
-    flat_new = {**{k: v for k, v in new.items() if k != "config"}, **new.get("config", {})}
-    diff = [f"{k} {flat_old.get(k)!r} → {flat_new.get(k)!r}" for k in sorted(set(flat_old) | set(flat_new))
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:  # config fields bare, others dotted
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = "" if k == "config" and not prefix else f"{prefix}{k}."
+            out.update(flat(v, key) if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    flat_old, flat_new = flat(old), flat(new)
+    def short(v: Any) -> str:  # a list of training indices must not make a 16 KB "line"
+        r = repr(v)
+        return r if len(r) <= 60 else r[:57] + "…"
+
+    diff = [f"{k} {short(flat_old.get(k))} → {short(flat_new.get(k))}" for k in sorted(set(flat_old) | set(flat_new))
             if flat_old.get(k) != flat_new.get(k)]
     raise ConfigError(f"{path} was made with other settings ({'; '.join(diff[:3])})",
                       "resume with the same settings, or use a new --out")

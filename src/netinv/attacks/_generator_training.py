@@ -95,8 +95,9 @@ class GeneratorTrainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
         self.rng = torch.Generator().manual_seed(seed)  # conditions and latents (CPU, device independent)
         self.step, self.curve, self.elapsed = 0, [], 0.0
-        # what a resume must match: the attack, every training setting and the seed
-        self.settings = {"attack": type(self).__name__, "config": config_dict(cfg), "seed": seed}
+        # what a resume must match: the attack, every training setting, the seed and the model (with its range)
+        self.settings = {"attack": type(self).__name__, "config": config_dict(cfg), "seed": seed,
+                         "model": self.model.record()}
 
     def state_dict(self) -> dict[str, Any]:
         state = {"settings": self.settings, "generator": self.generator.state_dict(), "opt": self.opt.state_dict(),

@@ -160,7 +160,8 @@ class KKTReconstruction(Attack):
 
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
-        settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random"}
+        settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
+                    "model": self.model.record()}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             check_resume(st, settings, state_path)

@@ -164,15 +164,25 @@ def _check_archive_has_no_pickles(path: Path) -> None:
                     raise ModelError(f"refusing {path}: it holds a pickled Python object ({name}), which could run "
                                      "code when loaded", fix)
                 if name.endswith("_config.json") and ("data/weights/" in name or "data/constants/" in name):
+                    # an allowlist, as torch decides by path_name prefix whatever use_pickle says: only plain tensor
+                    # payloads (weight_*, tensor_*) that are not pickled pass
+                    prefix = "weight_" if "data/weights/" in name else "tensor_"
                     cfg = json.loads(z.read(info))
-                    entries = cfg.get("config", {}) if isinstance(cfg, dict) else {}
-                    flagged = [k for k, v in entries.items() if isinstance(v, dict) and v.get("use_pickle")]
+                    entries = cfg.get("config", {}) if isinstance(cfg, dict) else None
+                    if not isinstance(entries, dict):
+                        raise ModelError(f"refusing {path}: {name} is not a payload config", fix)
+                    flagged = [k for k, v in entries.items()
+                               if not isinstance(v, dict) or v.get("use_pickle") is not False
+                               or not isinstance(v.get("path_name"), str) or not v["path_name"].startswith(prefix)
+                               or "/" in v["path_name"] or ".." in v["path_name"]]
                     if flagged:
-                        raise ModelError(f"refusing {path}: entries {flagged[:3]} of {name} are pickled Python "
-                                         "objects, which could run code when loaded", fix)
+                        raise ModelError(f"refusing {path}: entries {flagged[:3]} of {name} are not plain tensors "
+                                         "(pickled Python objects could run code when loaded)", fix)
                 elif name.endswith((".pt", ".pkl")):
                     try:
-                        torch.load(io.BytesIO(z.read(info)), map_location="cpu", weights_only=True)
+                        with warnings.catch_warnings():  # torch's notes on old pickle protocols: not for the user
+                            warnings.simplefilter("ignore")
+                            torch.load(io.BytesIO(z.read(info)), map_location="cpu", weights_only=True)
                     except Exception:
                         raise ModelError(f"refusing {path}: {name} is not a tensors-only file (it holds pickled "
                                          "Python objects, which could run code when loaded)", fix) from None
