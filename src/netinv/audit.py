@@ -86,9 +86,10 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     heldout = drop_members(train, heldout)
     acc_train = round(lm.accuracy(lm.from_unit(train.x), train.y), 4)
     acc_heldout = round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4)
-    if acc_train < acc_heldout - 0.2:  # a model fits its training set at least as well as unseen data
-        warnings.warn(f"the model classifies the members worse than the non-members (accuracy {acc_train:.2f} "
-                      f"against {acc_heldout:.2f}): are the members its training set, and are their labels its own "
+    if acc_train < acc_heldout - 0.2 or acc_train < 0.5:  # a model fits its training set, at least better than
+        # unseen data and than a coin (both sets' labels flipped or renumbered together pass the first test)
+        warnings.warn(f"the model classifies the members poorly (accuracy {acc_train:.2f}; non-members "
+                      f"{acc_heldout:.2f}): are the members its training set, and are the labels of both sets its own "
                       "class indices (not flipped or renumbered)?", UserWarning, stacklevel=3)
     cfg = config if config is not None else KKTConfig()
     t0 = time.perf_counter()

@@ -172,6 +172,12 @@ def test_a_study_refuses_another_model_or_setting_and_a_bad_storage(tmp_path):
     with pytest.raises(ConfigError, match="cannot open the Optuna storage") as e:
         sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "bad", storage="notaurl", space=SPACE)
     assert "sqlite:///" in e.value.fix and not (tmp_path / "bad").exists()
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "elsewhere.db").write_bytes(b"")
+    (tmp_path / "linked" / "study.db").symlink_to(tmp_path / "elsewhere.db")
+    with pytest.raises(ConfigError, match="study.db is a link"):  # sqlite would write through it
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "linked", n=6, space=SPACE)
+    assert (tmp_path / "elsewhere.db").read_bytes() == b""
 
 
 def test_settings_the_user_fixed_are_not_swept(tmp_path):

@@ -123,13 +123,18 @@ def test_cli_warning_format_applies_to_netinv_files_only():
     assert [(w.filename, str(w.message)) for w in passed_on] == [("/elsewhere/user.py", "two\n  lines")]  # Python's
 
 
-def test_ctrl_c_says_how_to_continue(capsys):
+def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     """typer turns Ctrl-C into a silent exit 130; the CLI names the kept checkpoint and --resume."""
     from netinv.cli._errors import run_cli
 
     def interrupted_app() -> None:
         raise SystemExit(130)
 
+    monkeypatch.setattr(sys, "argv", ["netinv", "invert", "runs/cnn"])
     with pytest.raises(SystemExit) as e:
         run_cli(interrupted_app)
     assert e.value.code == 130 and "run the same command with --resume" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["netinv", "adversarial", "runs/cnn"])  # no --resume there: not promised
+    with pytest.raises(SystemExit):
+        run_cli(interrupted_app)
+    assert capsys.readouterr().err == "interrupted\n"

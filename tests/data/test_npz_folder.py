@@ -262,3 +262,14 @@ def test_a_file_that_is_not_numpy_is_named_so(tmp_path):
     (tmp_path / "passwd.npz").write_text("root:x:0:0:root:/root:/bin/bash\n")
     with pytest.raises(DataError, match="is not an npz file"):
         load_npz(tmp_path / "passwd.npz")
+
+
+def test_dark_uint8_images_warn():
+    """uint8 with maximum 17..63: maybe raw data on a small scale (an audit then reads nonsense): warned."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        np.savez(Path(d) / "u.npz", x=np.array([[[0, 32]]] * 2, np.uint8), y=np.array([0, 1]))
+        with pytest.warns(UserWarning, match="maximum 32, read as 32/255 of full scale"):
+            load_npz(Path(d) / "u.npz")

@@ -296,3 +296,10 @@ def test_a_two_input_export_and_labels_beyond_the_model_are_named(net, tmp_path)
     data = Dataset(torch.rand(3, 1, 8, 8), torch.tensor([5, 9, 14]), [str(i) for i in range(15)])
     with pytest.raises(ModelError, match="labels outside 0..9 for a model with 10 classes \\(the data has label 14\\)"):
         check_compatible(lm, data)
+
+
+@pytest.mark.parametrize("shape", [(100000, 100000, 100000), (1, -8, 8), (0,), ("a", 2)])
+def test_an_implausible_input_shape_is_one_model_error(net, shape):
+    """A forged run.json or a typo must not reach an allocator traceback."""
+    with pytest.raises(ModelError, match="input shape"):
+        load_model(net, input_shape=shape, device="cpu")

@@ -79,6 +79,7 @@ def test_the_cli_reads_plain_files_and_round_trips_its_export(tmp_path):
     (lambda a: a.update(out_bias=np.array([0.5, 0.0, 0.0])), "out_bias must be integers"),
     (lambda a: a.update(out_weight=a["out_weight"][:, :4]), "out_weight has shape"),
     (lambda a: a.pop("k0"), "lacks arrays \\['k0'\\]"),
+    (lambda a: a.update(k0=np.full(H, 1e30)), "k0 has a value of magnitude 1e\\+30"),  # wrapped to int64 min
 ])
 def test_a_malformed_plain_file_is_refused_with_its_fix(tmp_path, change, match):
     a = user_bnn()

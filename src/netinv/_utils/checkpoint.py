@@ -12,14 +12,19 @@ import torch
 
 from .._errors import NetinvError
 
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so an interrupted write never leaves a half file."""
+    """Write via a temporary file and rename, so an interrupted write never leaves a half file (and a link at
+    ``path`` is replaced, never written through). The file gets the usual permissions (0666 minus the umask)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

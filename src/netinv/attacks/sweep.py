@@ -260,6 +260,9 @@ def _open_study(optuna: Any, storage: str | None, study_name: str, out: Path) ->
     """The study, created or continued; a storage that does not open is one ConfigError (nothing written)."""
     if storage is None:
         out.mkdir(parents=True, exist_ok=True)
+        if (out / "study.db").is_symlink():  # a database would be written through the link, wherever it points
+            raise ConfigError(f"{out / 'study.db'} is a link", "remove it, use a new --out, or name the database "
+                              "with --storage sqlite:///PATH")
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

@@ -75,9 +75,9 @@ def run_cli(app: Any) -> None:
             app()
     except SystemExit as e:
         if e.code == 130:  # typer turns Ctrl-C into a silent exit 130
-            print("interrupted: a command that checkpoints (train, reconstruct, invert, tldr, ood, sweep, audit) "
-                  "kept its last state in its output folder; run the same command with --resume to continue",
-                  file=sys.stderr)
+            resumable = set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit"}
+            print("interrupted" + (": the last checkpoint is kept in the output folder; run the same command with "
+                                   "--resume to continue" if resumable else ""), file=sys.stderr)
         raise
     except NetinvError as e:
         if os.environ.get("NETINV_DEBUG") == "1":

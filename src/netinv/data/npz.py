@@ -9,6 +9,7 @@ N×1 column is accepted). Loaded with ``allow_pickle=False``, so an object array
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
             raise DataError(f"x in {path} is uint8 with maximum {int(x.max())}: uint8 is read as 0..255, so these "
                             f"images would enter at {int(x.max())}/255 of full scale",
                             f"store x / {int(x.max())} as float32 in [0, 1] if {int(x.max())} is its full scale")
+        if x.size and int(x.max()) < 64:  # 8-bit images whose brightest pixel is below a quarter of full scale
+            warnings.warn(f"x in {path} is uint8 with maximum {int(x.max())}, read as {int(x.max())}/255 of full "
+                          f"scale: if {int(x.max())} is its full scale, store x / {int(x.max())} as float32 in [0, 1]",
+                          UserWarning, stacklevel=3)
         xf = x.astype(np.float32) / 255.0
     elif x.dtype.kind == "f":
         xf = x.astype(np.float32)

@@ -51,6 +51,8 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
     """
     dev = resolve_device(device)
     keep_device = isinstance(model, LoadedModel | nn.Module) and isinstance(device, str) and device.lower() == "auto"
+    if input_shape is not None:
+        input_shape = _checked_shape(input_shape)
     if isinstance(model, LoadedModel):
         lm = model
     elif isinstance(model, nn.Module):
@@ -82,6 +84,24 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lm.to(dev)
     lm.num_outputs = _probe_outputs(lm)
     return lm
+
+
+MAX_INPUT_VALUES = 1 << 26  # values in one input (67 M: a 3×4096×4096 image passes; a forged shape does not)
+
+
+def _checked_shape(shape: Any) -> tuple[int, ...]:
+    """An input shape as positive integers of a plausible total size, or one ModelError."""
+    try:
+        dims = tuple(int(d) for d in shape)
+        if any(float(d) != int(d) for d in shape):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ModelError(f"input shape {shape!r} is not a list of integers", "give e.g. --input-shape 1,28,28") \
+            from None
+    if not dims or min(dims) < 1 or int(np.prod(dims, dtype=np.float64)) > MAX_INPUT_VALUES:
+        raise ModelError(f"input shape {dims} is not a plausible input (dimensions ≥ 1, at most {MAX_INPUT_VALUES} "
+                         "values)", "give the shape of one input, e.g. --input-shape 1,28,28")
+    return dims
 
 
 def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False) -> None:

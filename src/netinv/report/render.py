@@ -15,10 +15,11 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     """One sentence a privacy auditor can act on, with the baselines that make it mean something (and, when the
     evaluation had the model, one on the training images on the margin)."""
     a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
-    auc, base_auc = round(a["auc"], 2), round(max(noise["auc"], real["auc"]), 2)  # decide on the printed figures
+    # decide on the printed figures, in hundredths (integers: 0.66 − 0.61 must equal 0.71 − 0.66)
+    auc, base_auc = round(100 * a["auc"]), round(100 * max(noise["auc"], real["auc"]))
     margin = auc - base_auc
-    stand_out = round(a["frac_leaked"], 2) > round(max(noise["frac_leaked"], real["frac_leaked"]), 2)
-    level = ("no measurable" if margin <= 0.05 or auc <= 0.55 else "clear" if auc >= 0.75 and margin > 0.1 and
+    stand_out = round(100 * a["frac_leaked"]) > round(100 * max(noise["frac_leaked"], real["frac_leaked"]))
+    level = ("no measurable" if margin <= 5 or auc <= 55 else "clear" if auc >= 75 and margin > 10 and
              stand_out else "some" if stand_out else "weak")
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
     # resembling them, which is membership leakage, not reconstruction

@@ -237,6 +237,9 @@ def _integral(name: str, a: Any) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
         raise ModelError(f"plain BNN: {name} has dtype {a.dtype}", "store integers")
+    if a.size and np.abs(a.astype(np.float64)).max() > 2.0**53:  # beyond exact integers (1e30 would wrap)
+        raise ModelError(f"plain BNN: {name} has a value of magnitude {np.abs(a.astype(np.float64)).max():.3g}",
+                         "clip thresholds to [-n, n + 1] (n = the neuron's fan-in): beyond that a neuron is constant")
     if not np.issubdtype(a.dtype, np.integer):
         if not np.isfinite(a).all() or (a != np.round(a)).any():
             bad = a[~np.isfinite(a) | (a != np.round(a))][0]
@@ -347,7 +350,9 @@ class BNNFormula:
                     *(f"c y {c} {lit}" for c, lit in enumerate(self.y_lits)),
                     "c ind " + " ".join(map(str, self.x_vars)) + " 0"]
         cnf.comments = comments
-        cnf.to_file(str(path))
+        buf = io.StringIO()
+        cnf.to_fp(buf)
+        atomic_write_bytes(path, buf.getvalue().encode())  # a link at path is replaced, not written through
         return path
 
 
