@@ -41,7 +41,7 @@ class TrainConfig:
     mean_subtract: bool = False  # subtract the training-set mean image (Haim et al.); recorded in the checkpoint
     seed: int = 0
     checkpoint_every: int = 1000  # epochs between resumable states
-    log_every: int = 50  # epochs between loss-curve points
+    log_every: int = 50  # epochs between loss-curve points; the target_loss stop is checked at these epochs
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:

@@ -32,6 +32,8 @@ def train(
     batch_size: int | None = None,
     weight_decay: float | None = None,
     target_loss: float | None = None,
+    log_every: int | None = typer.Option(None, help="epochs between loss-curve points; the target-loss stop is "
+                                         "checked there too (the reference victim uses 100)"),
     mean_subtract: bool | None = typer.Option(None, "--mean-subtract/--no-mean-subtract"),
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
@@ -43,7 +45,8 @@ def train(
     """Train a victim classifier. Example: netinv train --task parity --n-per-class 50 --arch mlp:1000,1000."""
     cfg = merge_config(TrainConfig(), {"loss": loss, "optimizer": optimizer, "lr": lr, "epochs": epochs,
                                        "batch_size": batch_size, "weight_decay": weight_decay,
-                                       "target_loss": target_loss, "mean_subtract": mean_subtract, "seed": seed},
+                                       "target_loss": target_loss, "mean_subtract": mean_subtract, "seed": seed,
+                                       "log_every": log_every},
                        yaml_file=config)
     model = train_api(data, arch, cfg, task=task, n_per_class=n_per_class, heldout_per_class=heldout_per_class,
                       root=root, path=path, download=download, check_md5=check_md5, out=out, resume=resume,
