@@ -79,7 +79,7 @@ def test_cli_maps_flags_onto_one_sweep_call(tmp_path):
     assert args[1] is KKTReconstruction and args[2].iterations == 11
     assert kw == {"n_trials": 5, "out": tmp_path, "storage": "postgresql://db/x", "study_name": "s", "n_jobs": 2,
                   "pool_top": 3, "n": 6, "seed": 4, "resume": False, "fixed": []}
-    assert "best residual 0.05" in res.output
+    assert "best criterion 0.05" in res.output
 
 
 def test_sweep_without_optuna_says_what_to_install(monkeypatch, tmp_path):

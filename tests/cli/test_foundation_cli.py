@@ -138,3 +138,15 @@ def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         run_cli(interrupted_app)
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_the_next_hint_names_the_data_a_user_model_needs(parity_victim):
+    from pathlib import Path
+
+    from netinv import load_model
+    from netinv.cli._options import evaluate_hint
+
+    model, _ = parity_victim  # a netinv checkpoint records its members and non-members
+    assert evaluate_hint(model, Path("runs/k")) == "next: netinv evaluate runs/k"
+    bare = load_model(model.module, input_shape=(1, 8, 8), device="cpu")
+    assert evaluate_hint(bare, Path("runs/k")).endswith("--train MEMBERS.npz --heldout NONMEMBERS.npz")

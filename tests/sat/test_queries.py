@@ -246,6 +246,10 @@ def test_exact_count_under_a_ball_matches_brute_force():
     truth = np.bincount(torch_classes(m, x_all[inside]).numpy(), minlength=3)
     r = count(m, constraints=InputConstraints(center=center, radius=3), method="exact")
     assert [c.count for c in r.counts] == truth.tolist()
+    # fractions of the constrained space (176 inputs in the ball), not of all 2**10 inputs
+    assert r.space == int(inside.sum()) == 176
+    assert [c.fraction for c in r.counts] == pytest.approx((truth / 176).tolist())
+    assert all((c.log2_count is None) == (c.count == 0) for c in r.counts)  # JSON has no -Infinity
     with pytest.raises(ConfigError, match="too large"):
         count(random_bnn(30, (4,), 2), method="exact")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,3 +61,10 @@ def model_kwargs(weights: Path | None, input_shape: str | None, input_range: str
     rng = parse_floats(input_range, "--input-range", 2)
     return {"weights": weights, "input_shape": parse_shape(input_shape), "input_range": rng, "mean": mean,
             "device": device}
+
+
+def evaluate_hint(model: Any, out: Path) -> str:
+    """The ``next:`` command after an attack: a model that records no members and non-members needs them given."""
+    meta = getattr(model, "meta", None)
+    has_data = isinstance(meta, dict) and isinstance(meta.get("data"), dict)
+    return f"next: netinv evaluate {out}" + ("" if has_data else " --train MEMBERS.npz --heldout NONMEMBERS.npz")

@@ -47,7 +47,7 @@ def ood(
     """Retrain a netinv checkpoint's architecture on its data with a garbage class filled by inversion, and compare
     OOD detection (held-out classes, uniform noise, inverted intensities) with the checkpoint's MSP.
 
-    Example: netinv ood runs/victim05 --out runs/ood
+    Example: netinv ood runs/cnn --out runs/ood  (runs/cnn: a netinv checkpoint, as in the README tour)
     """
     cfg = merge_config(OODConfig(), {"epochs": epochs, "per_epoch": per_epoch, "gen_steps": gen_steps,
                                      "noise_init": noise_init, "conditioning": conditioning, "lr": lr,

@@ -26,6 +26,7 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    evaluate_hint,
     model_kwargs,
 )
 from .tldr import tldr
@@ -115,7 +116,7 @@ def kkt(
     info = cands.info
     typer.echo(f"{len(cands)} candidates, {cfg.iterations} iterations in {info['wall_time_s']:.1f}s "
                f"({info['iterations_per_s'] or 0:.2f} it/s), stationarity residual {info['criterion']:.4g} "
-               f"-> {out} (candidates.npz, run.json); next: netinv evaluate {out}")
+               f"-> {out} (candidates.npz, run.json); {evaluate_hint(victim, out)}")
     note = criterion_note(info["criterion"])
     if note:
         typer.echo(f"note: {note}", err=True)

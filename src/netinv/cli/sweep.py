@@ -22,6 +22,7 @@ from ._options import (
     OutOpt,
     SeedOpt,
     WeightsOpt,
+    evaluate_hint,
     model_kwargs,
 )
 from .reconstruct import DtypeOpt, ItersOpt, MOpt, SignOpt, kkt_config
@@ -68,6 +69,6 @@ def kkt(
                     fixed=[k.replace("-", "_") for k in read_yaml(config)] if config else [])
     done = [t for t in res.trials if t["state"] == "COMPLETE"]
     total = len({t.get("index", t.get("number")) for t in res.trials})  # an interrupted trial resumed counts once
-    typer.echo(f"{len(done)}/{total} trials complete in study {res.study_name!r}; best residual "
+    typer.echo(f"{len(done)}/{total} trials complete in study {res.study_name!r}; best criterion "
                f"{res.candidates.info['criterion']:.4g} with {res.best_params}; pooled {len(res.candidates)} "
-               f"candidates of trials {res.candidates.info['pooled_trials']} -> {out}; next: netinv evaluate {out}")
+               f"candidates of trials {res.candidates.info['pooled_trials']} -> {out}; {evaluate_hint(victim, out)}")

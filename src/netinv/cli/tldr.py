@@ -21,6 +21,7 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    evaluate_hint,
     model_kwargs,
 )
 from .invert import parse_classes
@@ -81,4 +82,4 @@ def tldr(
     typer.echo(f"{len(cands)} candidates of {len(set(cands.y.tolist()))} classes after {info['steps_run']} steps "
                f"({info['wall_time_s']:.1f}s): {100 * info['assigned_fraction']:.1f}% assigned to their class, "
                f"mean confidence {info['mean_confidence']:.3f} -> {out} (candidates.npz{grids}); "
-               f"next: netinv evaluate {out}")
+               f"{evaluate_hint(victim, out)}")

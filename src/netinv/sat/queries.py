@@ -339,7 +339,9 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
             ``exact`` (enumerate every input under the constraints through the integer model; at most 2**24).
 
     Returns:
-        :class:`CountResult`; the fraction is count / 2**free_bits, free_bits = non-constant input pixels.
+        :class:`CountResult`; the fraction is count / space, the number of inputs the constraints leave (2**free_bits
+        without constraints; free_bits = non-constant input pixels). With a Hamming ball and on-count bounds
+        together, ApproxMC's space is the ball's size (an upper bound).
     """
     if method not in ("approxmc", "exact"):
         raise ConfigError(f"unknown counting method {method!r}", "use approxmc or exact")
@@ -349,9 +351,11 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
     plain, cs = f.plain, _classes(classes, f.plain)
     bc = resolve(constraints, plain)
     free = plain.free
-    if method == "exact" and space_size(bc, plain.num_inputs) > 2**24:
-        raise ConfigError(f"exact counting over {space_size(bc, plain.num_inputs)} inputs is too large",
-                          "use method='approxmc', or constrain the input to at most 2**24 inputs")
+    space = space_size(bc, plain.num_inputs)  # the inputs the constraints leave (exact counting counts them)
+    if method == "exact" and space > 2**24:
+        raise ConfigError(f"exact counting over {space} inputs is too large",
+                          "use --method approxmc (method='approxmc'), or constrain the input to at most 2**24 "
+                          "inputs (e.g. a smaller --radius)")
     cons = constraint_clauses(bc, f)
     counts: list[ClassCount] = []
     with progress_bar(len(cs), "count", show=show_progress) as bar:
@@ -364,10 +368,11 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
                     break
                 tot += np.bincount(classes_, minlength=plain.num_classes)
             dt = time.perf_counter() - t0
+            space = int(tot.sum()) if tot is not None else space  # on-count bounds inside a ball: exact here
             for c in cs:
                 v = None if tot is None else int(tot[c])
                 st = Status.UNKNOWN if v is None else (Status.SAT if v else Status.UNSAT)
-                counts.append(_class_count(c, st, v, len(free), dt))
+                counts.append(_class_count(c, st, v, space, dt))
                 bar.update(1)
         else:
             for c in cs:
@@ -376,20 +381,20 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
                                                     config.seed), config.time_limit)
                 v = None if not ok else int(val[0]) * 2 ** int(val[1])
                 st = Status.UNKNOWN if v is None else (Status.SAT if v else Status.UNSAT)
-                counts.append(_class_count(c, st, v, len(free), time.perf_counter() - t0))
+                counts.append(_class_count(c, st, v, space, time.perf_counter() - t0))
                 bar.update(1, cls=c)
     res = CountResult(counts, method, epsilon if method == "approxmc" else None,
                       delta if method == "approxmc" else None, int(len(free)), f.stats(), config.seed,
-                      {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()})
+                      {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()}, space)
     if out is not None:
         write_outputs(res, out, model)
     return res
 
 
-def _class_count(c: int, st: Status, v: int | None, free: int, dt: float) -> ClassCount:
+def _class_count(c: int, st: Status, v: int | None, space: int, dt: float) -> ClassCount:
     if v is None:
         return ClassCount(c, st, None, None, None, dt)
-    return ClassCount(c, st, float(v), math.log2(v) if v else float("-inf"), v / 2.0**free, dt)
+    return ClassCount(c, st, float(v), math.log2(v) if v else None, v / space if space else None, dt)
 
 
 def robust(model: Model, x: Any, radius: int, config: QueryConfig = QueryConfig(), *,

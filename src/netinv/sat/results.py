@@ -105,7 +105,7 @@ class ClassCount:
     status: Status  # SAT: estimate (count > 0); UNSAT: count 0; UNKNOWN: timed out
     count: float | None  # estimated number of preimages (exact with method="exact")
     log2_count: float | None
-    fraction: float | None  # count / 2**free_bits: the share of the input space the class owns
+    fraction: float | None  # count / space: the share of the (constrained) input space the class owns
     time_s: float
 
 
@@ -119,11 +119,13 @@ class CountResult:
     formula: dict[str, Any]
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    space: int | None = None  # inputs the constraints leave (the fractions' denominator)
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
         return {"query": "count", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "method": self.method, "epsilon": self.epsilon, "delta": self.delta, "free_bits": self.free_bits,
+                "space": self.space,
                 "classes": {c.cls: {"status": c.status.value, "count": c.count, "log2_count": c.log2_count,
                                     "fraction": c.fraction, "time_s": c.time_s} for c in self.counts}}
 
