@@ -159,6 +159,43 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monk
     assert [t["interrupted"] for t in res.trials].count(True) == 1
 
 
+def test_ctrl_c_during_a_parallel_batch_stops_its_worker_threads(tmp_path, monkeypatch):
+    """Ctrl-C reaches the main thread only; worker threads left running inside torch at exit aborted the CLI
+    ("terminate called without an active exception", exit 134). The workers now stop at their next iteration and
+    are joined; their trials are marked interrupted and resume as usual."""
+    import threading
+
+    from netinv._utils import progress
+    from netinv.attacks import kkt
+
+    step, started = kkt._Problem.step, threading.Event()
+
+    def slow_step(self, *a, **k):  # long enough that the interrupt lands mid-trial
+        started.set()
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(kkt._Problem, "step", slow_step)
+    join, fired = threading.Thread.join, {"n": 0}
+
+    def interrupted_join(self, timeout=None):  # the main thread's first wait is hit by Ctrl-C
+        if threading.current_thread() is threading.main_thread() and started.is_set() and not fired["n"]:
+            fired["n"] = 1
+            raise KeyboardInterrupt
+        return join(self, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    cfg = KKTConfig(iterations=20_000, checkpoint_every=5, show_progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=2, n_jobs=2, out=tmp_path / "s", n=6, seed=1, space=SPACE)
+    assert threading.active_count() == 1 and not progress.STOP.is_set()  # no worker left, the flag reset
+    monkeypatch.setattr(threading.Thread, "join", join)
+    monkeypatch.setattr(kkt._Problem, "step", step)
+    with pytest.warns(UserWarning, match=r"trials \[0, 1\] .* were interrupted"), \
+            pytest.raises(ConfigError, match="no trial .* completed"):  # both kept for --resume, none finished
+        sweep(_victim(), KKTReconstruction, KKTConfig(iterations=20_000, checkpoint_every=5, show_progress=False),
+              n_trials=0, out=tmp_path / "s", n=6, seed=1, space=SPACE)
+
+
 def test_a_study_refuses_another_model_or_setting_and_a_bad_storage(tmp_path):
     cfg = KKTConfig(iterations=3, show_progress=False)
     sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,12 +26,19 @@ def _enabled(show: bool | None) -> bool:
     return sys.stderr.isatty() or os.environ.get("NETINV_PROGRESS", "") == "1"
 
 
+#: set by a sweep on Ctrl-C: every loop running in a worker thread stops at its next bar update (Python delivers
+#: Ctrl-C to the main thread only; worker threads left inside torch at exit abort the interpreter)
+STOP = threading.Event()
+
+
 class _Bar:
     def __init__(self, progress: Progress | None, task: int | None) -> None:
         self._p, self._t = progress, task
 
     def update(self, advance: int = 1, **fields: float | str) -> None:
-        """Advance the bar and show ``fields`` (e.g. ``loss=0.12``)."""
+        """Advance the bar and show ``fields`` (e.g. ``loss=0.12``); in a worker thread, stop when :data:`STOP`."""
+        if STOP.is_set() and threading.current_thread() is not threading.main_thread():
+            raise KeyboardInterrupt
         if self._p is None or self._t is None:
             return
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .._errors import ConfigError, NetinvError, first_line
-from .._utils.progress import progress_bar
+from .._utils.progress import STOP, progress_bar
 from .._utils.runinfo import config_dict, environment
 from ..models.loaded import LoadedModel
 from .base import Attack, Candidates
@@ -225,6 +225,7 @@ def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any)
         except BaseException as e:  # handed to the main thread
             results[i] = e
 
+    workers: list[threading.Thread] = []
     try:
         if len(trials) == 1:
             try:
@@ -239,6 +240,13 @@ def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any)
                 while w.is_alive():
                     w.join(0.2)
     except KeyboardInterrupt:
+        if workers:  # stop the workers at their next iteration and wait for them (their checkpoints stay)
+            STOP.set()
+            try:
+                for w in workers:
+                    w.join(60)
+            finally:
+                STOP.clear()
         for (trial, _), r in zip(trials, results, strict=True):
             if isinstance(r, float) and not math.isnan(r):  # finished before the interrupt: kept
                 study.tell(trial, r)

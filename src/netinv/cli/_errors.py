@@ -62,7 +62,7 @@ def cli_warnings() -> Iterator[None]:
             warnings.showwarning = previous
 
 
-def run_cli(app: Any) -> None:
+def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2, netinv
     warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so that
     ``CliRunner`` invocations behave the same). Torch's CPU threads follow ``NETINV_THREADS`` (default ``auto``:
@@ -78,6 +78,11 @@ def run_cli(app: Any) -> None:
             resumable = set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit"}
             print("interrupted" + (": the last checkpoint is kept in the output folder; run the same command with "
                                    "--resume to continue" if resumable else ""), file=sys.stderr)
+            # every state is on disk (written atomically); skip interpreter teardown, where torch's C++ threads left
+            # by interrupted worker threads (sweep --jobs N) can abort the process ("terminate called ...", 134)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            hard_exit(130)
         raise
     except NetinvError as e:
         if os.environ.get("NETINV_DEBUG") == "1":
