@@ -219,6 +219,17 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="other settings"):
         KKTReconstruction(victim, cfg).invert(8, seed=3, out=tmp_path / "c", resume=True)
+    # the same path with other contents: other weights (a model file replaced in place), another start
+    import copy
+
+    other = copy.deepcopy(victim)
+    with torch.no_grad():
+        next(other.module.parameters()).mul_(1.01)
+    with pytest.raises(ConfigError, match="other settings \\(weights "):
+        KKTReconstruction(other, cfg).invert(8, seed=2, out=tmp_path / "c", resume=True)
+    x0 = torch.rand(8, *victim.input_shape)
+    with pytest.raises(ConfigError, match="other settings \\(start_sha256 None → "):
+        KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "c", resume=True, x0=x0)
 
 
 @pytest.fixture(scope="module")
@@ -423,3 +434,13 @@ def test_attack_leaves_a_batchnorm_model_untouched():
     cands = attack.invert(10)
     assert torch.isfinite(cands.x).all() and torch.isfinite(cands.score).all()
     assert not net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("bad", [dict(lr_x=-1.0), dict(lr_lam=float("nan")), dict(alpha=0.0), dict(alpha=-100.0),
+                                 dict(lam_min=-1.0), dict(init_scale=0.0)])
+def test_nonsense_settings_are_refused_before_the_attack(bad):
+    """A negative step used to end in a 54-line traceback from torch.optim; α ≤ 0 or λ_min < 0 ran silently."""
+    from netinv._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be positive"):
+        KKTReconstruction(_small_victim(), KKTConfig(iterations=2, show_progress=False, **bad)).invert(8)

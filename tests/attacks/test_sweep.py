@@ -209,6 +209,9 @@ def test_a_study_refuses_another_model_or_setting_and_a_bad_storage(tmp_path):
     with pytest.raises(ConfigError, match="cannot open the Optuna storage") as e:
         sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "bad", storage="notaurl", space=SPACE)
     assert "sqlite:///" in e.value.fix and not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="holds the trials of study 'netinv-sweep', not 'other'"):
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE,
+              study_name="other")  # its trial 0 would have resumed study one's checkpoint, or overwritten its run
     (tmp_path / "linked").mkdir()
     (tmp_path / "elsewhere.db").write_bytes(b"")
     (tmp_path / "linked" / "study.db").symlink_to(tmp_path / "elsewhere.db")

@@ -11,6 +11,7 @@ problem, so its parameters are a non-negative combination of the margin gradient
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -138,6 +139,14 @@ class KKTReconstruction(Attack):
                               f"use at least {k} candidates (CLI: --m; default: 2× the training set)")
         if cfg.iterations < 0 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
             raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
+        bad = [f"{k}={v}" for k, v in (("lr_x", cfg.lr_x), ("lr_lam", cfg.lr_lam), ("init_scale", cfg.init_scale))
+               if not (math.isfinite(v) and v > 0)]
+        bad += [f"alpha={cfg.alpha}"] if cfg.alpha is not None and not (math.isfinite(cfg.alpha) and cfg.alpha > 0) \
+            else []
+        bad += [f"lam_min={cfg.lam_min}"] if not (math.isfinite(cfg.lam_min) and cfg.lam_min >= 0) else []
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: step sizes, the init scale and α must be positive and λ_min "
+                              "non-negative", "give e.g. --lr-x 0.01 --alpha 100 --lam-min 0.1 (the defaults)")
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         dev = self.model.device
         prob = _Problem(self.model, dtype, cfg,
@@ -161,7 +170,8 @@ class KKTReconstruction(Attack):
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
-                    "model": self.model.record()}
+                    "start_sha256": _digest(x0, y0),
+                    "model": self.model.record(), "weights": self.model.digest()}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             check_resume(st, settings, state_path)
@@ -181,7 +191,7 @@ class KKTReconstruction(Attack):
                     curve.append({"iteration": done, **terms})
                 check_finite_loss(terms["loss"], "the attack", "lower lr_x / init_scale, or use dtype float64",
                                   at=f"iteration {done}")
-                bar.update(1, stationarity=terms["stationarity"], loss=terms["loss"])
+                bar.update(1, smooth_stationarity=terms["stationarity"], loss=terms["loss"])  # surrogate ReLU
                 if state_path is not None and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                     save_state(state_path, {"x": x.detach().cpu(), "lam": lam.detach().cpu(), "unit": unit,
                                             "opt_x": opt_x.state_dict(), "opt_lam": opt_l.state_dict(),
@@ -233,6 +243,16 @@ def criterion_note(criterion: float) -> str | None:
             "all): the model is far from a KKT point of the margin problem (trained from a large initialisation, "
             "not to zero loss, or with biases or normalisation), so the attack's premise holds only loosely; run "
             "netinv evaluate to see whether anything leaks beyond the null baselines")
+
+
+def _digest(x0: torch.Tensor | None, y0: torch.Tensor | None) -> str | None:
+    """The warm start's SHA-256 (x0, then y0), None without one: a resume with another start file is refused."""
+    if x0 is None:
+        return None
+    h = hashlib.sha256(x0.detach().cpu().double().contiguous().numpy().tobytes())
+    if y0 is not None:
+        h.update(y0.detach().cpu().long().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _optimizer(cfg: KKTConfig, t: torch.Tensor, lr: float) -> torch.optim.Optimizer:

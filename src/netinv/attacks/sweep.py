@@ -167,6 +167,14 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         study.set_user_attr("planned", max(planned, next_k + n_trials))
     plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
 
+    marker = out / "trials" / ".study"  # trial folders hold one study's runs: another study's would mix in
+    if marker.is_file() and marker.read_text().strip() != study_name:
+        raise ConfigError(f"{out / 'trials'} holds the trials of study {marker.read_text().strip()!r}, not "
+                          f"{study_name!r}", "give this study its own --out")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(study_name + "\n")
+    resumable = set(pending) if resume else set()  # only interrupted trials continue from a checkpoint
+
     def run(trial: Any, k: int) -> float:
         params = trial.params
         run_dir = out / "trials" / f"{k:04d}"
@@ -175,8 +183,8 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         # so threads sharing one module would run on each other's tensors
         own = dataclasses.replace(model, module=_own_copy(model.module)) if n_jobs > 1 else model
         attack = attack_cls(own, dataclasses.replace(cfg, **params, **quiet))
-        try:  # resume=True continues from the trial's last checkpoint when an interrupted run left one
-            cands = attack.invert(n, seed=seed + k, out=run_dir, resume=True)
+        try:  # an interrupted trial continues from its last checkpoint; any other starts afresh
+            cands = attack.invert(n, seed=seed + k, out=run_dir, resume=k in resumable)
         except NetinvError as e:  # a diverged run is a result of the sweep, not a crash of it
             trial.set_user_attr("error", str(e))
             return math.nan

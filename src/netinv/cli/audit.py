@@ -44,4 +44,6 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
     res = audit_api(model, out=out, config=cfg, m=m, train=train, heldout=heldout, seed=seed, device=device,
                     resume=resume, model_options=opts)
     typer.echo(res.evaluation.table())
-    typer.echo(f"report: {res.report['html']}")
+    if res.candidates.info.get("criterion_note"):  # a poor fit, as `reconstruct kkt` says too
+        typer.echo(f"note: {res.candidates.info['criterion_note']}", err=True)
+    typer.echo(f"report: {res.report['html']} (also report.md, report.json)")

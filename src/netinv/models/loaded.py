@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,16 @@ class LoadedModel:
         if self.mean is not None:
             self.mean = self.mean.to(device)
         return self
+
+    def digest(self) -> str:
+        """SHA-256 of what the model computes from: its parameters and buffers, mean image and input range (a
+        resume checks it, so a model or mean file replaced at the same path is noticed)."""
+        h = hashlib.sha256(repr((tuple(self.input_shape), tuple(map(float, self.input_range)))).encode())
+        tensors = [*self.module.state_dict().values(), *([self.mean] if self.mean is not None else [])]
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     def record(self) -> dict[str, Any]:
         """How it was loaded and its input range, as outputs record the attacked model (``run.json``'s ``model``):
