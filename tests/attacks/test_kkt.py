@@ -225,7 +225,7 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
     other = copy.deepcopy(victim)
     with torch.no_grad():
         next(other.module.parameters()).mul_(1.01)
-    with pytest.raises(ConfigError, match="other settings \\(weights "):
+    with pytest.raises(ConfigError, match="other settings \\(model_sha256 "):
         KKTReconstruction(other, cfg).invert(8, seed=2, out=tmp_path / "c", resume=True)
     x0 = torch.rand(8, *victim.input_shape)
     with pytest.raises(ConfigError, match="other settings \\(start_sha256 None → "):

@@ -209,6 +209,15 @@ def test_a_study_refuses_another_model_or_setting_and_a_bad_storage(tmp_path):
     with pytest.raises(ConfigError, match="cannot open the Optuna storage") as e:
         sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "bad", storage="notaurl", space=SPACE)
     assert "sqlite:///" in e.value.fix and not (tmp_path / "bad").exists()
+    with pytest.raises(ConfigError, match="alpha=-5.0: step sizes"):  # named, not "every trial diverged"
+        sweep(_victim(), KKTReconstruction, KKTConfig(iterations=3, alpha=-5.0, show_progress=False), n_trials=1,
+              out=tmp_path / "bad-alpha", n=6, space=SPACE)
+    assert not (tmp_path / "bad-alpha").exists()
+    replaced = _victim()  # the same path, other contents: its trials must not be pooled with the study's
+    with torch.no_grad():
+        next(replaced.module.parameters()).mul_(1.01)
+    with pytest.raises(ConfigError, match="was run with model"):
+        sweep(replaced, KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE)
     with pytest.raises(ConfigError, match="holds the trials of study 'netinv-sweep', not 'other'"):
         sweep(_victim(), KKTReconstruction, cfg, n_trials=1, out=tmp_path / "s", n=6, space=SPACE,
               study_name="other")  # its trial 0 would have resumed study one's checkpoint, or overwritten its run

@@ -97,7 +97,7 @@ class GeneratorTrainer:
         self.step, self.curve, self.elapsed = 0, [], 0.0
         # what a resume must match: the attack, every training setting, the seed and the model (with its range)
         self.settings = {"attack": type(self).__name__, "config": config_dict(cfg), "seed": seed,
-                         "model": self.model.record(), "weights": self.model.digest()}
+                         "model": self.model.record(), "model_sha256": self.model.digest()}
 
     def state_dict(self) -> dict[str, Any]:
         state = {"settings": self.settings, "generator": self.generator.state_dict(), "opt": self.opt.state_dict(),

@@ -54,6 +54,23 @@ class KKTConfig:
     log_every: int = 25  # iterations between loss-curve points
     show_progress: bool | None = None  # None: a bar when attached to a terminal
 
+    def validate(self) -> None:
+        """One ConfigError naming the settings no run can use (a sweep checks its base settings before any trial).
+
+        Raises:
+            ConfigError: a negative iteration count, non-positive step sizes, init scale or α, a negative λ_min.
+        """
+        if self.iterations < 0 or self.checkpoint_every < 1 or self.log_every < 1:
+            raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
+        bad = [f"{k}={v}" for k, v in (("lr_x", self.lr_x), ("lr_lam", self.lr_lam), ("init_scale", self.init_scale))
+               if not (math.isfinite(v) and v > 0)]
+        bad += [f"alpha={self.alpha}"] if self.alpha is not None and not (math.isfinite(self.alpha) and
+                                                                          self.alpha > 0) else []
+        bad += [f"lam_min={self.lam_min}"] if not (math.isfinite(self.lam_min) and self.lam_min >= 0) else []
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: step sizes, the init scale and α must be positive and λ_min "
+                              "non-negative", "give e.g. --lr-x 0.01 --alpha 100 --lam-min 0.1 (the defaults)")
+
 
 class KKTReconstruction(Attack):
     """Reconstruct training samples of a (positively homogeneous) classifier from its weights alone.
@@ -137,16 +154,7 @@ class KKTReconstruction(Attack):
         if m < k:
             raise ConfigError(f"n={m} candidates for {k} classes",
                               f"use at least {k} candidates (CLI: --m; default: 2× the training set)")
-        if cfg.iterations < 0 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
-            raise ConfigError("iterations must be >= 0, checkpoint_every and log_every >= 1", "fix the settings")
-        bad = [f"{k}={v}" for k, v in (("lr_x", cfg.lr_x), ("lr_lam", cfg.lr_lam), ("init_scale", cfg.init_scale))
-               if not (math.isfinite(v) and v > 0)]
-        bad += [f"alpha={cfg.alpha}"] if cfg.alpha is not None and not (math.isfinite(cfg.alpha) and cfg.alpha > 0) \
-            else []
-        bad += [f"lam_min={cfg.lam_min}"] if not (math.isfinite(cfg.lam_min) and cfg.lam_min >= 0) else []
-        if bad:
-            raise ConfigError(f"{', '.join(bad)}: step sizes, the init scale and α must be positive and λ_min "
-                              "non-negative", "give e.g. --lr-x 0.01 --alpha 100 --lam-min 0.1 (the defaults)")
+        cfg.validate()
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
         dev = self.model.device
         prob = _Problem(self.model, dtype, cfg,
@@ -171,7 +179,7 @@ class KKTReconstruction(Attack):
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
                     "start_sha256": _digest(x0, y0),
-                    "model": self.model.record(), "weights": self.model.digest()}
+                    "model": self.model.record(), "model_sha256": self.model.digest()}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             check_resume(st, settings, state_path)

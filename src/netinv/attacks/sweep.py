@@ -139,6 +139,8 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     if n_trials < 0 or n_jobs < 1 or pool_top < 1:
         raise ConfigError(f"n_trials={n_trials}, n_jobs={n_jobs}, pool_top={pool_top}",
                           "use n_trials >= 0, n_jobs >= 1, pool_top >= 1")
+    if hasattr(cfg, "validate"):  # a bad fixed setting would prune every trial as if it had diverged
+        cfg.validate()
     out = Path(out)
     study = _open_study(optuna, storage, study_name, out)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -293,7 +295,8 @@ def _open_study(optuna: Any, storage: str | None, study_name: str, out: Path) ->
 def _identity(model: LoadedModel) -> dict[str, Any]:
     """What names the attacked model across calls: its source, without load-time details such as the device."""
     keep = ("format", "path", "class", "factory", "weights", "mean", "input_shape")
-    return {k: v for k, v in model.source.items() if k in keep}
+    # the contents too: a model file replaced at the same path must not be pooled with the old one's trials
+    return {**{k: v for k, v in model.source.items() if k in keep}, "sha256": model.digest()}
 
 
 def _same_setup(study: Any, setup: dict[str, Any], storage: str, study_name: str) -> None:
@@ -307,7 +310,7 @@ def _same_setup(study: Any, setup: dict[str, Any], storage: str, study_name: str
     for key in setup:
         if old.get(key) != setup[key]:
             raise ConfigError(f"study {study_name!r} in {storage} was run with {key} {old.get(key)}, this call gives "
-                              f"{setup[key]}", "give another --out (or --study-name), or the same model and "
+                              f"{setup[key]}", "give another --out, or the same model and "
                               "settings as the study's earlier calls")
 
 
