@@ -154,8 +154,10 @@ class Evaluation:
                          [f"{ml['leaked'][f.name]}/{ml['n_on_margin']}" for f in self.sets]))
         lines = [f"{'':26s}{'attack':>16s}{'noise':>16s}{'real held-out':>16s}"]
         lines += [f"{name:26s}" + "".join(f"{v:>16s}" for v in vals) for name, vals in rows]
-        lines.append(f"{n} training images, {self.settings['n_heldout_tau']} held-out images for tau, "
-                     f"seed {self.settings['seed']}")
+        n_real = self.settings.get("n_heldout_candidates")
+        lines.append(f"{n} training images, {self.settings['n_heldout_tau']} held-out images for tau"
+                     + (f" (another {n_real} are the real held-out candidates)" if n_real else "")
+                     + f", seed {self.settings['seed']}")
         c = self.conditioning
         if c and "assigned_fraction" in c:
             lines.append(f"candidates assigned to their label: {c['assigned_fraction']:.1%}, "
