@@ -64,3 +64,16 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert r.exit_code != 0 and "--classes" in format_error(r.exception)
     r = runner.invoke(app, ["sat", "robust", "ckpt", "--input", str(tmp_path / "none.npy"), "--radius", "1"])
     assert "cannot read --input" in format_error(r.exception)
+
+
+def test_each_query_has_a_one_line_summary_for_a_reader():
+    from netinv.cli.sat import summary
+
+    inv = {"query": "invert", "verified": True, "classes": {0: {"status": "SAT"}, 3: {"status": "UNSAT"}}}
+    assert summary(inv) == "invert: class 0 SAT, class 3 UNSAT, verified by the PyTorch model"
+    cnt = {"query": "count", "method": "exact", "space": 43745,
+           "classes": {3: {"count": 43102.0, "status": "SAT"}, 5: {"count": None, "status": "UNKNOWN"}}}
+    assert summary(cnt) == "count (exact, of 43745 inputs): class 3 43102, class 5 UNKNOWN"
+    rob = {"query": "robust", "radius": 2, "robust": False, "counterexample_class": 7, "distance": 1}
+    assert summary(rob) == "robust within radius 2: not robust: class 7 at distance 1"
+    assert summary({"query": "infer", "n": 5, "agree": True, "unknown": 0}) == "infer: 5 inputs, CNF and model agree"

@@ -100,7 +100,43 @@ def _model(model, weights, input_shape, input_range, mean, device):  # noqa: ANN
 
 
 def _print(result: object) -> None:
-    typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result, indent=2, default=str))
+    """The result as JSON on stdout (for scripts) and one line for a reader on stderr."""
+    d = result.to_dict() if hasattr(result, "to_dict") else result
+    typer.echo(json.dumps(d, indent=2, default=str))
+    try:
+        line = summary(d) if isinstance(d, dict) else ""
+    except (KeyError, TypeError):  # a result without the usual fields: the JSON says it all
+        line = ""
+    if line:
+        typer.echo(line, err=True)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+
+
+def summary(d: dict) -> str:
+    """One line of a query's result: each class's answer, or the count, agreement or robustness."""
+    q = d.get("query")
+    verified = {True: ", verified by the PyTorch model", False: ", NOT confirmed by the PyTorch model"}.get(
+        d.get("verified"), "")
+    if q == "invert":
+        return "invert: " + ", ".join(f"class {c} {v['status']}" for c, v in d["classes"].items()) + verified
+    if q == "count":
+        return f"count ({d['method']}, of {d.get('space')} inputs): " + ", ".join(
+            f"class {c} {_num(v['count']) if v['count'] is not None else v['status']}" for c, v in d["classes"].items())
+    if q == "sample":
+        return f"sample: {d['found']} distinct preimages of class {d['class']} ({d['status']}){verified}"
+    if q == "robust":
+        answer = {True: "robust (proof)", False: f"not robust: class {d['counterexample_class']} at distance "
+                                                 f"{d['distance']}"}.get(d["robust"], "unknown (time limit)")
+        return f"robust within radius {d['radius']}: {answer}"
+    if q == "infer":
+        return f"infer: {d['n']} inputs, CNF and model {'agree' if d['agree'] else 'DISAGREE'}" + (
+            f", {d['unknown']} undecided" if d["unknown"] else "")
+    if q == "export":
+        return f"export: {d['formula']['variables']} variables, {d['formula']['clauses']} clauses"
+    return ""
 
 
 # input constraints (netinv.sat.InputConstraints), shared by invert, sample and count
