@@ -444,3 +444,13 @@ def test_nonsense_settings_are_refused_before_the_attack(bad):
 
     with pytest.raises(ConfigError, match="must be positive"):
         KKTReconstruction(_small_victim(), KKTConfig(iterations=2, show_progress=False, **bad)).invert(8)
+
+
+def test_a_fresh_run_in_a_used_folder_says_what_it_replaces(tmp_path):
+    cfg = KKTConfig(iterations=2, show_progress=False)
+    KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)
+    with pytest.warns(UserWarning, match="holds an earlier run's candidates.npz"):
+        KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)
+    (tmp_path / ".kkt_state.pt").write_bytes(b"")  # what an interrupted run leaves
+    with pytest.warns(UserWarning, match="interrupted run's checkpoint; .* add --resume"):
+        KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)

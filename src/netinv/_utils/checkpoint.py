@@ -106,3 +106,18 @@ def check_resume(state: dict[str, Any], settings: dict[str, Any], path: Path) ->
             if flat_old.get(k) != flat_new.get(k)]
     raise ConfigError(f"{path} was made with other settings ({'; '.join(diff[:3])})",
                       "resume with the same settings, or use a new --out")
+
+
+def warn_on_restart(out: Path | None, state_file: str, result_file: str, resume: bool) -> None:
+    """Say so when a run starts afresh in a folder that holds an interrupted run's checkpoint or a finished run's
+    results: both are replaced as the new run goes (``--resume`` continues the interrupted one)."""
+    import warnings
+
+    if out is None or resume:
+        return
+    if (Path(out) / state_file).exists():
+        warnings.warn(f"{out} holds an interrupted run's checkpoint; this run starts afresh and replaces it (add "
+                      "--resume to continue it instead)", UserWarning, stacklevel=3)
+    elif (Path(out) / result_file).exists():
+        warnings.warn(f"{out} holds an earlier run's {result_file}; this run replaces it (use another --out to keep "
+                      "both)", UserWarning, stacklevel=3)

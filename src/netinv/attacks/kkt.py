@@ -23,7 +23,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from .._errors import ConfigError, ModelError, check_finite_loss
-from .._utils.checkpoint import check_resume, load_state, save_state
+from .._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
@@ -177,6 +177,7 @@ class KKTReconstruction(Attack):
 
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
+        warn_on_restart(Path(out) if out is not None else None, ".kkt_state.pt", "candidates.npz", resume)
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
                     "start_sha256": _digest(x0, y0),
                     "model": self.model.record(), "model_sha256": self.model.digest()}
