@@ -452,5 +452,5 @@ def test_a_fresh_run_in_a_used_folder_says_what_it_replaces(tmp_path):
     with pytest.warns(UserWarning, match="holds an earlier run's candidates.npz"):
         KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)
     (tmp_path / ".kkt_state.pt").write_bytes(b"")  # what an interrupted run leaves
-    with pytest.warns(UserWarning, match="interrupted run's checkpoint; .* add --resume"):
+    with pytest.warns(UserWarning, match="interrupted run's checkpoint; .*add --resume"):
         KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)
