@@ -273,3 +273,14 @@ def test_dark_uint8_images_warn():
         np.savez(Path(d) / "u.npz", x=np.array([[[0, 32]]] * 2, np.uint8), y=np.array([0, 1]))
         with pytest.warns(UserWarning, match="maximum 32, read as 32/255 of full scale"):
             load_npz(Path(d) / "u.npz")
+
+
+def test_an_npz_that_inflates_too_far_is_refused_before_reading(tmp_path, monkeypatch):
+    from netinv.data import npz
+
+    np.savez_compressed(tmp_path / "z.npz", x=np.zeros((64, 1, 64, 64), np.float32), y=np.zeros(64, np.int64))
+    monkeypatch.setattr(npz, "MAX_INFLATED_BYTES", 1 << 20)  # 1 MiB here; 8 GiB by default
+    with pytest.raises(DataError, match="inflates to 0.0 GiB from .* MiB, more than"):
+        load_npz(tmp_path / "z.npz")
+    monkeypatch.setattr(npz, "MAX_INFLATED_BYTES", 1 << 33)
+    assert len(load_npz(tmp_path / "z.npz")) == 64

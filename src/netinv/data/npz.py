@@ -20,7 +20,23 @@ import torch
 from .._errors import DataError
 from ._dataset import Dataset
 
+MAX_INFLATED_BYTES = 1 << 33  # 8 GiB: an npz that inflates beyond this is refused before it is read
 MAX_CLASS_INDEX = 1 << 20  # a model's class index above this is a corrupt or forged label, not a class
+
+
+def _check_inflated_size(path: Path) -> None:
+    """Refuse an npz whose arrays would inflate beyond :data:`MAX_INFLATED_BYTES` (read from the zip directory, before
+    anything is decompressed): a few MB of compressed zeros can hold gigabytes."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"cannot read {path}: {e}", "check that it is an npz written by np.savez") from None
+    inflated, packed = sum(i.file_size for i in infos), sum(i.compress_size for i in infos)
+    if inflated > MAX_INFLATED_BYTES:
+        raise DataError(f"{path} inflates to {inflated / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB, more than "
+                        f"netinv reads ({MAX_INFLATED_BYTES / 2**30:.0f} GiB)", "split the data set, or check the "
+                        "file: a small archive holding gigabytes is usually not image data")
 
 
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -115,6 +131,8 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
     if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # numpy would call any other file "pickled data"
         raise DataError(f"{path} is not an npz file (it is neither a zip archive nor a .npy array)",
                         "save the data with np.savez(path, x=x, y=y)")
+    if magic.startswith(b"PK"):
+        _check_inflated_size(path)
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):
