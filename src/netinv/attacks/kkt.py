@@ -178,9 +178,10 @@ class KKTReconstruction(Attack):
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
         warn_on_restart(Path(out) if out is not None else None, ".kkt_state.pt", "candidates.npz", resume)
+        keep = state_path is not None  # the digests only matter to a resume, which needs a saved state
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
-                    "start_sha256": _digest(x0, y0),
-                    "model": self.model.record(), "model_sha256": self.model.digest()}
+                    "start_sha256": _digest(x0, y0) if keep else None, "model": self.model.record(),
+                    "model_sha256": self.model.digest() if keep else None}
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             check_resume(st, settings, state_path)

@@ -24,6 +24,14 @@ MAX_INFLATED_BYTES = 1 << 33  # 8 GiB: an npz that inflates beyond this is refus
 MAX_CLASS_INDEX = 1 << 20  # a model's class index above this is a corrupt or forged label, not a class
 
 
+def numpy_file_kind(path: str | Path) -> str | None:
+    """``npz`` (a zip archive), ``npy`` (one array) or None by the file's first bytes: numpy itself calls any other
+    file "pickled data", which misdescribes it."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    return "npz" if magic.startswith(b"PK\x03\x04") else "npy" if magic.startswith(b"\x93NUMPY") else None
+
+
 def _check_inflated_size(path: Path) -> None:
     """Refuse an npz whose arrays would inflate beyond :data:`MAX_INFLATED_BYTES` (read from the zip directory, before
     anything is decompressed): a few MB of compressed zeros can hold gigabytes."""
@@ -126,12 +134,11 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no npz file at {path}", "check the path: it should name an existing .npz file")
-    with path.open("rb") as fh:
-        magic = fh.read(6)
-    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # numpy would call any other file "pickled data"
+    kind = numpy_file_kind(path)
+    if kind is None:
         raise DataError(f"{path} is not an npz file (it is neither a zip archive nor a .npy array)",
                         "save the data with np.savez(path, x=x, y=y)")
-    if magic.startswith(b"PK"):
+    if kind == "npz":
         _check_inflated_size(path)
     try:
         f = np.load(path, allow_pickle=False)

@@ -23,6 +23,7 @@ from torch import nn
 from .._errors import ModelError, first_line, informative_line
 from .._utils.device import resolve_device
 from ..data import Dataset
+from ..data.npz import numpy_file_kind
 from .checkpoint import is_checkpoint, load_checkpoint
 from .loaded import LoadedModel
 
@@ -162,16 +163,14 @@ def _zip_kind(path: Path) -> str | None:
     return None
 
 
-_PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")  # torch.export stores these with pickle
-
-
 def _check_archive_has_no_pickles(path: Path) -> None:
     """Refuse a ``.pt2`` archive from which ``torch.export.load`` would unpickle Python objects (code could run).
 
     torch 2.13 unpickles three kinds of entries: weights or constants flagged ``use_pickle`` in their config,
-    ``custom_obj_*`` / ``opaque_obj_*`` constants, and ``.pt`` files (sample inputs, older layouts) when the
-    weights-only load fails. A classifier exported from a plain module has none of the first two, and its ``.pt``
-    files hold tensors only; those are checked with ``torch.load(weights_only=True)`` before torch sees them.
+    ``custom_obj_*`` / ``opaque_obj_*`` constants (chosen by the config's path prefix), and ``.pt`` files (sample
+    inputs, older layouts) when the weights-only load fails. The payload configs therefore pass an allowlist (plain
+    ``weight_*`` / ``tensor_*`` entries), and ``.pt`` files are checked with ``torch.load(weights_only=True)`` before
+    torch sees them; a file no config names is never read.
     """
     fix = ("export the model with plain tensors: torch.export.save(torch.export.export(model.eval(), (example,)), "
            "path); never load an archive you do not trust with torch.export.load")
@@ -179,10 +178,6 @@ def _check_archive_has_no_pickles(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
                 name = info.filename
-                base = name.rsplit("/", 1)[-1]
-                if base.startswith(_PICKLED_OBJECT_PREFIXES):
-                    raise ModelError(f"refusing {path}: it holds a pickled Python object ({name}), which could run "
-                                     "code when loaded", fix)
                 if name.endswith("_config.json") and ("data/weights/" in name or "data/constants/" in name):
                     # an allowlist, as torch decides by path_name prefix whatever use_pickle says: only plain tensor
                     # payloads (weight_*, tensor_*) that are not pickled pass
@@ -455,9 +450,8 @@ def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[s
 def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(mean, str | Path):
         try:
-            with open(mean, "rb") as fh:
-                if not fh.read(6).startswith((b"PK\x03\x04", b"\x93NUMPY")):
-                    raise ValueError("not a .npy file")  # numpy would call any other file "pickled data"
+            if numpy_file_kind(mean) is None:
+                raise ValueError("not a .npy file")
             loaded = np.load(mean, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read mean image {mean}: {e}", "pass a .npy array saved with np.save") from None
