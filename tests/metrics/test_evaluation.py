@@ -121,6 +121,7 @@ def test_margins_conditioning_and_files(tmp_path, k):
     assert d["settings"]["config"]["n_best"] == 5 and d["settings"]["seed"] == 0
     for name in ("best_pairs", "ssim_vs_margin"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and name in ev.figures
+        assert d["figures"][name] == f"{name}.png"  # beside evaluation.json, wherever the evaluation ran from
 
 
 def test_bad_inputs(parity):
@@ -229,3 +230,35 @@ def test_a_run_json_with_a_malformed_model_record_is_one_model_error(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"model": {"path": "m.pt2", "input_shape": "abc"}}))
     with pytest.raises(ModelError, match="records input_shape 'abc', which is not a list of numbers"):
         evaluate_dir(tmp_path)
+
+
+def test_float64_candidates_are_scored_in_float64(parity):
+    """Candidates far from 0 with a small spread lose their pattern in float32: 1e4 + 1e-3·x is kept in float64."""
+    tr, ho = parity.train, parity.heldout
+    g = torch.Generator().manual_seed(7)
+    base = (tr.x[:60] + 0.3 * torch.randn(60, 1, 8, 8, generator=g)).double()
+    ref = evaluate(base, tr, ho, seed=0).attack
+    shifted = evaluate((1e4 + 1e-3 * base).numpy(), tr, ho, seed=0).attack  # numpy float64, as np.load gives
+    assert shifted.n_leaked == ref.n_leaked and shifted.auc == pytest.approx(ref.auc, abs=1e-9)
+    assert shifted.train_ssim.dtype == torch.float64  # the scores τ and the counts come from
+    assert int((shifted.train_ssim > shifted.tau).sum()) == shifted.n_leaked
+
+
+def test_constant_candidates_are_named_and_not_matched(parity):
+    tr, ho = parity.train, parity.heldout
+    cands = torch.cat([tr.x[:30], torch.full((5, 1, 8, 8), 0.2)])
+    with pytest.warns(UserWarning, match="5 of the 35 candidates are constant images"):
+        ev = evaluate(cands, tr, ho, seed=0)
+    assert int(ev.attack.train_match.max()) < 30 and int(ev.attack.heldout_match.max()) < 30
+
+
+def test_model_options_without_a_model_are_refused(digits_parity, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "candidates.npz", x=digits_parity.train.x.numpy())
+    tr_npz = digits_parity.train.save_npz(tmp_path / "t.npz")
+    ho_npz = digits_parity.heldout.save_npz(tmp_path / "h.npz")
+    with pytest.raises(ConfigError, match="--input-range, --mean given without a model"):
+        evaluate_dir(run, None, tr_npz, ho_npz, model_options={"mean": "m.npy", "input_range": (-1.0, 1.0),
+                                                               "device": "cpu"})
+    evaluate_dir(run, None, tr_npz, ho_npz, model_options={"device": "cpu"})  # the device alone is harmless

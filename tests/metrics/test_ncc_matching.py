@@ -71,3 +71,47 @@ def test_errors():
         nearest_ncc(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 7))
     with pytest.raises(DataError, match="no candidates"):
         nearest_ncc(torch.rand(2, 1, 8, 8), torch.rand(0, 1, 8, 8))
+
+
+def test_a_constant_candidate_is_never_the_match():
+    """A constant image standardises to zeros, at correlation 0.5 from everything: it used to win most matches."""
+    g = torch.Generator().manual_seed(4)
+    refs, noise = torch.rand(60, 1, 8, 8, generator=g), torch.rand(30, 1, 8, 8, generator=g)
+    for value in (0.0, 0.37, 5.0):
+        cands = torch.cat([noise[:10], torch.full((1, 1, 8, 8), value), noise[10:]])
+        idx, _ = nearest_ncc(refs, cands)
+        assert 10 not in idx.tolist()
+        assert idx.tolist() == [i + (i >= 10) for i in nearest_ncc(refs, noise)[0].tolist()]
+    idx, dist = nearest_ncc(refs, torch.full((3, 1, 8, 8), 2.0))  # all constant: matched anyway, the first
+    assert idx.tolist() == [0] * 60 and torch.isfinite(dist).all()
+
+
+def test_a_constant_reference_matches_the_first_candidate():
+    cands = torch.rand(7, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    idx, dist = nearest_ncc(torch.full((2, 1, 8, 8), 0.5), cands)
+    assert idx.tolist() == [0, 0]
+    assert dist.tolist() == pytest.approx([float(torch.linalg.vector_norm(standardise(cands[:1].double())))] * 2)
+
+
+def test_identical_candidates_resolve_to_the_first_copy():
+    """torch.cdist's matrix-product path gives two identical candidates distances that differ in the last bits."""
+    from sklearn.datasets import load_digits
+
+    d = torch.tensor(load_digits().images, dtype=torch.float32)[:, None] / 16
+    refs, base = d[:300], d[300:350]
+    idx, _ = nearest_ncc(refs, torch.cat([base, base]))
+    assert int(idx.max()) < 50
+    assert idx.tolist() == nearest_ncc(refs, base)[0].tolist()
+    idx, _ = nearest_ncc(refs, torch.cat([base[:5], base, base]))  # duplicates at any position: the first copy
+    assert all(i < 5 or 5 <= i < 55 for i in idx.tolist())
+
+
+@pytest.mark.parametrize("scale", [1e-13, 1e-9, 1e6])
+def test_matching_and_minmax_do_not_depend_on_the_scale(scale):
+    """No absolute thresholds: tiny or huge data-space values score as their pattern does."""
+    g = torch.Generator().manual_seed(6)
+    refs, cands = torch.rand(20, 1, 8, 8, generator=g), torch.rand(40, 1, 8, 8, generator=g).double()
+    idx, dist = nearest_ncc(refs, cands)
+    idx_s, dist_s = nearest_ncc(refs, cands * scale + 3 * scale)
+    assert idx_s.tolist() == idx.tolist() and dist_s.tolist() == pytest.approx(dist.tolist(), abs=1e-9)
+    assert torch.allclose(minmax_scale(cands * scale), minmax_scale(cands), atol=1e-12)

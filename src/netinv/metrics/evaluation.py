@@ -26,6 +26,7 @@ from ..data import Dataset
 from ..models.loaded import LoadedModel
 from .functional import (
     class_assignment,
+    constant_channels,
     leakage_threshold,
     leaked,
     margins,
@@ -60,7 +61,8 @@ class CandidateFigures:
     Attributes:
         name: ``attack``, ``noise`` or ``real_heldout``.
         n_candidates: candidates in the set.
-        train_ssim: per training image, the SSIM to its NCC-nearest candidate (n_train).
+        train_ssim: per training image, the SSIM to its NCC-nearest candidate (n_train, float64: the values τ and
+            the counts were computed from).
         train_match: per training image, the index of that candidate in the set (n_train).
         heldout_ssim / heldout_match: the same for the held-out non-members used for τ.
         best_mean_ssim: Haim's mean SSIM of the ``n_best`` best-matched training images.
@@ -135,7 +137,7 @@ class Evaluation:
                 **{f.name: f.to_dict() for f in self.sets},
                 "train_margin": self.train_margin.tolist() if self.train_margin is not None else None,
                 "margin_leakage": self.margin_leakage, "conditioning": self.conditioning, "settings": self.settings,
-                "figures": self.figures}
+                "figures": {k: Path(v).name for k, v in self.figures.items()}}  # beside evaluation.json
 
     def table(self) -> str:
         """A compact text table: attack vs noise vs real held-out candidates."""
@@ -215,6 +217,11 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
         raise ModelError(f"the model takes inputs {tuple(model.input_shape)}, the data has {shape}",
                          "evaluate with the training set of this model")
     labels = _labels(candidate_labels, m, model, train) if candidate_labels is not None else None
+    n_flat = int(constant_channels(cands).all(1).sum())
+    if n_flat:
+        warnings.warn(f"{n_flat} of the {m} candidates are constant images: they carry no pattern, so they are never "
+                      "matched" + (" (all are, so they are matched anyway)" if n_flat == m else ""),
+                      UserWarning, stacklevel=2)
 
     # held-out split: a real-candidate part (same count as the attack's, at most half) and the τ part
     gen = torch.Generator().manual_seed(seed)
@@ -296,6 +303,11 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     if from_record and model is not None and "weights" not in recorded_options and not Path(model).exists():
         raise ModelError(f"the attacked model {model}, recorded in {run_dir / 'run.json'}, is no longer there",
                          "name it: --model PATH (with --input-shape / --mean as in the attack)")
+    if model is None and options:
+        given = ", ".join("--" + k.replace("_", "-") for k in sorted(options) if k != "device")
+        if given:
+            raise ConfigError(f"{given} given without a model to apply to (the candidates are read in data space, as "
+                              "written)", "add --model MODEL, or leave out the model options")
     try:
         lm = load_model(model, **options) if model is not None else None
     except ModelError as e:
@@ -337,7 +349,7 @@ def _figures(name: str, cands: torch.Tensor, refs: torch.Tensor, n_train: int, n
     k, frac = leaked(s_tr, tau)
     best = torch.sort(s_tr, descending=True).values[:n_best]
     distinct = int(match[:n_train][s_tr > tau].unique().numel())
-    return CandidateFigures(name, int(cands.shape[0]), s_tr.float(), match[:n_train], s_ho.float(), match[n_train:],
+    return CandidateFigures(name, int(cands.shape[0]), s_tr, match[:n_train], s_ho, match[n_train:],
                             float(best.mean()), int((s_tr > cfg.ssim_threshold).sum()), tau, k, frac,
                             membership_auc(s_tr, s_ho), distinct)
 
@@ -394,7 +406,8 @@ def drop_members(train: Dataset, heldout: Dataset) -> Dataset:
 
 
 def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu().to(torch.float32)
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu()
+    x = x.to(torch.float64 if x.dtype == torch.float64 else torch.float32)  # float64 kept: matching runs in it
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"{what} have shape {tuple(x.shape)}", f"give M×{'×'.join(map(str, shape))} {what}")
     if tuple(x.shape[1:]) != shape:
@@ -403,7 +416,7 @@ def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
                             "evaluate candidates made for this model and data set")
         x = x.reshape(x.shape[0], *shape)
     if not torch.isfinite(x).all():
-        raise DataError(f"{int((~torch.isfinite(x)).sum())} {what} values are NaN or inf",
+        raise DataError(f"{int((~torch.isfinite(x)).sum())} values of the {what} are NaN or inf",
                         "drop the diverged candidates (or rerun the attack) before evaluating")
     return x
 
@@ -425,7 +438,7 @@ def _labels(labels: Any, m: int, model: LoadedModel | None, train: Dataset) -> t
 def _batched(fn: Any, x: torch.Tensor, model: LoadedModel, batch_size: int) -> torch.Tensor:
     xs = x.reshape(x.shape[0], *model.input_shape)
     with torch.no_grad():
-        return torch.cat([fn(xs[i:i + batch_size].to(model.device)).detach().float().cpu()
+        return torch.cat([fn(xs[i:i + batch_size].to(model.device, torch.float32)).detach().float().cpu()
                           for i in range(0, xs.shape[0], batch_size)])
 
 
@@ -475,7 +488,8 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f.files:
                 raise DataError(f"{path} has arrays {sorted(f.files)}, no x", "save candidates as x (and y, lam)")
-            x = torch.from_numpy(np.asarray(f["x"], dtype=np.float32))
+            x = np.asarray(f["x"])
+            x = torch.from_numpy(x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False))
             y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
     except DataError:
         raise
@@ -535,5 +549,5 @@ def _write(ev: Evaluation, cands: torch.Tensor, train: Dataset, out: Path) -> No
         ev.figures["ssim_vs_margin"] = str(save_scatter(
             series, out / "ssim_vs_margin.png", xlabel="margin y·Φ(x) of the training image",
             ylabel="SSIM to nearest candidate", title="training images: score vs margin (Haim et al. Fig. 4)",
-            hlines={"tau (attack)": a.tau}))
+            thresholds={f.name: f.tau for f in ev.sets}))
     write_json(out / "evaluation.json", ev.to_dict())

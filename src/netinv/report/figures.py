@@ -84,7 +84,8 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, xlabel: str = "",
-                 ylabel: str = "", title: str | None = None, hlines: dict[str, float] | None = None) -> Path:
+                 ylabel: str = "", title: str | None = None, hlines: dict[str, float] | None = None,
+                 thresholds: dict[str, float] | None = None) -> Path:
     """Write a scatter plot of one or more named (x, y) series to a PNG.
 
     Args:
@@ -92,6 +93,8 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
         path: the PNG to write.
         xlabel, ylabel, title: axis labels and title.
         hlines: label -> y of a dashed horizontal line (e.g. a threshold τ).
+        thresholds: series label -> y of a dashed line in that series' colour, labelled ``tau (label)`` (each
+            candidate set's own τ).
 
     Returns:
         ``path``.
@@ -100,8 +103,11 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = _figure(5.0, 3.6)
     ax = fig.add_subplot(1, 1, 1)
-    for label, (xs, ys) in series.items():
-        ax.scatter(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), s=10, alpha=0.7, label=label)
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        ax.scatter(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), s=10, alpha=0.7, label=label,
+                   color=f"C{i}")
+        if thresholds and label in thresholds:
+            ax.axhline(thresholds[label], linestyle="--", linewidth=1, color=f"C{i}", label=f"tau ({label})")
     for i, (label, y) in enumerate((hlines or {}).items()):
         ax.axhline(y, linestyle="--", linewidth=1, color=f"C{len(series) + i}", label=label)
     ax.set_xlabel(xlabel)

@@ -2,8 +2,13 @@
 (``ncc_dist``): standardise every image per channel to zero mean and unit (unbiased) standard deviation, then take
 the candidate at the smallest L2 distance. For 32×32 colour images the authors first downsample ×2 (bicubic).
 
-Standardising makes the match invariant to a per-channel affine change of intensities, so an un-normalised
-reconstruction (data space, any scale) is matched by its pattern, not its brightness.
+Standardising makes the match invariant to a per-channel affine change of intensities with a positive scale, so an
+un-normalised reconstruction (data space, any scale) is matched by its pattern, not its brightness.
+
+Degenerate cases (ours; the protocol leaves them open, and Haim et al.'s code gives NaN there): a constant channel
+standardises to zeros; a candidate that is constant in every channel carries no pattern and is never matched (it
+would sit at correlation 0.5 from everything and win most matches) unless every candidate is constant; a constant
+reference matches the first candidate; exact duplicate candidates resolve to the first copy.
 """
 
 from __future__ import annotations
@@ -14,15 +19,22 @@ import torch.nn.functional as F
 from ..._errors import DataError
 
 
-def standardise(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def constant_channels(x: torch.Tensor) -> torch.Tensor:
+    """N×C×H×W -> N×C bool: channels whose pixels are all equal (exactly; no scale-dependent threshold)."""
+    flat = x.flatten(2)
+    return flat.amax(2) == flat.amin(2)
+
+
+def standardise(x: torch.Tensor, constant: torch.Tensor | None = None) -> torch.Tensor:
     """Per-image, per-channel zero mean and unit standard deviation: N×C×H×W -> N×C×H×W.
 
-    A constant channel (std < ``eps``) becomes all zeros instead of NaN.
+    A constant channel (all pixels equal, or flagged in ``constant``, N×C) becomes all zeros instead of NaN.
     """
     flat = x.flatten(2)  # (N, C, H·W)
+    const = (constant_channels(x) if constant is None else constant)[..., None]
     mean = flat.mean(2, keepdim=True)
     std = flat.std(2, keepdim=True) if flat.shape[2] > 1 else torch.ones_like(mean)  # unbiased, as the authors
-    return ((flat - mean) / std.clamp_min(eps)).view_as(x)
+    return ((flat - mean) / torch.where(const, torch.ones_like(std), std)).masked_fill(const, 0.0).view_as(x)
 
 
 def _auto_downsample(shape: torch.Size) -> bool:
@@ -32,10 +44,11 @@ def _auto_downsample(shape: torch.Size) -> bool:
 
 def _prepare(x: torch.Tensor, downsample: bool, dtype: torch.dtype) -> torch.Tensor:
     x = x.to(dtype)
+    const = constant_channels(x)  # before resampling, whose rounding would give a constant image a faint pattern
     if downsample:
         # PyTorch's bicubic (a = −0.75, align_corners=False, no antialiasing): name it when comparing elsewhere
         x = F.interpolate(x, scale_factor=0.5, mode="bicubic", align_corners=False, antialias=False)
-    return standardise(x).flatten(1)  # (N, D)
+    return standardise(x, const).flatten(1)  # (N, D)
 
 
 def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsample: bool | None = None,
@@ -47,11 +60,13 @@ def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsampl
         candidates: M×C×H×W (e.g. reconstructions in data space; scale does not matter).
         downsample: ×2 bicubic before matching. Default None: only for 32×32 colour images (Haim et al.).
         chunk_size: references per ``torch.cdist`` call (memory is chunk_size × M distances).
-        dtype: computation dtype. Default: float64, so near-ties resolve the same on every machine.
+        dtype: computation dtype. Default: float64.
 
     Returns:
-        (index, distance): N int64 indices into ``candidates`` (the first on ties) and the N L2 distances between
-        the standardised images.
+        (index, distance): N int64 indices into ``candidates`` and the N L2 distances between the standardised
+        images. Exact duplicates among the candidates resolve to the first copy (the matrix-product distances of
+        two identical candidates can differ in the last bits); a candidate constant in every channel is never the
+        match unless all are; a constant reference matches the first candidate that can be matched.
 
     Raises:
         DataError: shapes that are not N×C×H×W or that differ past the batch axis, no candidates.
@@ -67,25 +82,37 @@ def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsampl
     if candidates.shape[0] == 0:
         raise DataError("there are no candidates to match", "pass at least one candidate image")
     ds = _auto_downsample(references.shape) if downsample is None else downsample
-    cand = _prepare(candidates, ds, dtype)  # (M, D)
+    flat = constant_channels(candidates.to(dtype)).all(1)  # (M,) no pattern at all
+    usable = (~flat).nonzero()[:, 0] if not bool(flat.all()) else torch.arange(candidates.shape[0])
+    cand = _prepare(candidates[usable], ds, dtype)  # (M', D)
+    # one row per distinct candidate, in order of first appearance, so exact ties go to the first copy
+    uniq, inverse = torch.unique(cand, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), cand.shape[0], dtype=torch.int64).scatter_reduce(
+        0, inverse, torch.arange(cand.shape[0]), "amin")
+    order = torch.argsort(first)
+    uniq, owner = uniq[order], usable[first[order]]
     idx, dist = [], []
     for i in range(0, references.shape[0], chunk_size):  # chunks of references, not a loop over samples
-        ref = _prepare(references[i:i + chunk_size], ds, dtype)
-        d = torch.cdist(ref, cand)  # (chunk, M)
+        chunk = references[i:i + chunk_size].to(dtype)
+        ref = _prepare(chunk, ds, dtype)
+        d = torch.cdist(ref, uniq)  # (chunk, M'')
+        blank = constant_channels(chunk).all(1)  # a constant reference: equidistant in exact arithmetic
+        d[blank] = torch.where(torch.arange(d.shape[1]) == 0, 0.0, torch.inf).to(d.dtype)
         v, j = d.min(1)
-        idx.append(j)
+        v[blank] = torch.linalg.vector_norm(uniq[0])  # its true distance to the first candidate
+        idx.append(owner[j])
         dist.append(v)
     if not idx:
         return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=dtype)
     return torch.cat(idx), torch.cat(dist)
 
 
-def minmax_scale(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def minmax_scale(x: torch.Tensor) -> torch.Tensor:
     """Scale each image (all channels together) to [0, 1], as ``transform_vmin_vmax_batch`` of Haim et al.
 
-    A constant image becomes all zeros.
+    A constant image becomes all zeros (only an exactly constant one: the scale of the image does not matter).
     """
     flat = x.flatten(1)
     lo = flat.min(1, keepdim=True).values
-    hi = flat.max(1, keepdim=True).values
-    return ((flat - lo) / (hi - lo).clamp_min(eps)).view_as(x)
+    span = flat.max(1, keepdim=True).values - lo
+    return ((flat - lo) / torch.where(span > 0, span, torch.ones_like(span))).view_as(x)
