@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from netinv import DataError, audit, load_model
 from netinv.attacks.kkt import KKTConfig
@@ -80,6 +81,10 @@ def test_verdict_wording():
     assert verdict(s, 100).startswith("No measurable leakage") and "AUC 0.55;" in verdict(s, 100)
     s["attack"] = fig(0.3, 0.7496, 30)
     assert verdict(s, 100).startswith("Clear leakage")
+    # the model's mean image is a null baseline too when it ships with the model: the attack must beat it
+    s["mean_image"] = fig(0.3, 0.74, 30)
+    v = verdict(s, 100)
+    assert v.startswith("No measurable leakage") and "the model's mean image alone 30% / AUC 0.74" in v
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):
@@ -96,3 +101,20 @@ def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):
     run = json.loads((tmp_path / "c" / "kkt" / "run.json").read_text())
     assert run["config"]["iterations"] == 7 and run["config"]["lam_min"] == 0.2
     assert "report:" in res.output
+
+
+def test_members_the_model_misclassifies_are_warned_about(parity_victim, digits_parity, tmp_path):
+    """The KKT attack assumes zero training error: a few flipped members get their own warning; a model at the
+    majority-class rate (e.g. a wrong mean or input scale) gets the 'poorly' one, whose fix names --mean."""
+    from netinv.data import Dataset
+
+    model, _ = parity_victim
+    tr = digits_parity.train
+    few = Dataset(tr.x, torch.where(torch.arange(len(tr)) < 3, 1 - tr.y, tr.y), tr.classes, tr.source)
+    with pytest.warns(UserWarning, match=f"misclassifies 3 of the {len(tr)} members"):
+        audit(model, out=tmp_path / "a", train=few, heldout=digits_parity.heldout,
+              config=KKTConfig(iterations=2, show_progress=False), device="cpu")
+    const = Dataset(torch.zeros_like(tr.x), tr.y, tr.classes, tr.source)  # every member gets the same logit
+    with pytest.warns(UserWarning, match="poorly .*--mean and --input-range"):
+        audit(model, out=tmp_path / "b", train=const, heldout=digits_parity.heldout,
+              config=KKTConfig(iterations=2, show_progress=False), device="cpu")

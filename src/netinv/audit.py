@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ._errors import DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
@@ -86,11 +88,18 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     heldout = drop_members(train, heldout)
     acc_train = round(lm.accuracy(lm.from_unit(train.x), train.y), 4)
     acc_heldout = round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4)
-    if acc_train < acc_heldout - 0.2 or acc_train < 0.5:  # a model fits its training set, at least better than
-        # unseen data and than a coin (both sets' labels flipped or renumbered together pass the first test)
+    chance = float(torch.bincount(train.y).max()) / len(train.y) if len(train.y) else 0.0  # the majority class
+    if acc_train < acc_heldout - 0.2 or acc_train < 0.5 or acc_train <= chance:  # a model fits its training set,
+        # at least better than unseen data and than guessing (both sets' labels flipped or renumbered together
+        # pass the first test; a wrong mean or input scale gives chance)
         warnings.warn(f"the model classifies the members poorly (accuracy {acc_train:.2f}; non-members "
-                      f"{acc_heldout:.2f}): are the members its training set, and are the labels of both sets its own "
-                      "class indices (not flipped or renumbered)?", UserWarning, stacklevel=3)
+                      f"{acc_heldout:.2f}; the largest class is {chance:.2f} of the members): are the members its "
+                      "training set, are the labels of both sets its own class indices (not flipped or renumbered), "
+                      "and are --mean and --input-range those it was trained with?", UserWarning, stacklevel=3)
+    elif acc_train < 1.0:
+        warnings.warn(f"the model misclassifies {round((1 - acc_train) * len(train))} of the {len(train)} members: the "
+                      "KKT attack assumes a model trained to zero training error, so expect less leakage than from a "
+                      "model that fits every member", UserWarning, stacklevel=3)
     cfg = config if config is not None else KKTConfig()
     t0 = time.perf_counter()
     n = m if m is not None else 2 * len(train)

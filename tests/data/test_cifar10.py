@@ -238,3 +238,45 @@ def test_check_md5_through_load_data_and_the_cli(tmp_path, monkeypatch):
     assert len(split_from_record(record).train) == 2
     with pytest.raises(DataError, match="applies to cifar10 only"):
         load_data("digits", check_md5=True)
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_batches_repickled_at_newer_protocols_load(tmp_path, protocol):
+    """numpy pickles arrays at protocol 5 through _frombuffer (bytes -> array): allowed, with plain numbers only."""
+    batches = make_cifar(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    for name, d in batches.items():
+        (folder / name).write_bytes(pickle.dumps(d, protocol=protocol))
+    ds = load_cifar10(tmp_path, split="test")
+    np.testing.assert_array_equal(ds.x.numpy(), batches["test_batch"][b"data"].reshape(-1, 3, 32, 32) / np.float32(255))
+
+
+def test_frombuffer_refuses_object_arrays(tmp_path):
+    from netinv.data._safe_unpickle import _frombuffer
+
+    with pytest.raises(DataError, match="unexpected arguments"):
+        _frombuffer(b"\0" * 8, np.dtype(object), (1,), "C")
+    with pytest.raises(DataError, match="do not fit"):
+        _frombuffer(b"\0" * 7, np.dtype(np.float64), (1,), "C")
+
+
+def test_a_local_archive_with_another_md5_is_named_not_called_missing(tmp_path, monkeypatch):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+
+    def offline(url, timeout=None):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz does not match the published md5") as e:
+        load_cifar10(tmp_path, split="test", download=True)
+    assert "replace it with the original archive" in e.value.fix
+
+
+def test_a_relative_root_is_recorded_absolute(tmp_path, monkeypatch):
+    """A checkpoint records where its data came from; a relative root broke every later command run elsewhere."""
+    from netinv.data import load_data
+
+    make_cifar(tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    ds = load_data("cifar10", root="c", split="test")
+    assert ds.source["load_args"]["root"] == str((tmp_path / "c").resolve())

@@ -262,3 +262,21 @@ def test_model_options_without_a_model_are_refused(digits_parity, tmp_path):
         evaluate_dir(run, None, tr_npz, ho_npz, model_options={"mean": "m.npy", "input_range": (-1.0, 1.0),
                                                                "device": "cpu"})
     evaluate_dir(run, None, tr_npz, ho_npz, model_options={"device": "cpu"})  # the device alone is harmless
+
+
+def test_a_models_mean_image_is_a_null_row(parity):
+    """The members' mean ships with a mean-subtracting model, and the attack starts from it: what it scores alone
+    is reported beside the attack (one candidate, no randomness)."""
+    tr, ho = parity.train, parity.heldout
+    mean = tr.x.mean(0)
+    lm = LoadedModel(nn.Sequential(nn.Flatten(), nn.Linear(64, 1, bias=False)), (1, 8, 8), 1, mean=mean)
+    cands = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    ev = evaluate(cands, tr, ho, model=lm, seed=0)
+    alone = evaluate(mean[None], tr, ho, seed=0).attack  # the mean as the only candidate, scored as an attack
+    assert ev.mean_image is not None and ev.mean_image.n_candidates == 1
+    assert ev.mean_image.train_ssim.tolist() == pytest.approx(alone.train_ssim.tolist(), abs=1e-12)
+    assert len(ev.mean_image.heldout_ssim) == len(ev.attack.heldout_ssim)  # the attack's τ images
+    assert ev.mean_image.tau == pytest.approx(float(np.percentile(ev.mean_image.heldout_ssim.numpy(), 95)))
+    assert "mean image" in ev.table().splitlines()[0] and "mean_image" in ev.to_dict()["summary"]
+    lm.mean = torch.full((1, 8, 8), 0.3)  # a constant mean carries no pattern: no row
+    assert evaluate(cands, tr, ho, model=lm, seed=0).mean_image is None

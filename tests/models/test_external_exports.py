@@ -325,3 +325,52 @@ def boom() -> nn.Module:
 def test_a_factory_that_raises_is_one_line():
     with pytest.raises(ModelError, match="raised ValueError: no such layer size"):
         load_model(f"{__name__}:boom", weights="w.safetensors", input_shape=(16,), device="cpu")
+
+
+class _ChannelsLast(nn.Module):
+    """A user's model on N×H×W×C images (the layout of many image pipelines)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(4 * 16, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2))
+
+
+def test_a_channels_last_model_is_refused_not_fed_scrambled_images(tmp_path):
+    """C×H×W data and an H×W×C model have the same size; reshaping one into the other scrambled every image."""
+    torch.manual_seed(0)
+    f = _export(_ChannelsLast().eval(), torch.rand(4, 4, 4, 3), tmp_path / "m.pt2")
+    g = np.random.default_rng(0)
+    for name in ("train", "heldout"):
+        np.savez(tmp_path / f"{name}.npz", x=g.random((8, 3, 4, 4)).astype(np.float32), y=np.arange(8) % 2)
+    train = load_data("npz", path=tmp_path / "train.npz")
+    lm = load_model(f, device="cpu")
+    assert lm.input_shape == (4, 4, 3)
+    for call in (lambda: lm.from_unit(train.x), lambda: check_compatible(lm, train, reshape=True),
+                 lambda: audit(f, out=tmp_path / "a", train=tmp_path / "train.npz", heldout=tmp_path / "heldout.npz",
+                               device="cpu", config=KKTConfig(iterations=3, show_progress=False))):
+        with pytest.raises(ModelError, match="scramble") as e:
+            call()
+        assert "permute(0, 2, 3, 1)" in e.value.fix
+    assert not (tmp_path / "a" / "kkt").exists()
+    with pytest.raises(DataError, match="another order"):  # candidates saved channels-last
+        evaluate(torch.rand(5, 4, 4, 3), train, load_data("npz", path=tmp_path / "heldout.npz"))
+    lm.from_unit(train.x.reshape(8, -1))  # flat rows and split dimensions keep every value in place: accepted
+
+
+def test_a_mean_on_another_scale_than_the_inputs_is_refused(tmp_path):
+    """A 0..255 mean for inputs in [0, 1] made every figure wrong without a sign (an audit said 'Some leakage' of a
+    model at chance)."""
+    f = _export(_flat_mlp(), torch.rand(4, 16), tmp_path / "m.pt2")
+    np.save(tmp_path / "mean255.npy", np.full(16, 120.0, dtype=np.float32))
+    with pytest.raises(ModelError, match=r"spans \[120, 120\], outside the input range \[0, 1\]") as e:
+        load_model(f, mean=tmp_path / "mean255.npy", device="cpu")
+    assert "divided by 255" in e.value.fix
+    lm = load_model(f, mean=tmp_path / "mean255.npy", input_range=(0, 255), device="cpu")  # its own scale: fine
+    assert float(lm.mean.max()) == 120.0
+    np.save(tmp_path / "neg.npy", np.linspace(-0.5, 0.5, 16, dtype=np.float32))  # data in [-1, 1], range not given
+    with pytest.raises(ModelError, match="--input-range"):
+        load_model(f, mean=tmp_path / "neg.npy", device="cpu")

@@ -59,7 +59,7 @@ def load_data(name: str = "digits", *, root: str | Path | None = None, path: str
         raise DataError(f"--check-md5 applies to {', '.join(_MD5_SOURCES)} only, not to source {name!r}",
                         "drop --check-md5 (downloads are md5-checked anyway)")
     ds = _load(name, root=root, path=path, split=split, download=download, check_md5=check_md5, relabel=relabel)
-    ds.source["load_args"] = {"name": name, "root": str(root) if root is not None else None,
+    ds.source["load_args"] = {"name": name, "root": str(Path(root).resolve()) if root is not None else None,
                               "path": str(Path(path).resolve()) if path is not None else None, "split": split}
     if check_md5:
         ds.source["load_args"]["check_md5"] = True

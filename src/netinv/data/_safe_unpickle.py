@@ -1,9 +1,9 @@
 """Load CIFAR's python pickles without letting them run code.
 
 A pickle can name any importable callable and call it (``os.system`` via ``__reduce__``). The CIFAR
-batches only need numpy's array reconstruction and, for bytes written by Python 3 at protocol 2,
-``_codecs.encode``; every other global is refused in :meth:`find_class`, before it is imported or called,
-so nothing in a crafted file executes.
+batches only need numpy's array reconstruction (``_frombuffer`` when re-pickled at protocol 5) and, for bytes
+written by Python 3 at protocol 2, ``_codecs.encode``; every other global is refused in :meth:`find_class`,
+before it is imported or called, so nothing in a crafted file executes.
 """
 
 from __future__ import annotations
@@ -28,10 +28,28 @@ def _latin1_encode(text: object, encoding: object = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _frombuffer(buf: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    """Stand-in for numpy's ``_frombuffer``, which pickle protocol 5 uses to rebuild an array from its bytes: plain
+    numeric data only (a copy, so the array owns its memory)."""
+    ok = (isinstance(buf, bytes | bytearray | memoryview | pickle.PickleBuffer) and isinstance(dtype, np.dtype)
+          and dtype.kind in "biuf" and isinstance(shape, tuple) and all(type(d) is int and d >= 0 for d in shape)
+          and order in ("C", "F"))
+    if not ok:
+        raise DataError("pickle rebuilds an array from bytes with unexpected arguments",
+                        "use the original CIFAR-10 files")
+    try:
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+    except ValueError as e:
+        raise DataError(f"pickle rebuilds an array from bytes that do not fit it: {e}",
+                        "use the original CIFAR-10 files") from None
+
+
 # (module, name) as written in the pickle -> the object it may resolve to
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # files written by numpy 1.x (the originals)
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # files written by numpy 2.x
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,  # protocol 5 (numpy 1.x / 2.x): bytes -> array
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _latin1_encode,

@@ -100,7 +100,13 @@ def load_cifar10(root: Path, split: str = "train", download: bool = False,
     if missing and download:
         tgz = root / "cifar-10-python.tar.gz"
         if not tgz.is_file() or file_md5(tgz) != TGZ_MD5:
-            fetch_file([URL], tgz, TGZ_MD5)
+            try:
+                fetch_file([URL], tgz, TGZ_MD5)
+            except DataError as e:
+                if not tgz.is_file():
+                    raise
+                raise DataError(f"{tgz} does not match the published md5 {TGZ_MD5}, and downloading a fresh copy "
+                                f"failed ({e.problem})", f"replace it with the original archive from {URL}") from None
         _extract(tgz, root)
         missing = [n for n in names if not (folder / n).is_file()]
     if missing:

@@ -22,6 +22,7 @@ import torch
 
 from .._errors import ConfigError, DataError, ModelError
 from .._utils.checkpoint import write_json
+from .._utils.shapes import same_layout
 from ..data import Dataset
 from ..models.loaded import LoadedModel
 from .functional import (
@@ -59,7 +60,7 @@ class CandidateFigures:
     """The figures of one candidate set (the attack's or a null baseline's).
 
     Attributes:
-        name: ``attack``, ``noise`` or ``real_heldout``.
+        name: ``attack``, ``noise``, ``real_heldout`` or ``mean_image``.
         n_candidates: candidates in the set.
         train_ssim: per training image, the SSIM to its NCC-nearest candidate (n_train, float64: the values τ and
             the counts were computed from).
@@ -116,6 +117,9 @@ class Evaluation:
         margin_leakage: with a model: the training images on the margin (:func:`~netinv.metrics.on_margin`,
             ``config.margin_tol``) and how many of them each candidate set leaks (Haim et al., Figure 4: the
             images on the margin are the ones a KKT attack recovers); None without a model.
+        mean_image: with a model that has a mean image (not constant): the figures of that image alone as the only
+            candidate. The mean of the members ships with the model and the attack starts from it, so what it
+            scores is not the weights' doing (ours; the protocol has no such row). None otherwise.
     """
 
     attack: CandidateFigures
@@ -126,10 +130,12 @@ class Evaluation:
     settings: dict[str, Any]
     figures: dict[str, str] = field(default_factory=dict)
     margin_leakage: dict[str, Any] | None = None
+    mean_image: CandidateFigures | None = None
 
     @property
-    def sets(self) -> tuple[CandidateFigures, CandidateFigures, CandidateFigures]:
-        return self.attack, self.noise, self.real_heldout
+    def sets(self) -> tuple[CandidateFigures, ...]:
+        """The attack's figures, then each null baseline's."""
+        return self.attack, self.noise, self.real_heldout, *((self.mean_image,) if self.mean_image else ())
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready (written as ``evaluation.json``)."""
@@ -154,7 +160,8 @@ class Evaluation:
         if ml is not None:
             rows.append((f"on-margin leaked (of {ml['n_on_margin']})",
                          [f"{ml['leaked'][f.name]}/{ml['n_on_margin']}" for f in self.sets]))
-        lines = [f"{'':26s}{'attack':>16s}{'noise':>16s}{'real held-out':>16s}"]
+        heads = {"attack": "attack", "noise": "noise", "real_heldout": "real held-out", "mean_image": "mean image"}
+        lines = [f"{'':26s}" + "".join(f"{heads[f.name]:>16s}" for f in self.sets)]
         lines += [f"{name:26s}" + "".join(f"{v:>16s}" for v in vals) for name, vals in rows]
         n_real = self.settings.get("n_heldout_candidates")
         lines.append(f"{n} training images, {self.settings['n_heldout_tau']} held-out images for tau"
@@ -233,6 +240,9 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
 
     refs = torch.cat([train.x, heldout.x[tau_idx]])  # (n_train + n_tau, C, H, W) in [0, 1]
     sets = {"attack": cands, "noise": noise, "real_heldout": heldout.x[real_idx]}
+    mean_img = model.mean.detach().cpu().reshape(1, *shape) if model is not None and model.mean is not None else None
+    if mean_img is not None and not bool(constant_channels(mean_img).all()):
+        sets["mean_image"] = mean_img  # what the released mean of the members gives alone
     figs = {name: _figures(name, c, refs, len(train), n_best, config) for name, c in sets.items()}
 
     margin = None
@@ -245,7 +255,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
                 "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
                 "train_indices": train.indices, "config": {**dataclasses.asdict(config), "n_best": n_best}}
     ev = Evaluation(figs["attack"], figs["noise"], figs["real_heldout"], margin, cond, settings,
-                    margin_leakage=_margin_leakage(margin, figs, config.margin_tol) if margin is not None else None)
+                    margin_leakage=_margin_leakage(margin, figs, config.margin_tol) if margin is not None else None,
+                    mean_image=figs.get("mean_image"))
     if out is not None:
         _write(ev, cands, train, Path(out))
     return ev
@@ -414,6 +425,9 @@ def _as_images(x: Any, shape: tuple[int, ...], what: str) -> torch.Tensor:
         if x[0].numel() != int(np.prod(shape)):
             raise DataError(f"{what} of shape {tuple(x.shape[1:])} do not fit images of shape {shape}",
                             "evaluate candidates made for this model and data set")
+        if not same_layout(x.shape[1:], shape):
+            raise DataError(f"{what} of shape {tuple(x.shape[1:])} hold the values of images {shape} in another "
+                            "order", f"save them as M×{'×'.join(map(str, shape))} (e.g. channels first)")
         x = x.reshape(x.shape[0], *shape)
     if not torch.isfinite(x).all():
         raise DataError(f"{int((~torch.isfinite(x)).sum())} values of the {what} are NaN or inf",

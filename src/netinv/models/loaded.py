@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .._errors import ModelError
+from .._utils.shapes import layout_hint, same_layout
 
 
 @dataclass
@@ -82,7 +83,8 @@ class LoadedModel:
         ``lo + (hi − lo)·x`` (unchanged for the default range (0, 1)).
 
         Raises:
-            ModelError: inputs of another size than the model's.
+            ModelError: inputs of another size than the model's, or the same values in another order (a
+                channels-last model given C×H×W images).
 
         Example:
             >>> m = LoadedModel(torch.nn.Flatten(), (64,), 64, input_range=(-1.0, 1.0))
@@ -93,6 +95,10 @@ class LoadedModel:
         if math.prod(x.shape[1:]) != math.prod(self.input_shape):
             raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
                              f"{tuple(x.shape[1:])}", "give the data this model was trained on")
+        if not same_layout(x.shape[1:], self.input_shape):
+            raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
+                             f"{tuple(x.shape[1:])}: reading one as the other would scramble every image",
+                             layout_hint(x.shape[1:], self.input_shape))
         x = x.reshape(n, *self.input_shape)
         lo, hi = self.input_range
         return x if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * x

@@ -22,6 +22,7 @@ from torch import nn
 
 from .._errors import ModelError, first_line, informative_line
 from .._utils.device import resolve_device
+from .._utils.shapes import layout_hint, same_layout
 from ..data import Dataset
 from ..data.npz import numpy_file_kind
 from .checkpoint import is_checkpoint, load_checkpoint
@@ -75,6 +76,9 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lm.input_range = (lo, hi)
     if mean is not None:
         lm.mean = _read_mean(mean, lm.input_shape)
+    if lm.mean is not None:
+        _check_mean_in_range(lm.mean, lm.input_range)
+    if mean is not None:
         if isinstance(mean, str | Path):  # recorded in run.json, so `netinv evaluate` reloads it (_recorded_model)
             lm.source = {**lm.source, "mean": str(Path(mean).resolve())}
     if input_shape is not None and lm.source.get("format") in ("torchscript", "factory"):
@@ -112,6 +116,10 @@ def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False
     if tuple(data.input_shape) != tuple(model.input_shape) and not (reshape and same_size):
         raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}",
                          "use the data set the model was trained on, or pass --input-shape for a user model")
+    if not same_layout(data.input_shape, model.input_shape):
+        raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}: "
+                         "reading one as the other would scramble every image",
+                         layout_hint(data.input_shape, model.input_shape))
     if data.num_classes > model.num_classes:
         top = int(data.y.max()) if len(data.y) else -1
         if top >= model.num_classes:  # labels beyond the model's outputs (a user's file, or a different task)
@@ -468,6 +476,18 @@ def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, .
     except RuntimeError:
         raise ModelError(f"mean image shaped {tuple(t.shape)} does not fit inputs {shape}",
                          "save the mean with the model's input shape") from None
+
+
+def _check_mean_in_range(mean: torch.Tensor, input_range: tuple[float, float]) -> None:
+    """A mean of data-space inputs lies inside their range; one outside it is on another scale (0..255 for inputs in
+    [0, 1]) or the range is missing, and every figure computed with it would be wrong without a sign."""
+    lo, hi = map(float, input_range)
+    a, b = float(mean.min()), float(mean.max())
+    slack = 1e-3 * (hi - lo)
+    if a < lo - slack or b > hi + slack:
+        raise ModelError(f"the mean image spans [{a:g}, {b:g}], outside the input range [{lo:g}, {hi:g}]",
+                         "save the mean on the inputs' scale (e.g. a 0..255 mean divided by 255), or give the "
+                         "inputs' --input-range LO,HI")
 
 
 def _check_finite(module: nn.Module) -> None:

@@ -14,11 +14,12 @@ from .figures import png_data_uri
 def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None) -> str:
     """One sentence a privacy auditor can act on, with the baselines that make it mean something (and, when the
     evaluation had the model, one on the training images on the margin)."""
-    a, noise, real = summary["attack"], summary["noise"], summary["real_heldout"]
+    a, noise, real, mean = summary["attack"], summary["noise"], summary["real_heldout"], summary.get("mean_image")
+    nulls = [noise, real, *([mean] if mean else [])]  # the attack is judged against the strongest of them
     # decide on the printed figures, in hundredths (integers: 0.66 − 0.61 must equal 0.71 − 0.66)
-    auc, base_auc = round(100 * a["auc"]), round(100 * max(noise["auc"], real["auc"]))
+    auc, base_auc = round(100 * a["auc"]), round(100 * max(b["auc"] for b in nulls))
     margin = auc - base_auc
-    stand_out = round(100 * a["frac_leaked"]) > round(100 * max(noise["frac_leaked"], real["frac_leaked"]))
+    stand_out = round(100 * a["frac_leaked"]) > round(100 * max(b["frac_leaked"] for b in nulls))
     level = ("no measurable" if margin <= 5 or auc <= 55 else "clear" if auc >= 75 and margin > 10 and
              stand_out else "some" if stand_out else "weak")
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
@@ -27,7 +28,9 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     return (f"{level.capitalize()} leakage: {a['n_leaked']} of {n_train} training images ({a['frac_leaked']:.0%}) "
             f"are matched better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}; "
             f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
-            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}." +
+            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}" +
+            (f", the model's mean image alone {mean['frac_leaked']:.0%} / AUC {mean['auc']:.2f}" if mean else "")
+            + "." +
             (" Members are matched better than non-members on average, but no more of them stand out than with the "
              "null candidates: a membership signal, not reconstructed images." if level == "weak" else "") +
             (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
@@ -59,9 +62,10 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
            for cap, p in figures.items()]
     md += ["## Settings", "", settings, "",
            "How to read this: a training image counts as leaked when its best reconstruction matches it better "
-           "(SSIM after NCC matching) than 95% of held-out images the model never saw are matched. Real digits "
-           "that were never in the training set also look like digits; only the member vs non-member comparison "
-           "separates leakage from 'looks like the data'.", ""]
+           "(SSIM after NCC matching) than 95% of held-out images the model never saw are matched. Real images "
+           "that were never in the training set also look like the data; only the member vs non-member comparison "
+           "separates leakage from 'looks like the data'. The mean-image row (when the model has a mean image) is "
+           "what the released mean of the members gives alone.", ""]
     paths = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
     atomic_write_bytes(paths["md"], "\n".join(md).encode())
     figs = "".join(f'<figure><img src="{png_data_uri(p)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'

@@ -1,0 +1,36 @@
+"""When may one input shape be read as another? Flattening and splitting dimensions keep every value where it was
+(a C×H×W image as C·H·W numbers, or as C×(H·W)); a reshape that reorders axes does not (C×H×W read as H×W×C
+scrambles every image without any error)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def _boundaries(shape: Sequence[int]) -> set[int]:
+    """Cumulative products of the non-singleton dimensions: where the shape splits the flat row of values."""
+    dims = [int(d) for d in shape if int(d) != 1]
+    return {math.prod(dims[:i + 1]) for i in range(len(dims))}
+
+
+def same_layout(a: Sequence[int], b: Sequence[int]) -> bool:
+    """Whether inputs shaped ``a`` can be reshaped to ``b`` by merging or splitting neighbouring dimensions only.
+
+    Example:
+        >>> same_layout((1, 8, 8), (64,)), same_layout((3, 32, 32), (3, 1024)), same_layout((3, 32, 32), (32, 32, 3))
+        (True, True, False)
+    """
+    if math.prod(a) != math.prod(b):
+        return False
+    ba, bb = _boundaries(a), _boundaries(b)
+    return ba <= bb or bb <= ba
+
+
+def layout_hint(data_shape: Sequence[int], model_shape: Sequence[int]) -> str:
+    """The fix for a model whose inputs hold the data's values in another order (channels last, mostly)."""
+    d, m = tuple(int(v) for v in data_shape), tuple(int(v) for v in model_shape)
+    if len(d) == 3 and m == (d[1], d[2], d[0]):
+        return ("the model takes channels-last images; wrap it to take N×C×H×W, e.g. forward(x) = "
+                "model(x.permute(0, 2, 3, 1)), and export that")
+    return f"give inputs shaped {m}, or wrap the model to take {d} and export that"
