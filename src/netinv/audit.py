@@ -112,7 +112,8 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
         figures["Each training image's score against its margin (Haim et al. Fig. 4): on-margin samples leak"] = \
             ev.figures["ssim_vs_margin"]
     who = lm.source.get("path") or lm.source.get("factory") or lm.source.get("class") or lm.source.get("format")
-    info = {"model": who, "members": len(train),
+    mean = lm.source.get("mean") or ("the checkpoint's" if lm.mean is not None else "none")
+    info = {"model": who, "mean image": mean, "input range": list(lm.input_range), "members": len(train),
             "non-members": len(heldout), "candidates": len(cands), "seed": seed,
             "attack": "KKT reconstruction (Haim et al. 2022; Buzaglo et al. 2023)",
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),

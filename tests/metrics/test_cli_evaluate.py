@@ -36,7 +36,7 @@ def test_defaults_and_missing_run(tmp_path):
         r = runner.invoke(app, ["evaluate", str(tmp_path)])
     assert r.exit_code == 0, r.output
     (_, model), kw = api.call_args
-    assert model is None and kw["train_npz"] is None and kw["seed"] == 0 and kw["n_best"] == 10
+    assert model is None and kw["train_npz"] is None and kw["seed"] is None and kw["n_best"] == 10  # run.json's
     r = runner.invoke(app, ["evaluate", str(tmp_path / "none")])  # the real API: a one-line DataError
     assert isinstance(r.exception, DataError) and "no candidates" in str(r.exception)
 

@@ -280,3 +280,18 @@ def test_a_models_mean_image_is_a_null_row(parity):
     assert "mean image" in ev.table().splitlines()[0] and "mean_image" in ev.to_dict()["summary"]
     lm.mean = torch.full((1, 8, 8), 0.3)  # a constant mean carries no pattern: no row
     assert evaluate(cands, tr, ho, model=lm, seed=0).mean_image is None
+
+
+def test_evaluate_dir_takes_the_seed_the_run_recorded(digits_parity, tmp_path):
+    """`reconstruct --seed 3` then `evaluate` gave other figures than `audit --seed 3` (seed 0 for the split)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "candidates.npz", x=digits_parity.train.x[:30].numpy())
+    (run / "run.json").write_text(json.dumps({"seed": 3}))
+    tr_npz = digits_parity.train.save_npz(tmp_path / "t.npz")
+    ho_npz = digits_parity.heldout.save_npz(tmp_path / "h.npz")
+    ev = evaluate_dir(run, None, tr_npz, ho_npz)
+    assert ev.settings["seed"] == 3 and ev.settings["downsample"] is False
+    assert ev.attack.summary() == evaluate(digits_parity.train.x[:30], digits_parity.train, digits_parity.heldout,
+                                           seed=3).attack.summary()
+    assert evaluate_dir(run, None, tr_npz, ho_npz, seed=5).settings["seed"] == 5

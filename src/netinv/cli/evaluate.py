@@ -10,7 +10,7 @@ import typer
 
 from .._utils.config import merge_config
 from ..metrics.evaluation import EvaluationConfig, evaluate_dir
-from ._options import ConfigOpt, DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, SeedOpt, WeightsOpt, model_kwargs
+from ._options import ConfigOpt, DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, WeightsOpt, model_kwargs
 
 
 def evaluate(
@@ -28,7 +28,8 @@ def evaluate(
     input_range: InputRangeOpt = None,
     mean: MeanOpt = None,
     device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
+    seed: Annotated[int | None, typer.Option("--seed", help="draws the noise and the held-out split; default: the "
+                                             "seed run.json records (the attack's), else 0")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Evaluate a reconstruction. Example: netinv evaluate runs/kkt --model runs/victim.

@@ -26,6 +26,7 @@ from .._utils.shapes import same_layout
 from ..data import Dataset
 from ..models.loaded import LoadedModel
 from .functional import (
+    auto_downsample,
     class_assignment,
     constant_channels,
     leakage_threshold,
@@ -249,7 +250,9 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
     if model is not None:
         margin = margins(_logits(model, model.from_unit(train.x), config.batch_size), train.y)
     cond = _conditioning(cands, labels, train, model, config.batch_size) if labels is not None else None
-    settings = {"seed": seed, "n_train": len(train), "n_candidates": m, "n_heldout": len(heldout),
+    downsample = auto_downsample(shape) if config.downsample is None else config.downsample  # as applied
+    settings = {"seed": seed, "downsample": downsample, "n_train": len(train), "n_candidates": m,
+                "n_heldout": len(heldout),
                 "heldout_members_left_out": int(heldout.source.get("dropped_members", 0)),
                 "n_heldout_tau": len(tau_idx), "n_heldout_candidates": n_real, "noise_range": [lo, hi],
                 "heldout_tau_indices": tau_idx.tolist(), "heldout_candidate_indices": real_idx.tolist(),
@@ -263,7 +266,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
 
 
 def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = None,
-                 train_npz: str | Path | None = None, heldout_npz: str | Path | None = None, *, seed: int = 0,
+                 train_npz: str | Path | None = None, heldout_npz: str | Path | None = None, *,
+                 seed: int | None = None,
                  n_best: int = 10, model_options: dict[str, Any] | None = None,
                  config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
     """Evaluate ``run_dir/candidates.npz`` (``x`` in data space, ``y``, optional ``lam``; a generator run's
@@ -277,7 +281,9 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
             anyone): name it, and its recorded weights, input shape and mean are used.
         train_npz / heldout_npz: training and held-out sets as npz (``x``, ``y``), for a user model; a netinv
             checkpoint's own sets (its ``meta['data']``) are used when these are not given.
-        seed, n_best, config: as :func:`evaluate`.
+        seed: as :func:`evaluate`. Default: the seed ``run_dir/run.json`` records (the attack's, so ``netinv audit
+            --seed S`` and ``reconstruct --seed S`` followed by ``evaluate`` give the same figures), else 0.
+        n_best, config: as :func:`evaluate`.
         model_options: keyword arguments for ``load_model`` (weights, input_shape, input_range, mean, device).
 
     Returns:
@@ -338,6 +344,8 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     else:
         raise DataError("no training / held-out sets for this evaluation",
                         "give a netinv checkpoint as the model, or --train T.npz --heldout H.npz")
+    if seed is None:
+        seed = _recorded_seed(run_dir)
     return evaluate(x, train, heldout, model=lm, candidate_labels=y, seed=seed, out=run_dir, n_best=n_best,
                     config=config)
 
@@ -515,6 +523,15 @@ def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
 def _names_code(recorded: str, options: dict[str, Any]) -> bool:
     """Whether a recorded model would be loaded by importing a module (``pkg.mod:factory``), not read from a file."""
     return "weights" in options or (":" in recorded and not Path(recorded).exists())
+
+
+def _recorded_seed(run_dir: Path) -> int:
+    """The seed an attack recorded in ``run.json`` (0 when there is none)."""
+    try:
+        seed = json.loads((run_dir / "run.json").read_text()).get("seed")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return 0
+    return seed if type(seed) is int else 0
 
 
 def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:

@@ -37,9 +37,9 @@ def standardise(x: torch.Tensor, constant: torch.Tensor | None = None) -> torch.
     return ((flat - mean) / torch.where(const, torch.ones_like(std), std)).masked_fill(const, 0.0).view_as(x)
 
 
-def _auto_downsample(shape: torch.Size) -> bool:
-    """The authors' rule: ×2 bicubic downsampling for 32×32 colour images."""
-    return shape[1] == 3 and shape[2] == 32 and shape[3] == 32
+def auto_downsample(image_shape: tuple[int, ...]) -> bool:
+    """The authors' rule for images shaped C×H×W: ×2 bicubic downsampling before matching for 32×32 colour."""
+    return tuple(image_shape) == (3, 32, 32)
 
 
 def _prepare(x: torch.Tensor, downsample: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -81,7 +81,7 @@ def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsampl
                         f"{tuple(candidates.shape)}", "give both as N×C×H×W images of the same C×H×W")
     if candidates.shape[0] == 0:
         raise DataError("there are no candidates to match", "pass at least one candidate image")
-    ds = _auto_downsample(references.shape) if downsample is None else downsample
+    ds = auto_downsample(tuple(references.shape[1:])) if downsample is None else downsample
     flat = constant_channels(candidates.to(dtype)).all(1)  # (M,) no pattern at all
     usable = (~flat).nonzero()[:, 0] if not bool(flat.all()) else torch.arange(candidates.shape[0])
     cand = _prepare(candidates[usable], ds, dtype)  # (M', D)
