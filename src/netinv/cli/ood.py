@@ -9,23 +9,12 @@ import typer
 from .._utils.config import merge_config
 from ..apps.ood import OODConfig, garbage_ood
 from ..models.loading import load_model
-from ._options import (
-    ConfigOpt,
-    DeviceOpt,
-    InputRangeOpt,
-    InputShapeOpt,
-    MeanOpt,
-    ModelArg,
-    OutOpt,
-    ResumeOpt,
-    SeedOpt,
-    WeightsOpt,
-    model_kwargs,
-)
+from ._options import ConfigOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt
 
 
 def ood(
-    model: ModelArg,
+    model: str = typer.Argument(help="a netinv checkpoint directory (the garbage-class model retrains its "
+                                     "architecture on its recorded data)"),
     out: OutOpt = Path("runs/ood"),
     epochs: int | None = typer.Option(None, help="training epochs of the (n+1)-class model"),
     per_epoch: int | None = typer.Option(None, help="inverted samples joining the garbage class each epoch"),
@@ -36,10 +25,6 @@ def ood(
     batch_size: int | None = None,
     weighted_ce: bool | None = typer.Option(None, "--weighted-ce/--no-weighted-ce"),
     config: ConfigOpt = None,
-    weights: WeightsOpt = None,
-    input_shape: InputShapeOpt = None,
-    input_range: InputRangeOpt = None,
-    mean: MeanOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     resume: ResumeOpt = False,
@@ -52,7 +37,7 @@ def ood(
     cfg = merge_config(OODConfig(), {"epochs": epochs, "per_epoch": per_epoch, "gen_steps": gen_steps,
                                      "noise_init": noise_init, "conditioning": conditioning, "lr": lr,
                                      "batch_size": batch_size, "weighted_ce": weighted_ce}, yaml_file=config)
-    victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
+    victim = load_model(model, device=device)
     res = garbage_ood(victim, cfg, seed=seed, out=out, resume=resume)
     typer.echo(res.table())
     a = res.accuracy

@@ -35,7 +35,9 @@ app = typer.Typer(no_args_is_help=True, help="Exact inversion of binarised nets 
 EncodingOpt = typer.Option(None, "--encoding", help="auto, totalizer, seqcounter, sortnet or adder")
 SolverOpt = typer.Option(None, "--solver", help="PySAT back end: g42 (default), cd195, m22, ...")
 TimeOpt = typer.Option(None, "--time-limit", help="seconds (per class for invert/count); UNKNOWN when hit")
-CandOpt = typer.Option(None, "--candidates", help="cheap model-checked random inputs tried first (0: solver only)")
+CandOpt = typer.Option(None, "--candidates", help="cheap model-checked random inputs tried first (0: none; a "
+                                                "constrained space of at most enumerate_max inputs is still "
+                                                "enumerated)")
 QOutOpt = typer.Option(None, "--out", "-o", help="write result.json, preimages.npz and preimages.png here")
 
 
@@ -201,7 +203,8 @@ def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the cl
 def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
           epsilon: float = typer.Option(0.8, help="ApproxMC tolerance"),
           delta: float = typer.Option(0.2, help="ApproxMC confidence 1 - delta"),
-          method: str = typer.Option("approxmc", "--method", help="approxmc or exact (<= 24 free bits)"),
+          method: str = typer.Option("approxmc", "--method", help="approxmc or exact (at most 2**24 inputs "
+                                                                              "under the constraints)"),
           fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
           radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
           encoding: str | None = EncodingOpt, time_limit: float | None = TimeOpt, out: Path | None = QOutOpt,

@@ -11,6 +11,8 @@ from ..train import TrainConfig
 from ..train import train as train_api
 from ._options import CheckMd5Opt, ConfigOpt, DataOpt, DataPathOpt, DeviceOpt, OutOpt, ResumeOpt, RootOpt, SeedOpt
 
+_D = TrainConfig()  # the defaults the help names
+
 
 def train(
     out: OutOpt = Path("runs/victim"),
@@ -21,20 +23,23 @@ def train(
     n_per_class: int | None = typer.Option(None, help="members per class (default: all but 1/5 held out)"),
     heldout_per_class: int | None = typer.Option(None, help="held-out non-members per class"),
     arch: str = typer.Option("mlp:1000,1000", help="mlp:W1,W2,... | cnn:C1,C2,... | bnn:W1,..."),
-    bias: str | None = typer.Option(None, help="mlp: all, first or none (homogeneous); cnn: none drops biases"),
+    bias: str | None = typer.Option(None, help="mlp: all (default), first or none (homogeneous); cnn: none drops "
+                                                "biases"),
     init_scale: float | None = typer.Option(None, help="multiply the default initialisation of every layer"),
     threshold: float | None = typer.Option(None, help="bnn: input binarisation threshold (default 0.5)"),
     ternary: float | None = typer.Option(None, help="bnn: zero hidden weights with |w| <= this (sparse, easier SAT)"),
-    loss: str | None = typer.Option(None, help="auto, logistic or ce"),
-    optimizer: str | None = typer.Option(None, help="gd (full batch), sgd or adam"),
-    lr: float | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    weight_decay: float | None = None,
-    target_loss: float | None = None,
+    loss: str | None = typer.Option(None, help=f"auto, logistic or ce (default {_D.loss})"),
+    optimizer: str | None = typer.Option(None, help=f"gd (full batch), sgd or adam (default {_D.optimizer})"),
+    lr: float | None = typer.Option(None, help=f"step size (default {_D.lr:g})"),
+    epochs: int | None = typer.Option(None, help=f"at most this many (default {_D.epochs})"),
+    batch_size: int | None = typer.Option(None, help="default: the full batch"),
+    weight_decay: float | None = typer.Option(None, help=f"default {_D.weight_decay:g}"),
+    target_loss: float | None = typer.Option(None, help=f"stop below this mean loss with zero training error "
+                                                         f"(default {_D.target_loss:g})"),
     log_every: int | None = typer.Option(None, help="epochs between loss-curve points; the target-loss stop is "
                                          "checked there too (the reference victim uses 100)"),
-    mean_subtract: bool | None = typer.Option(None, "--mean-subtract/--no-mean-subtract"),
+    mean_subtract: bool | None = typer.Option(None, "--mean-subtract/--no-mean-subtract",
+                                              help="subtract the members' mean image (default off)"),
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
@@ -42,7 +47,8 @@ def train(
     check_md5: CheckMd5Opt = False,
     resume: ResumeOpt = False,
 ) -> None:
-    """Train a victim classifier. Example: netinv train --task parity --n-per-class 50 --arch mlp:1000,1000."""
+    """Train a victim classifier. Example (the KKT reference victim): netinv train --task parity --n-per-class 50
+    --arch mlp:1000,1000 --bias none --init-scale 0.03 --lr 3 --mean-subtract --target-loss 1e-5 --log-every 100"""
     cfg = merge_config(TrainConfig(), {"loss": loss, "optimizer": optimizer, "lr": lr, "epochs": epochs,
                                        "batch_size": batch_size, "weight_decay": weight_decay,
                                        "target_loss": target_loss, "mean_subtract": mean_subtract, "seed": seed,

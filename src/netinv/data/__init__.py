@@ -120,6 +120,10 @@ _MD5_SOURCES = ("cifar10",)
 def _load(name: str, *, root: str | Path | None, path: str | Path | None, split: str, download: bool,
           check_md5: bool = False, relabel: bool = True) -> Dataset:
     rootp = Path(root) if root is not None else default_root()
+    if name in SOURCES and split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}", "use train or test")
+    if split != "train" and name in ("digits", "npz", "folder"):
+        raise DataError(f"{name} has one split, not {split!r}", "drop --split (netinv makes the held-out split)")
     if name == "digits":
         from .digits import load_digits
 
