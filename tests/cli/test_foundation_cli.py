@@ -54,6 +54,22 @@ def test_known_errors_are_one_line_with_exit_2(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_usage_errors_are_one_line_with_exit_2():
+    """click's usage errors came in a four-line box; they are bad input like any other."""
+    r = run_cli("train", "--bogus")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == ["error: No such option: --bogus (Possible options: --bias, --loss, --out) "
+                                             "— see python -m netinv train --help"]  # the program as it was called
+    r = run_cli("info", "runs/victim", "--json", "true")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "netinv info --help" in r.stderr
+    r = run_cli("train", "--lr", "fast")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Invalid value for '--lr'" in r.stderr
+    r = run_cli("sat")  # a group without its command: the group's help, as before
+    assert r.returncode == 2 and "invert" in r.stdout + r.stderr
+    r = run_cli("train", "--help")
+    assert r.returncode == 0 and "--target-loss" in r.stdout and r.stderr == ""
+
+
 _WITHOUT_SAT = r"""
 import json, sys
 sys.modules["pysat"] = None  # python-sat (and optuna) not installed: importing them fails
@@ -127,7 +143,7 @@ def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     """typer turns Ctrl-C into a silent exit 130; the CLI names the kept checkpoint and --resume."""
     from netinv.cli._errors import run_cli
 
-    def interrupted_app() -> None:
+    def interrupted_app(standalone_mode: bool = True) -> None:
         raise SystemExit(130)
 
     monkeypatch.setattr(sys, "argv", ["netinv", "invert", "runs/cnn"])

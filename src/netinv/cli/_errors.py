@@ -62,30 +62,67 @@ def cli_warnings() -> Iterator[None]:
             warnings.showwarning = previous
 
 
+def _click_exceptions() -> Any:
+    """click's exception classes: typer >= 0.16 ships its own copy of click, older typer uses the package."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+def _show_help_error(e: Any) -> None:
+    """A command group called without a command: its help, as typer writes it."""
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+    except ImportError:
+        e.show()
+
+
 def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
-    """Run the typer app; usage errors keep click's formatting, netinv errors become one line and exit 2, netinv
-    warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so that
-    ``CliRunner`` invocations behave the same). Torch's CPU threads follow ``NETINV_THREADS`` (default ``auto``:
+    """Run the typer app: usage errors (an unknown option, a missing argument) and netinv errors become one line and
+    exit 2, netinv warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so
+    that ``CliRunner`` invocations behave the same). Torch's CPU threads follow ``NETINV_THREADS`` (default ``auto``:
     torch's threads minus the cores other work keeps busy)."""
+    import typer
+
     from .._utils.device import cpu_threads
 
+    ce = _click_exceptions()
+    help_error = getattr(ce, "NoArgsIsHelpError", ())
     try:
         with cli_warnings():
             cpu_threads()
-            app()
+            code = app(standalone_mode=False)  # click's errors reach us, to be written as one line
     except SystemExit as e:
-        if e.code == 130:  # typer turns Ctrl-C into a silent exit 130
-            resumable = set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit"}
-            print("interrupted" + (": the last checkpoint is kept in the output folder; run the same command with "
-                                   "--resume to continue" if resumable else ""), file=sys.stderr)
-            # every state is on disk (written atomically); skip interpreter teardown, where torch's C++ threads left
-            # by interrupted worker threads (sweep --jobs N) can abort the process ("terminate called ...", 134)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            hard_exit(130)
-        raise
+        code = e.code
+    except ce.UsageError as e:
+        if isinstance(e, help_error):
+            _show_help_error(e)
+            sys.exit(e.exit_code)
+        where = e.ctx.command_path if e.ctx is not None else "netinv"
+        print(f"error: {' '.join(e.format_message().split())} — see {where} --help", file=sys.stderr)
+        sys.exit(2)
+    except ce.ClickException as e:
+        print(f"error: {' '.join(e.format_message().split())}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
     except NetinvError as e:
         if os.environ.get("NETINV_DEBUG") == "1":
             raise
         print(format_error(e), file=sys.stderr)
         sys.exit(2)
+    if code == 130:  # typer turns Ctrl-C into a silent exit 130
+        resumable = set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit"}
+        print("interrupted" + (": the last checkpoint is kept in the output folder; run the same command with "
+                               "--resume to continue" if resumable else ""), file=sys.stderr)
+        # every state is on disk (written atomically); skip interpreter teardown, where torch's C++ threads left
+        # by interrupted worker threads (sweep --jobs N) can abort the process ("terminate called ...", 134)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        hard_exit(130)
+    sys.exit(code)  # the command's own exit code (None: 0)
