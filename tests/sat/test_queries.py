@@ -267,3 +267,35 @@ def test_exact_count_under_an_on_count_bound_matches_brute_force():
     big = random_bnn(30, (4,), 2)
     r = count(big, constraints=InputConstraints(max_on=2), method="exact")
     assert sum(c.count for c in r.counts) == 1 + 30 + 435
+
+
+def test_pairwise_hamming_is_exact_and_works_past_2000_samples():
+    """The K×K×D comparison took 3 GB at K = 2 000, D = 784; above 2 000 samples the matrix was left empty and the
+    result's summary failed. Products give the same integers with only the K×K result in memory."""
+    from netinv.sat.queries import pairwise_hamming
+
+    rng = np.random.default_rng(0)
+    bits = rng.random((300, 784)) < 0.3
+    assert (pairwise_hamming(bits, chunk=64) == (bits[:, None] != bits[None]).sum(2)).all()
+    big = rng.random((2100, 64)) < 0.5
+    h = pairwise_hamming(big)
+    assert h.shape == (2100, 2100) and h.dtype == np.int32 and (np.diag(h) == 0).all()
+    assert (h[:50] == (big[:50, None] != big[None]).sum(2)).all()
+
+
+def test_one_watchdog_thread_per_solver_and_interrupts_never_leak_into_the_next_solve():
+    import threading
+
+    from pysat.examples.genhard import PHP
+
+    from netinv.sat._solver import LimitedSolver
+
+    php = PHP(10).clauses  # pigeons into too few holes: hard, unless the selector literal switches it off
+    sel = max(abs(v) for c in php for v in c) + 1
+    with LimitedSolver([[*c, sel] for c in php], "g42") as s:
+        assert s.solve([-sel], 0.2) is None  # stopped at the deadline
+        for _ in range(200):  # easy solves right after it: nothing of that interrupt is left
+            assert s.solve([sel], 5.0) is True
+        assert sum(t.name == "netinv-sat-watchdog" for t in threading.enumerate()) == 1
+        assert s.solve([-sel], 0.2) is None  # the same watchdog stops a second hard solve
+    assert not any(t.name == "netinv-sat-watchdog" for t in threading.enumerate())

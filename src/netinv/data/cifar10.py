@@ -125,4 +125,6 @@ def load_cifar10(root: Path, split: str = "train", download: bool = False,
     classes = _label_names(meta) if meta.is_file() else list(CLASSES)
     src = {"name": "cifar10", "split": split, "root": str(root), "files": [str(folder / n) for n in names],
            "label_names": str(meta) if meta.is_file() else "built-in"}
-    return Dataset(torch.from_numpy(x.astype(np.float32) / 255.0), torch.from_numpy(y), classes, src)
+    xf = x.astype(np.float32)
+    xf /= 255.0  # in place: one float copy of the images, not two
+    return Dataset(torch.from_numpy(xf), torch.from_numpy(y), classes, src)

@@ -137,7 +137,9 @@ def load_mnist(root: Path, split: str = "train", variant: str = "mnist", downloa
     if labels.size and labels.max() > 9:
         raise DataError(f"label {int(labels.max())} in {lab_path} is not a class 0..9",
                         "re-download the file")
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    x = images.astype(np.float32)
+    x /= 255.0  # in place: one float copy of the images, not two
+    x = torch.from_numpy(x).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     src = {"name": variant, "split": split, "root": str(root), "files": [str(img_path), str(lab_path)]}
     return Dataset(x, y, list(CLASSES[variant]), src)

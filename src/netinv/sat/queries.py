@@ -233,6 +233,22 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
     return res
 
 
+def pairwise_hamming(bits: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """K×K int32 Hamming distances between the rows of a K×D bool array: |a| + |b| − 2·a·b by float32 products (exact
+    for D < 2²⁴), in row chunks, so memory is the K×K result alone (not a K×K×D comparison).
+
+    Example:
+        >>> pairwise_hamming(np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], bool)).tolist()
+        [[0, 1, 3], [1, 0, 2], [3, 2, 0]]
+    """
+    b = bits.astype(np.float32)
+    pop = b.sum(1)
+    out = np.empty((len(b), len(b)), np.int32)
+    for i in range(0, len(b), chunk):  # chunks of rows, not a loop over samples
+        out[i:i + chunk] = np.rint(pop[i:i + chunk, None] + pop[None] - 2 * (b[i:i + chunk] @ b.T))
+    return out
+
+
 def sample(model: Model, cls: int, n: int = 100, constraints: InputConstraints | None = None,
            config: QueryConfig = QueryConfig(), *, method: str = "auto", out: str | Path | None = None,
            show_progress: bool | None = None) -> SampleResult:
@@ -300,7 +316,7 @@ def sample(model: Model, cls: int, n: int = 100, constraints: InputConstraints |
     bits = np.stack(list(found.values())) if found else np.zeros((0, plain.num_inputs), bool)
     if len(bits) and not ((plain.predict(bits) == c).all() and bc.check(bits).all()):
         raise SolverError(f"a sample is not class {c} under the integer model", "this is an encoding bug: report it")
-    ham = (bits[:, None, :] != bits[None, :, :]).sum(2) if len(bits) <= 2000 else np.zeros((0, 0), int)
+    ham = pairwise_hamming(bits)
     dt = time.perf_counter() - t0
     res = SampleResult(c, status, plain.to_data(bits)[: len(bits)], bits, ham, dt, len(bits) / dt if dt else 0.0,
                        methods, _verify(tm, plain, bits, np.full(len(bits), c)), f.stats(), config.seed,

@@ -51,6 +51,9 @@ def _prepare(x: torch.Tensor, downsample: bool, dtype: torch.dtype) -> torch.Ten
     return standardise(x, const).flatten(1)  # (N, D)
 
 
+_DISTANCE_BUDGET = 1 << 28  # bytes of float64 distances held at once (256 MiB: 640 references × 50 000 candidates)
+
+
 def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsample: bool | None = None,
                 chunk_size: int = 2048, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """For each reference image, the nearest candidate under NCC.
@@ -59,7 +62,8 @@ def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsampl
         references: N×C×H×W (e.g. training images).
         candidates: M×C×H×W (e.g. reconstructions in data space; scale does not matter).
         downsample: ×2 bicubic before matching. Default None: only for 32×32 colour images (Haim et al.).
-        chunk_size: references per ``torch.cdist`` call (memory is chunk_size × M distances).
+        chunk_size: at most this many references per ``torch.cdist`` call (fewer when M is so large that the
+            chunk × M distances would pass 256 MiB).
         dtype: computation dtype. Default: float64.
 
     Returns:
@@ -92,8 +96,9 @@ def nearest_ncc(references: torch.Tensor, candidates: torch.Tensor, *, downsampl
     order = torch.argsort(first)
     uniq, owner = uniq[order], usable[first[order]]
     idx, dist = [], []
-    for i in range(0, references.shape[0], chunk_size):  # chunks of references, not a loop over samples
-        chunk = references[i:i + chunk_size].to(dtype)
+    rows = max(1, min(chunk_size, _DISTANCE_BUDGET // (8 * uniq.shape[0])))  # memory bounded for any M as well
+    for i in range(0, references.shape[0], rows):  # chunks of references, not a loop over samples
+        chunk = references[i:i + rows].to(dtype)
         ref = _prepare(chunk, ds, dtype)
         d = torch.cdist(ref, uniq)  # (chunk, M'')
         blank = constant_channels(chunk).all(1)  # a constant reference: equidistant in exact arithmetic
