@@ -3,6 +3,7 @@ null baselines, and the CLI as a mapping onto the API."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from unittest.mock import patch
@@ -230,6 +231,27 @@ def test_resume_gives_the_uninterrupted_result(tmp_path, monkeypatch):
     x0 = torch.rand(8, *victim.input_shape)
     with pytest.raises(ConfigError, match="other settings \\(start_sha256 None → "):
         KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "c", resume=True, x0=x0)
+
+
+def test_resume_of_a_finished_run_returns_it_and_checkpoint_every_may_change(tmp_path, monkeypatch):
+    """--resume on a finished run reran the whole attack from iteration 0 (an audit interrupted during its evaluation
+    lost its attack); the checkpoint interval, which changes no result, was refused as 'other settings'."""
+    from netinv._errors import ConfigError
+
+    victim = _small_victim(mean=True)
+    cfg = KKTConfig(iterations=20, checkpoint_every=5, show_progress=False)
+    whole = KKTReconstruction(victim, cfg).invert(8, seed=2, out=tmp_path / "a")
+
+    def never(*a, **k):
+        raise AssertionError("the finished attack ran again")
+
+    monkeypatch.setattr(kkt_mod._Problem, "step", never)
+    again = KKTReconstruction(victim, dataclasses.replace(cfg, checkpoint_every=7)).invert(
+        8, seed=2, out=tmp_path / "a", resume=True)
+    assert torch.equal(again.x, whole.x) and torch.equal(again.arrays["lam"], whole.arrays["lam"])
+    assert torch.equal(again.score, whole.score) and again.info["criterion"] == whole.info["criterion"]
+    with pytest.raises(ConfigError, match=r"other settings \(seed 2 → 3\)"):
+        KKTReconstruction(victim, cfg).invert(8, seed=3, out=tmp_path / "a", resume=True)
 
 
 @pytest.fixture(scope="module")

@@ -159,6 +159,38 @@ def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monk
     assert [t["interrupted"] for t in res.trials].count(True) == 1
 
 
+class _Killed(BaseException):
+    """What a SIGKILL looks like to the study: the trial is never told anything and stays RUNNING."""
+
+
+def test_a_killed_sweep_resumes_its_running_trial(tmp_path, monkeypatch):
+    """A sweep killed by SIGTERM / SIGKILL left its trial RUNNING, and --resume silently pooled one trial fewer."""
+    from netinv.attacks import kkt
+
+    cfg = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
+    ref = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "ref", pool_top=2, n=6, seed=2,
+                space=SPACE)
+    step, calls = kkt._Problem.step, {"n": 0}
+
+    def killed(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 12 + 7:
+            raise _Killed
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(kkt._Problem, "step", killed)
+    with pytest.raises(_Killed):
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+              space=SPACE)
+    monkeypatch.setattr(kkt._Problem, "step", step)
+    res = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+                space=SPACE, resume=True)
+    assert _summary(res) == _summary(ref) and torch.equal(res.candidates.x, ref.candidates.x)
+    with pytest.raises(ConfigError, match="nothing to resume"):  # a fresh folder has no study to resume
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "new", n=6, space=SPACE, resume=True)
+    assert not (tmp_path / "new").exists()
+
+
 def test_ctrl_c_during_a_parallel_batch_stops_its_worker_threads(tmp_path, monkeypatch):
     """Ctrl-C reaches the main thread only; worker threads left running inside torch at exit aborted the CLI
     ("terminate called without an active exception", exit 134). The workers now stop at their next iteration and

@@ -77,6 +77,15 @@ def test_resume_equals_uninterrupted(digits_parity, tmp_path):
     finally:
         trainer.save_state = real
     assert (tmp_path / "resumed" / ".train_state.pt").exists()
+    with pytest.raises(Stop), pytest.warns(UserWarning, match="interrupted run's checkpoint; this run starts afresh"):
+        trainer.save_state = save_then_stop  # a plain rerun says it replaces the interrupted run (it used to be silent)
+        try:
+            train(digits_parity, "cnn:4", cfg, out=tmp_path / "resumed", device="cpu", show_progress=False)
+        finally:
+            trainer.save_state = real
+    with pytest.raises(ConfigError, match="other settings \\(lr 0.01 → 0.02\\)"):
+        train(digits_parity, "cnn:4", dataclasses.replace(cfg, lr=2e-2, checkpoint_every=20), out=tmp_path / "resumed",
+              resume=True, device="cpu", show_progress=False)  # the interval is not a difference: lr is named alone
     with pytest.raises(ConfigError, match="other settings \\(lr 0.01 → 0.02\\)"):
         train(digits_parity, "cnn:4", dataclasses.replace(cfg, lr=2e-2), out=tmp_path / "resumed", resume=True,
               device="cpu", show_progress=False)

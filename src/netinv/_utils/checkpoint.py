@@ -66,12 +66,32 @@ def load_state(path: Path) -> dict[str, Any]:
                           "delete it to start afresh, or point --out at the run it belongs to") from None
 
 
+_NO_EFFECT = {"show_progress", "checkpoint_every"}  # settings that never change a run's result
+
+
 def _resume_view(settings: dict[str, Any]) -> dict[str, Any]:
-    """What must match for a resume: everything but the display settings."""
+    """What must match for a resume: everything but the display and checkpointing settings (JSON-normalised, so a
+    record read back from run.json compares equal to the settings it was written from)."""
     cfg = settings.get("config")
     if isinstance(cfg, dict):
-        settings = {**settings, "config": {k: v for k, v in cfg.items() if k != "show_progress"}}
-    return settings
+        settings = {**settings, "config": {k: v for k, v in cfg.items() if k not in _NO_EFFECT}}
+    return json.loads(json.dumps(settings, default=_json_default))
+
+
+def finished_run(out: Path | None, result_file: str, settings: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a finished run of these settings (``result_file`` and ``run.json``, no checkpoint left):
+    a resume then has nothing to continue and returns that result. A finished run of other settings is refused as a
+    resume of an interrupted one would be (:func:`check_resume`)."""
+    if out is None or not (Path(out) / result_file).is_file() or not (Path(out) / "run.json").is_file():
+        return False
+    try:
+        record = json.loads((Path(out) / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if not isinstance(record, dict):
+        return False
+    check_resume({"settings": {k: record.get(k) for k in settings}}, settings, Path(out) / "run.json")
+    return True
 
 
 def check_resume(state: dict[str, Any], settings: dict[str, Any], path: Path) -> None:
@@ -113,7 +133,12 @@ def warn_on_restart(out: Path | None, state_file: str, result_file: str, resume:
     results: both are replaced as the new run goes (``--resume`` continues the interrupted one)."""
     import warnings
 
-    if out is None or resume:
+    if out is None:
+        return
+    if resume:
+        if not (Path(out) / state_file).exists() and (Path(out) / result_file).exists():
+            warnings.warn(f"{out} holds a finished run, not an interrupted one: nothing to resume, so this run starts "
+                          "afresh and replaces it", UserWarning, stacklevel=3)
         return
     if (Path(out) / state_file).exists():
         warnings.warn(f"{out} holds an interrupted run's checkpoint; this run starts afresh and replaces it (add "

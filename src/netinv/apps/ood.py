@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import atomic_write_bytes, check_resume, load_state, save_state, write_json
+from .._utils.checkpoint import (
+    atomic_write_bytes,
+    check_resume,
+    load_state,
+    save_state,
+    warn_on_restart,
+    write_json,
+)
 from .._utils.device import resolve_device
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
@@ -113,6 +120,7 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
     state_path = Path(out) / STATE if out is not None else None
     settings = {"config": config_dict(config), "seed": seed, "arch": spec_to_dict(spec), "input_range": [lo, hi],
                 "members": len(tr)}
+    warn_on_restart(Path(out) if out is not None else None, STATE, "ood.json", resume)
     if resume and state_path is not None and state_path.exists():
         st = load_state(state_path)
         check_resume(st, settings, state_path)

@@ -57,6 +57,19 @@ class Candidates:
         return out / name
 
 
+def load_candidates(out: str | Path, name: str = "candidates.npz") -> Candidates:
+    """A finished run's :class:`Candidates` from ``out/name`` and ``out/run.json`` (what :meth:`Candidates.save`
+    wrote)."""
+    import json
+
+    out = Path(out)
+    with np.load(out / name, allow_pickle=False) as f:
+        arrays = {k: torch.from_numpy(f[k]) for k in f.files}
+    info = json.loads((out / "run.json").read_text())
+    x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)
+    return Candidates(x, y, score, arrays, info)
+
+
 class Attack(ABC):
     """Base class: holds the frozen model and a config; subclasses implement :meth:`invert`."""
 

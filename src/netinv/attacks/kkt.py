@@ -23,14 +23,14 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from .._errors import ConfigError, ModelError, check_finite_loss
-from .._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart
+from .._utils.checkpoint import check_resume, finished_run, load_state, save_state, warn_on_restart
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
 from ..losses.kkt import box_prior, candidate_margins, dual_feasibility, kkt_stationarity, relu_surrogate
 from ..models.inspect import homogeneity_report
 from ..models.loaded import LoadedModel
-from .base import Attack, Candidates
+from .base import Attack, Candidates, load_candidates
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,14 @@ class KKTReconstruction(Attack):
 
         start, curve, elapsed = 0, [], 0.0
         state_path = Path(out) / ".kkt_state.pt" if out is not None else None
-        warn_on_restart(Path(out) if out is not None else None, ".kkt_state.pt", "candidates.npz", resume)
         keep = state_path is not None  # the digests only matter to a resume, which needs a saved state
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
                     "start_sha256": _digest(x0, y0) if keep else None, "model": self.model.record(),
                     "model_sha256": self.model.digest() if keep else None}
+        if resume and state_path is not None and not state_path.exists() and finished_run(out, "candidates.npz",
+                                                                                       settings):
+            return load_candidates(out)  # nothing left to continue: the finished run's result, not a rerun
+        warn_on_restart(Path(out) if out is not None else None, ".kkt_state.pt", "candidates.npz", resume)
         if resume and state_path is not None and state_path.exists():
             st = load_state(state_path)
             check_resume(st, settings, state_path)

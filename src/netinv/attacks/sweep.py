@@ -142,6 +142,9 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     if hasattr(cfg, "validate"):  # a bad fixed setting would prune every trial as if it had diverged
         cfg.validate()
     out = Path(out)
+    if resume and storage is None and not (out / "study.db").is_file():
+        raise ConfigError(f"nothing to resume in {out}: it holds no study", "drop --resume to start the sweep")
+    own_db = storage is None  # the folder's own SQLite file: no other machine runs its trials
     study = _open_study(optuna, storage, study_name, out)
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     quiet = {"show_progress": False} if "show_progress" in {f.name for f in dataclasses.fields(cfg)} else {}
@@ -152,8 +155,15 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     # trial k: index in the study (interrupted trials keep theirs when resumed); its folder, seeds and batch
     ks = [t.user_attrs.get("k", t.number) for t in study.trials]
     finished = {t.user_attrs.get("k", t.number) for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
-    pending = sorted({t.user_attrs.get("k", t.number) for t in study.trials if t.user_attrs.get("interrupted")}
-                     - finished)
+    # interrupted: Ctrl-C marks them; a killed process (SIGKILL, power loss) leaves them RUNNING, which in the
+    # folder's own database no live process can be (on a shared server another machine may be running them)
+    pending = sorted({t.user_attrs.get("k", t.number) for t in study.trials
+                      if t.user_attrs.get("interrupted") or (own_db and t.state.name == "RUNNING")} - finished)
+    if resume:  # a killed call's RUNNING trials: recorded as interrupted, as Ctrl-C records them, and redone below
+        for t in study.trials:
+            if own_db and t.state.name == "RUNNING":
+                optuna.trial.Trial(study, t._trial_id).set_user_attr("interrupted", True)
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     if pending and not resume:
         warnings.warn(f"trials {pending} of study {study_name!r} were interrupted; resume=True (--resume) finishes "
                       "them from their checkpoints", UserWarning, stacklevel=2)
