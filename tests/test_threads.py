@@ -57,3 +57,20 @@ def test_cli_reads_netinv_threads():
     res = subprocess.run([sys.executable, "-m", "netinv", "data", "list"], capture_output=True, text=True, env=env,
                          timeout=120)
     assert res.returncode == 2 and res.stderr.strip().startswith("error: NETINV_THREADS='nope' is not a thread count")
+
+
+def test_progress_for_a_log_is_a_plain_line_every_tenth(monkeypatch, capsys):
+    """With NETINV_PROGRESS=1 and stderr not a terminal (CI logs), rich drew only the final bar, at exit."""
+    from netinv._utils.progress import progress_bar
+
+    monkeypatch.setenv("NETINV_PROGRESS", "1")
+    with progress_bar(50, "kkt") as bar:
+        for i in range(50):
+            bar.update(1, loss=1.0 / (i + 1))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("kkt 5/50 (10%) ") and lines[0].endswith("loss=0.2")
+    assert lines[-1].startswith("kkt 50/50 (100%)") and lines[-1].endswith("loss=0.02")
+    monkeypatch.setenv("NETINV_PROGRESS", "0")
+    with progress_bar(50, "kkt") as bar:
+        bar.update(50, loss=1.0)
+    assert capsys.readouterr().err == ""
