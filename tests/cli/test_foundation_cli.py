@@ -146,9 +146,16 @@ def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     def interrupted_app(standalone_mode: bool = True) -> None:
         raise SystemExit(130)
 
+    from netinv._utils import checkpoint
+
     monkeypatch.setattr(sys, "argv", ["netinv", "invert", "runs/cnn"])
+    monkeypatch.setattr(checkpoint, "STATE_ON_DISK", False)  # stopped before its first checkpoint
     with pytest.raises(SystemExit) as e:
         run_cli(interrupted_app, hard_exit=sys.exit)  # the CLI itself ends with os._exit(130), skipping teardown
+    assert e.value.code == 130 and "nothing to resume; run the command again" in capsys.readouterr().err
+    monkeypatch.setattr(checkpoint, "STATE_ON_DISK", True)  # a state was written (or loaded) by this process
+    with pytest.raises(SystemExit) as e:
+        run_cli(interrupted_app, hard_exit=sys.exit)
     assert e.value.code == 130 and "run the same command with --resume" in capsys.readouterr().err
     monkeypatch.setattr(sys, "argv", ["netinv", "adversarial", "runs/cnn"])  # no --resume there: not promised
     with pytest.raises(SystemExit):
@@ -166,3 +173,31 @@ def test_the_next_hint_names_the_data_a_user_model_needs(parity_victim):
     assert evaluate_hint(model, Path("runs/k")) == "next: netinv evaluate runs/k"
     bare = load_model(model.module, input_shape=(1, 8, 8), device="cpu")
     assert evaluate_hint(bare, Path("runs/k")).endswith("--train MEMBERS.npz --heldout NONMEMBERS.npz")
+
+
+def test_sigterm_stops_like_ctrl_c_and_keeps_the_checkpoint(parity_victim, tmp_path):
+    """docker stop / kill / SLURM send SIGTERM: the process died with no message (rc −15)."""
+    import signal
+    import time
+
+    _, ckpt = parity_victim
+    out = tmp_path / "k"
+    p = subprocess.Popen([sys.executable, "-m", "netinv", "reconstruct", "kkt", str(ckpt), "--out", str(out),
+                          "--iterations", "200000", "--checkpoint-every", "20", "--device", "cpu"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while not (out / ".kkt_state.pt").exists() and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted: the last checkpoint is kept" in err and "Traceback" not in err
+    assert (out / ".kkt_state.pt").is_file()
+
+
+def test_temporary_files_a_killed_write_left_are_removed(tmp_path):
+    from netinv._utils.checkpoint import atomic_write_bytes
+
+    (tmp_path / ".state.pt.ab12cd_3").write_bytes(b"half")  # mkstemp's name pattern: what SIGKILL leaves
+    (tmp_path / ".state.pt.keep").write_bytes(b"a user's file")  # not that pattern: kept
+    atomic_write_bytes(tmp_path / "state.pt", b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".state.pt.keep", "state.pt"]

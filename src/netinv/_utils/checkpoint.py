@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ os.umask(_UMASK)
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so an interrupted write never leaves a half file (and a link at
-    ``path`` is replaced, never written through). The file gets the usual permissions (0666 minus the umask)."""
+    ``path`` is replaced, never written through). The file gets the usual permissions (0666 minus the umask).
+    Temporary files a killed process left for the same path (SIGKILL mid-write) are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -29,6 +32,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    stale = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}")  # mkstemp's names for this path
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if stale.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+            old.unlink(missing_ok=True)
+
+
+#: set once a loop state has been written or loaded in this process: the CLI names --resume on Ctrl-C only then
+STATE_ON_DISK = False
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -55,12 +66,17 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
+    global STATE_ON_DISK
+    STATE_ON_DISK = True
 
 
 def load_state(path: Path) -> dict[str, Any]:
     """Load a loop state saved by :func:`save_state` with ``weights_only=True`` (no arbitrary unpickling)."""
+    global STATE_ON_DISK
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        STATE_ON_DISK = True
+        return state
     except Exception as e:  # corrupt or foreign file
         raise NetinvError(f"cannot read checkpoint {path}: {type(e).__name__}",
                           "delete it to start afresh, or point --out at the run it belongs to") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Iterator
@@ -81,6 +82,10 @@ def _show_help_error(e: Any) -> None:
         e.show()
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     """Run the typer app: usage errors (an unknown option, a missing argument) and netinv errors become one line and
     exit 2, netinv warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so
@@ -92,6 +97,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
 
     ce = _click_exceptions()
     help_error = getattr(ce, "NoArgsIsHelpError", ())
+    signal.signal(signal.SIGTERM, _terminate)  # docker stop, kill, SLURM: stop as Ctrl-C does, checkpoints kept
     try:
         with cli_warnings():
             cpu_threads()
@@ -116,10 +122,14 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
             raise
         print(format_error(e), file=sys.stderr)
         sys.exit(2)
-    if code == 130:  # typer turns Ctrl-C into a silent exit 130
+    if code == 130:  # typer turns Ctrl-C (and SIGTERM, below) into a silent exit 130
+        from .._utils import checkpoint
+
         resumable = set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit"}
-        print("interrupted" + (": the last checkpoint is kept in the output folder; run the same command with "
-                               "--resume to continue" if resumable else ""), file=sys.stderr)
+        print("interrupted" + ("" if not resumable else ": the last checkpoint is kept in the output folder; run the "
+                               "same command with --resume to continue" if checkpoint.STATE_ON_DISK else
+                               ": before the first checkpoint, so there is nothing to resume; run the command again"),
+              file=sys.stderr)
         # every state is on disk (written atomically); skip interpreter teardown, where torch's C++ threads left
         # by interrupted worker threads (sweep --jobs N) can abort the process ("terminate called ...", 134)
         sys.stdout.flush()
