@@ -477,7 +477,8 @@ def test_adversarial_on_device_matches_cpu(four, tmp_path):
     assert r_dev["generator"].summary()["success_rate"] >= 0.3
     data = json.loads((tmp_path / "adversarial.json").read_text())
     assert [r["method"] for r in data["rows"]] == ["PGD", "generator"]
-    assert set(np.load(tmp_path / "adversarial.npz").files) == {"x", "target", "x_adv_PGD", "x_adv_generator"}
+    assert set(np.load(tmp_path / "adversarial.npz").files) == {"x", "target", "x_adv_PGD", "x_adv_generator",
+                                                                       "meta"}
 
 
 def test_ood_on_device_matches_cpu(four, tmp_path):

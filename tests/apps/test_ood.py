@@ -92,7 +92,7 @@ def test_outputs_written(result):
     data = json.loads((out / "ood.json").read_text())
     assert data["seed"] == 0 and len(data["rows"]) == 9 and len(data["curve"]) == SMALL.epochs
     assert data["curve"][-1]["garbage_pool"] == 60 + 6 * 60  # noise + inverted samples of each epoch
-    assert (out / "ood.md").read_text().startswith("| OOD set |")
+    assert (out / "ood.md").read_text().startswith("| OOD set |") and "seed 0" in (out / "ood.md").read_text()
     again = load_checkpoint(out / "garbage_model")
     x = torch.rand(4, 1, 8, 8)
     torch.testing.assert_close(again.logits(x), res.model.logits(x))

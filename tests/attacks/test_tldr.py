@@ -155,7 +155,16 @@ def test_outputs_and_resume_equal_an_uninterrupted_run(victim, tmp_path):
     assert not (out / ".tldr_state.pt").exists()
     npz = np.load(out / "candidates.npz")
     np.testing.assert_array_equal(npz["x"], again.x.numpy())
-    assert set(npz.files) == {"x", "y", "score", "confidence", "robustness", "grad_norm"}
+    assert set(npz.files) == {"x", "y", "score", "confidence", "robustness", "grad_norm", "meta"}
+    assert json.loads(str(npz["meta"]))["seed"] == 3  # the seed travels with the arrays
+    from PIL import Image
+
+    assert json.loads(Image.open(out / "grid.png").text["netinv"])["seed"] == 3  # and with the pictures
+    from safetensors import safe_open
+
+    with safe_open(str(out / "generator.safetensors"), "pt") as f:
+        assert f.metadata()["seed"] == "3"
+    assert (out / "generator.safetensors").stat().st_mode & 0o777 == (out / "run.json").stat().st_mode & 0o777
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 3 and run["method"] == "tldr" and run["config"]["grad_weight"] == cfg.grad_weight
     assert {"grad", "kl_pert", "ce_pert"} <= set(run["curve"][-1])

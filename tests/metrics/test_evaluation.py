@@ -220,6 +220,10 @@ def test_outputs_replace_links_in_a_run_directory_and_never_write_through_them(p
     evaluate(digits_parity.train.x[:6], digits_parity.train, digits_parity.heldout, model=model, out=run)
     assert target.read_text() == "keep me"
     assert not (run / "best_pairs.png").is_symlink() and (run / "best_pairs.png").read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    for name in ("best_pairs.png", "ssim_vs_margin.png"):  # the seed travels with the pictures
+        assert json.loads(Image.open(run / name).text["netinv"]) == {"seed": 0, "record": "evaluation.json"}
 
 
 def test_a_run_json_with_a_malformed_model_record_is_one_model_error(tmp_path):

@@ -58,6 +58,10 @@ def test_invert_with_candidates_verifies_with_pytorch(bnn_digits, tmp_path):
     z = np.load(tmp_path / "preimages.npz")
     assert z["x"].shape == (3, 1, 8, 8) and (model.predict(torch.from_numpy(z["x"])).numpy() == z["y"]).all()
     assert (tmp_path / "result.json").exists() and (tmp_path / "preimages.png").exists()
+    from PIL import Image
+
+    assert json.loads(str(z["meta"]))["seed"] == 0 and json.loads(Image.open(tmp_path / "preimages.png").text[
+        "netinv"])["seed"] == 0  # the seed in every output
     rec = json.loads((tmp_path / "result.json").read_text())
     env = rec["environment"]
     assert env["device"] == "cpu" and env["torch"] == torch.__version__  # the solver's device is recorded

@@ -16,6 +16,7 @@ from .._errors import NetinvError
 
 _UMASK = os.umask(0)  # read once (os.umask can only be read by setting it), then restored
 os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() gives a new file; every output gets it
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -27,7 +28,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ perturbation norm, time (PGD: all inputs; generator: its training once plus infe
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,6 +230,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
                                                "environment": environment(model.device)})
         buf = io.BytesIO()
         np.savez_compressed(buf, x=x.cpu().numpy(), target=target.numpy(),
+                            meta=np.array(json.dumps({"seed": seed, "record": "adversarial.json"})),
                             **{f"x_adv_{k}": r.x_adv.numpy() for k, r in res.items()})
         atomic_write_bytes(outp / "adversarial.npz", buf.getvalue())
     return res

@@ -291,5 +291,5 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
         save_checkpoint(outp / "garbage_model", gm.module.cpu(), spec_from_dict(gm.meta["arch"]), gm.meta)
         gm.module.to(dev)
         write_json(outp / "ood.json", {"rows": rows, "accuracy": acc, **info})
-        atomic_write_bytes(outp / "ood.md", (res.table() + "\n").encode())
+        atomic_write_bytes(outp / "ood.md", (res.table() + f"\n\nseed {seed} (ood.json holds the settings)\n").encode())
     return res

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart
+from .._utils.checkpoint import FILE_MODE, check_resume, load_state, save_state, warn_on_restart
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
@@ -185,7 +186,7 @@ class GeneratorTrainer:
 
     def save(self, out: Path, cands: Candidates) -> None:
         """Write generator.safetensors, the samples + run.json and the PNG grids to ``out``."""
-        save_generator_weights(out, self.generator)
+        save_generator_weights(out, self.generator, self.settings["seed"])
         cands.save(out, self.samples_file)
         save_grids(out, cands, self.model, self.config.grid_per_class)
         (out / self.state_file).unlink(missing_ok=True)
@@ -220,14 +221,15 @@ def spec_dict(spec: GeneratorSpec) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(spec).items()}
 
 
-def save_generator_weights(out: Path, generator: torch.nn.Module) -> None:
+def save_generator_weights(out: Path, generator: torch.nn.Module, seed: int | None = None) -> None:
     """``out/generator.safetensors``, written atomically."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     tmp = out / ".generator.safetensors.tmp"
-    save_file(state, str(tmp))
+    save_file(state, str(tmp), metadata={"format": "netinv-generator", "seed": str(seed)})
+    os.chmod(tmp, FILE_MODE)  # as every other output (safetensors writes 0600)
     tmp.replace(out / "generator.safetensors")
 
 
@@ -240,11 +242,12 @@ def save_grids(out: Path, cands: Candidates, model: LoadedModel, per_class: int)
     lo, hi = model.input_range
     x = ((cands.x - lo) / (hi - lo)) if math.isfinite(lo) and math.isfinite(hi) else cands.x
     names = model.classes or [str(i) for i in range(model.num_classes)]
+    meta = {"seed": cands.info.get("seed"), "record": "run.json"}
     rows, labels = [], []
     for c in torch.unique(cands.y).tolist():
         xc, sc = x[cands.y == c][:per_class], cands.score[cands.y == c][:per_class]
         rows.append(xc[:8])
         labels.append(str(names[c]) if c < len(names) else str(c))
         save_image_grid(list(xc.split(8)), out / f"grid_class{c}.png", title=f"class {labels[-1]}",
-                        col_labels=[f"{float(s):.2f}" for s in sc[:8]])
-    save_image_grid(rows, out / "grid.png", row_labels=labels, title="generated samples per class")
+                        col_labels=[f"{float(s):.2f}" for s in sc[:8]], meta=meta)
+    save_image_grid(rows, out / "grid.png", row_labels=labels, title="generated samples per class", meta=meta)

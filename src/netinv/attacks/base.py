@@ -44,14 +44,18 @@ class Candidates:
                           {k: v[order] for k, v in self.arrays.items()}, self.info)
 
     def save(self, out: str | Path, name: str = "candidates.npz") -> Path:
-        """Write ``out/name`` (x, y, score, arrays) and ``out/run.json`` (info) atomically."""
+        """Write ``out/name`` (x, y, score, arrays, and ``meta``: a JSON string with the seed and the attack) and
+        ``out/run.json`` (info) atomically."""
         import io
+        import json
 
         out = Path(out)
         arrays = {"x": self.x, "y": self.y, **({"score": self.score} if self.score is not None else {}),
                   **self.arrays}
+        meta = {"seed": self.info.get("seed"), "attack": self.info.get("attack"), "record": "run.json"}
         buf = io.BytesIO()
-        np.savez_compressed(buf, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
+        np.savez_compressed(buf, **{k: v.detach().cpu().numpy() for k, v in arrays.items()},
+                            meta=np.array(json.dumps(meta)))
         atomic_write_bytes(out / name, buf.getvalue())
         write_json(out / "run.json", self.info)
         return out / name
@@ -64,7 +68,7 @@ def load_candidates(out: str | Path, name: str = "candidates.npz") -> Candidates
 
     out = Path(out)
     with np.load(out / name, allow_pickle=False) as f:
-        arrays = {k: torch.from_numpy(f[k]) for k in f.files}
+        arrays = {k: torch.from_numpy(f[k]) for k in f.files if k != "meta"}
     info = json.loads((out / "run.json").read_text())
     x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)
     return Candidates(x, y, score, arrays, info)

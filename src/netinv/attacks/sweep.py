@@ -388,7 +388,8 @@ def pool_candidates(dirs: list[Path], trial_ids: list[int] | None = None) -> Can
             raise ConfigError(f"{f} is missing", "pool on the machine that ran the trial, or copy its folder here")
         with np.load(f, allow_pickle=False) as z:
             for k in z.files:
-                parts.setdefault(k, []).append(z[k])
+                if k != "meta":  # each run's own seed; the pool's record is the sweep's run.json
+                    parts.setdefault(k, []).append(z[k])
             parts.setdefault("trial", []).append(np.full(len(z["x"]), trial_ids[i] if trial_ids else i))
     arrays = {k: torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
     x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)

@@ -5,6 +5,7 @@ mean-subtracted. Loading rebuilds the module from the spec: no pickle anywhere."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from .._errors import ModelError, first_line
-from .._utils.checkpoint import write_json
+from .._utils.checkpoint import FILE_MODE, write_json
 from .loaded import LoadedModel
 from .registry import spec_from_dict, spec_to_dict
 
@@ -31,7 +32,9 @@ def save_checkpoint(out: str | Path, module: torch.nn.Module, spec: Any, meta: d
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
+        seed = meta.get("seed")
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT, "seed": str(seed)})
+        os.chmod(tmp / "model.safetensors", FILE_MODE)  # as every other output (safetensors writes 0600)
         if mean is not None:
             np.save(tmp / "mean.npy", mean.detach().cpu().numpy().astype(np.float32))
         write_json(tmp / "meta.json", {"format": FORMAT, "arch": spec_to_dict(spec), **meta,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def _to_hwc(img: torch.Tensor) -> np.ndarray:
 
 def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_labels: Sequence[str] | None = None,
                     col_labels: Sequence[str] | None = None, title: str | None = None,
-                    cell_inches: float = 0.9) -> Path:
+                    cell_inches: float = 0.9, meta: dict[str, Any] | None = None) -> Path:
     """Write a grid of images, one tensor per row, to a PNG.
 
     Args:
@@ -44,6 +45,7 @@ def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_label
         col_labels: K labels drawn above the first row (e.g. scores).
         title: figure title.
         cell_inches: size of one cell.
+        meta: provenance (e.g. the seed) written into the PNG's text chunk ``netinv``.
 
     Returns:
         ``path``.
@@ -71,21 +73,21 @@ def save_image_grid(rows: Sequence[torch.Tensor], path: str | Path, *, row_label
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, meta)
     return path
 
 
-def _save(fig: Any, path: Path) -> None:
+def _save(fig: Any, path: Path, meta: dict[str, Any] | None = None) -> None:
     """Render to memory, then write atomically: a file or link already at ``path`` is replaced, never written
-    through (a run directory may come from anyone)."""
+    through (a run directory may come from anyone). ``meta`` goes into the PNG text chunk ``netinv`` (JSON)."""
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format="png")
+    fig.savefig(buf, dpi=100, format="png", metadata={"netinv": json.dumps(meta)} if meta else None)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, xlabel: str = "",
                  ylabel: str = "", title: str | None = None, hlines: dict[str, float] | None = None,
-                 thresholds: dict[str, float] | None = None) -> Path:
+                 thresholds: dict[str, float] | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write a scatter plot of one or more named (x, y) series to a PNG.
 
     Args:
@@ -95,6 +97,7 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
         hlines: label -> y of a dashed horizontal line (e.g. a threshold τ).
         thresholds: series label -> y of a dashed line in that series' colour, labelled ``tau (label)`` (each
             candidate set's own τ).
+        meta: provenance (e.g. the seed) written into the PNG's text chunk ``netinv``.
 
     Returns:
         ``path``.
@@ -117,7 +120,7 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     if series or hlines:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, meta)
     return path
 
 

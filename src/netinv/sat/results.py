@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -181,15 +182,18 @@ def write_outputs(result: Any, out: str | Path, model: Any = None) -> Path:
     if x is not None and len(x):
         y = np.asarray(result.y)
         buf = io.BytesIO()
-        np.savez_compressed(buf, x=np.asarray(x, np.float32), y=y)
+        meta = {"seed": getattr(result, "seed", None), "query": result.to_dict().get("query"), "record": "result.json"}
+        np.savez_compressed(buf, x=np.asarray(x, np.float32), y=y, meta=np.array(json.dumps(meta)))
         atomic_write_bytes(out / "preimages.npz", buf.getvalue())
-        save_grid(np.asarray(x), out / "preimages.png")
+        save_grid(np.asarray(x), out / "preimages.png", meta=meta)
     return out
 
 
-def save_grid(x: np.ndarray, path: Path, cols: int = 10, scale: int = 4) -> None:
-    """Tile images (K, C, H, W) or flat rows (K, D) into one PNG (flat rows become the squarest H×W)."""
+def save_grid(x: np.ndarray, path: Path, cols: int = 10, scale: int = 4, meta: dict | None = None) -> None:
+    """Tile images (K, C, H, W) or flat rows (K, D) into one PNG (flat rows become the squarest H×W); ``meta``
+    (e.g. the seed) goes into a PNG text chunk ``netinv``."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     x = np.asarray(x, np.float32)
     if x.ndim == 2:
@@ -210,5 +214,9 @@ def save_grid(x: np.ndarray, path: Path, cols: int = 10, scale: int = 4) -> None
     img = (grid * 255).round().astype(np.uint8)
     img = img[:, :, 0] if c == 1 else img[:, :, :3]
     buf = io.BytesIO()
-    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(buf, format="png")
+    info = PngInfo()
+    if meta:
+        info.add_text("netinv", json.dumps(meta))
+    Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST).save(buf, format="png",
+                                                                                                  pnginfo=info)
     atomic_write_bytes(Path(path), buf.getvalue())
