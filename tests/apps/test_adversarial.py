@@ -115,6 +115,34 @@ def test_run_on_recorded_data_writes_outputs(victim, tmp_path):
     assert len(res["PGD"].target) == 10 and (tmp_path / "adversarial.npz").is_file()
 
 
+def test_an_interrupted_generator_resumes_to_the_uninterrupted_result(victim, tmp_path):
+    """The perturbation generator trains for 600 steps by default; Ctrl-C used to lose all of it."""
+    import netinv.apps.adversarial as adv
+
+    model, _ = victim
+    cfg = AdversarialConfig(gen_steps=30, pgd_steps=3, checkpoint_every=10)
+    full = run_adversarial(model, cfg, n=8, seed=1, out=tmp_path / "full")
+    real = adv.save_state
+
+    def save_then_stop(path, state):
+        real(path, state)
+        if state["step"] == 20:
+            raise KeyboardInterrupt
+
+    with patch.object(adv, "save_state", save_then_stop), pytest.raises(KeyboardInterrupt):
+        run_adversarial(model, cfg, n=8, seed=1, out=tmp_path / "cut")
+    assert (tmp_path / "cut" / ".adversarial_state.pt").is_file()
+    with patch.object(adv, "check_finite_loss", wraps=adv.check_finite_loss) as steps:
+        again = run_adversarial(model, cfg, n=8, seed=1, out=tmp_path / "cut", resume=True)
+    assert steps.call_count == 10  # only the steps after the last checkpoint ran
+    assert torch.equal(again["generator"].x_adv, full["generator"].x_adv)
+    assert not (tmp_path / "cut" / ".adversarial_state.pt").exists()
+    with pytest.raises(ConfigError, match="other settings"):  # another seed: refused, not mixed
+        with patch.object(adv, "save_state", save_then_stop), pytest.raises(KeyboardInterrupt):
+            run_adversarial(model, cfg, n=8, seed=1, out=tmp_path / "cut2")
+        run_adversarial(model, cfg, n=8, seed=2, out=tmp_path / "cut2", resume=True)
+
+
 def test_cli_maps_flags_onto_the_api(tmp_path):
     from netinv.cli.app import app
 
@@ -126,7 +154,7 @@ def test_cli_maps_flags_onto_the_api(tmp_path):
     assert load.call_args.args == ("runs/v",) and load.call_args.kwargs["device"] == "cpu"
     (_, cfg), kw = api.call_args
     assert cfg.norm == "l2" and cfg.eps == 1.5 and cfg.gen_steps == 100
-    assert kw == {"data": None, "n": 50, "seed": 3, "out": tmp_path}
+    assert kw == {"data": None, "n": 50, "seed": 3, "out": tmp_path, "resume": False}
     assert "| t |" in r.output
     r = CliRunner().invoke(app, ["adversarial", "runs/v", "--norm", "l3"])
     assert r.exit_code != 0

@@ -157,7 +157,7 @@ def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         run_cli(interrupted_app, hard_exit=sys.exit)
     assert e.value.code == 130 and "run the same command with --resume" in capsys.readouterr().err
-    monkeypatch.setattr(sys, "argv", ["netinv", "adversarial", "runs/cnn"])  # no --resume there: not promised
+    monkeypatch.setattr(sys, "argv", ["netinv", "evaluate", "runs/cnn"])  # no --resume there: not promised
     with pytest.raises(SystemExit):
         run_cli(interrupted_app, hard_exit=sys.exit)
     assert capsys.readouterr().err == "interrupted\n"

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import write_json
+from .._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart, write_json
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
@@ -36,6 +36,13 @@ from ..models.loaded import LoadedModel
 
 __all__ = ["AdversarialConfig", "AdversarialResult", "compare_adversarial", "generator_attack", "run_adversarial",
            "perturbation_norms", "pgd_attack", "random_targets", "table"]
+
+
+STATE = ".adversarial_state.pt"
+
+
+def _sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class AdversarialConfig:
     gen_lr: float = 1e-3  # ours (Adam)
     gen_width: int = 32  # ours
     kappa: float = 5.0  # ours: the generator's margin loss is capped at this margin (CW-style), so it spreads effort
+    checkpoint_every: int = 100  # generator steps between resumable states (with an output folder)
 
 
 @dataclass
@@ -148,9 +156,13 @@ def pgd_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
 
 def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
                      config: AdversarialConfig = AdversarialConfig(), *, train_x: torch.Tensor | None = None,
-                     seed: int = 0, show_progress: bool | None = None) -> AdversarialResult:
+                     seed: int = 0, show_progress: bool | None = None, out: str | Path | None = None,
+                     resume: bool = False) -> AdversarialResult:
     """Train a target-conditioned perturbation generator on ``train_x`` (default: ``x``) with random targets, then
     perturb ``x`` towards ``target`` in one forward pass.
+
+    With ``out``, a resumable state ``out/.adversarial_state.pt`` is written every ``config.checkpoint_every`` steps
+    (removed when training ends); ``resume`` continues from it to the uninterrupted result.
 
     Returns:
         The result; ``time_s`` = training + inference, ``info`` splits them.
@@ -165,9 +177,21 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
     opt = torch.optim.Adam(g.parameters(), lr=config.gen_lr)
     gen = torch.Generator().manual_seed(seed)
     params = list(g.parameters())
-    t0 = time.perf_counter()
-    with progress_bar(config.gen_steps, "perturbation generator", show=show_progress) as bar:
-        for _ in range(config.gen_steps):
+    state_path = Path(out) / STATE if out is not None else None
+    settings = {"config": config_dict(config), "seed": seed, "model_sha256": model.digest(), "inputs": _sha(x),
+                "targets": _sha(target), "train_inputs": _sha(train_x)} if state_path is not None else {}
+    warn_on_restart(Path(out) if out is not None else None, STATE, "adversarial.json", resume)
+    start, elapsed = 0, 0.0
+    if resume and state_path is not None and state_path.exists():
+        st = load_state(state_path)
+        check_resume(st, settings, state_path)
+        g.load_state_dict(st["generator"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        start, elapsed = int(st["step"]), float(st["elapsed"])
+    t0 = time.perf_counter() - elapsed
+    with progress_bar(config.gen_steps, "perturbation generator", completed=start, show=show_progress) as bar:
+        for step in range(start, config.gen_steps):
             idx = torch.randint(0, len(train_x), (config.gen_batch_size,), generator=gen).to(dev)
             xb = train_x[idx]
             tb = torch.randint(0, k, (len(idx),), generator=gen).to(dev)
@@ -179,6 +203,10 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
             check_finite_loss(loss_v, "the perturbation generator", "lower gen_lr in the --config file (e.g. a tenth "
                               "of it)", setting=f"gen_lr {config.gen_lr:g}")
             bar.update(1, loss=loss_v)
+            done = step + 1
+            if state_path is not None and done % config.checkpoint_every == 0 and done < config.gen_steps:
+                save_state(state_path, {"settings": settings, "generator": g.state_dict(), "opt": opt.state_dict(),
+                                        "gen": gen.get_state(), "step": done, "elapsed": time.perf_counter() - t0})
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
     with torch.no_grad():
@@ -193,7 +221,7 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
 def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tensor | None = None,
                         config: AdversarialConfig = AdversarialConfig(), *, train_x: torch.Tensor | None = None,
                         seed: int = 0, out: str | Path | None = None, show_progress: bool | None = None,
-                        source: dict[str, Any] | None = None) -> dict[str, AdversarialResult]:
+                        source: dict[str, Any] | None = None, resume: bool = False) -> dict[str, AdversarialResult]:
     """Run PGD and the generator on the same inputs and targets; with ``out`` write ``adversarial.json`` (settings,
     seed, the model's record, the inputs' count, SHA-256 and ``source``) and ``adversarial.npz`` (inputs, targets,
     both adversarial sets).
@@ -205,7 +233,8 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
         config: :class:`AdversarialConfig`.
         train_x: inputs the generator is trained on (default: ``x``; pass disjoint data to measure generalisation).
         seed: seeds targets and the generator.
-        out: output directory.
+        out: output directory (also holds the generator's resumable state while it trains).
+        resume: continue an interrupted generator from ``out`` (PGD is short and simply reruns).
 
     Returns:
         ``{"PGD": result, "generator": result}``.
@@ -213,7 +242,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
     target = random_targets(model, x, seed) if target is None else target.long().cpu()
     res = {"PGD": pgd_attack(model, x, target, config),
            "generator": generator_attack(model, x, target, config, train_x=train_x, seed=seed,
-                                         show_progress=show_progress)}
+                                         show_progress=show_progress, out=out, resume=resume)}
     if out is not None:
         import io
 
@@ -222,7 +251,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
         from .._utils.checkpoint import atomic_write_bytes
 
         outp = Path(out)
-        inputs = {"n": len(x), "sha256": hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest(),
+        inputs = {"n": len(x), "sha256": _sha(x),
                   **(source or {})}
         write_json(outp / "adversarial.json", {"config": config_dict(config), "seed": seed,
                                                "model": model.record(), "inputs": inputs,
@@ -233,6 +262,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
                             meta=np.array(json.dumps({"seed": seed, "record": "adversarial.json"})),
                             **{f"x_adv_{k}": r.x_adv.numpy() for k, r in res.items()})
         atomic_write_bytes(outp / "adversarial.npz", buf.getvalue())
+        (outp / STATE).unlink(missing_ok=True)  # the run is complete on disk: nothing left to resume
     return res
 
 
@@ -250,7 +280,7 @@ def table(results: dict[str, AdversarialResult], config: AdversarialConfig) -> s
 
 def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialConfig(), *, data: Dataset | None = None,
                 n: int = 200, seed: int = 0, out: str | Path | None = None,
-                show_progress: bool | None = None) -> dict[str, AdversarialResult]:
+                show_progress: bool | None = None, resume: bool = False) -> dict[str, AdversarialResult]:
     """:func:`compare_adversarial` on real inputs: ``n`` attacked inputs and disjoint generator-training inputs.
 
     Without ``data`` the model must be a netinv checkpoint: ``n`` of its held-out inputs are attacked and the
@@ -279,4 +309,4 @@ def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialC
     source = ({"data": "the model's held-out set", "load_args": model.meta["data"].get("load_args")} if data is None
               else {"data": data.source.get("load_args") or data.source.get("name")})
     return compare_adversarial(model, x, None, config, train_x=train_x, seed=seed, out=out,
-                               show_progress=show_progress, source={**source, "shuffle_seed": seed})
+                               show_progress=show_progress, source={**source, "shuffle_seed": seed}, resume=resume)

@@ -20,6 +20,7 @@ from ._options import (
     MeanOpt,
     ModelArg,
     OutOpt,
+    ResumeOpt,
     RootOpt,
     SeedOpt,
     WeightsOpt,
@@ -47,6 +48,7 @@ def adversarial(
     mean: MeanOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    resume: ResumeOpt = False,
 ) -> None:
     """Find inputs within an L∞/L2 budget that the model assigns to a target class: a target-conditioned
     perturbation generator against targeted PGD (success rate, mean ‖δ‖, time).
@@ -63,6 +65,6 @@ def adversarial(
         # npz / class folders: the model's own class indices, never renumbered
         ds = load_data(data, root=root, path=path, check_md5=check_md5, relabel=False)
         check_compatible(victim, ds, reshape=True)
-    res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out)
+    res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out, resume=resume)
     typer.echo(table(res, cfg))
     typer.echo(f"-> {out} (adversarial.json, adversarial.npz)")
