@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -303,3 +304,34 @@ def test_one_watchdog_thread_per_solver_and_interrupts_never_leak_into_the_next_
         assert sum(t.name == "netinv-sat-watchdog" for t in threading.enumerate()) == 1
         assert s.solve([-sel], 0.2) is None  # the same watchdog stops a second hard solve
     assert not any(t.name == "netinv-sat-watchdog" for t in threading.enumerate())
+
+
+def test_an_interrupted_count_resumes_with_the_classes_it_finished(tmp_path):
+    """Counting class by class can take minutes each; an interrupt used to lose every finished class."""
+    import netinv.sat.queries as q
+
+    m = random_bnn(10, (6,), 3, seed=2)
+    cfg = QueryConfig(time_limit=60)
+    full = count(m, epsilon=0.5, delta=0.1, config=cfg, out=tmp_path / "full")
+    real, calls = q.run_forked, []
+
+    def cut_at_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    with patch.object(q, "run_forked", cut_at_second), pytest.raises(KeyboardInterrupt):
+        count(m, epsilon=0.5, delta=0.1, config=cfg, out=tmp_path / "cut")
+    assert (tmp_path / "cut" / ".count_state.pt").is_file()
+    calls.clear()
+    with patch.object(q, "run_forked", lambda *a, **k: (calls.append(1), real(*a, **k))[1]):
+        again = count(m, epsilon=0.5, delta=0.1, config=cfg, out=tmp_path / "cut", resume=True)
+    assert len(calls) == 2  # class 0 came from the checkpoint
+    assert [(c.cls, c.status, c.count) for c in again.counts] == [(c.cls, c.status, c.count) for c in full.counts]
+    assert not (tmp_path / "cut" / ".count_state.pt").exists()
+    with patch.object(q, "run_forked", cut_at_second), pytest.raises(KeyboardInterrupt):
+        calls.clear()
+        count(m, epsilon=0.5, delta=0.1, config=cfg, out=tmp_path / "cut2")
+    with pytest.raises(ConfigError, match="other settings"):  # another tolerance: refused, not mixed
+        count(m, epsilon=0.6, delta=0.1, config=cfg, out=tmp_path / "cut2", resume=True)

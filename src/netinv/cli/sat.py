@@ -22,6 +22,7 @@ from ._options import (
     InputRangeOpt,
     InputShapeOpt,
     MeanOpt,
+    ResumeOpt,
     SeedOpt,
     WeightsOpt,
     model_kwargs,
@@ -210,13 +211,13 @@ def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes",
           encoding: str | None = EncodingOpt, time_limit: float | None = TimeOpt, out: Path | None = QOutOpt,
           config: ConfigOpt = None, weights: WeightsOpt = None, input_shape: InputShapeOpt = None,
           input_range: InputRangeOpt = None, mean: MeanOpt = None, seed: SeedOpt = 0,
-          device: DeviceOpt = "cpu") -> None:
+          device: DeviceOpt = "cpu", resume: ResumeOpt = False) -> None:
     """Approximate number of preimages per class and the share of the input space it owns."""
     cfg = _config(encoding, None, time_limit, None, seed, config)
     cs = parse_ints(classes, "--classes")
     cons = _constraints(fixed, mask, center, radius, min_on, max_on)
     _print(_sat_api().count(_model(model, weights, input_shape, input_range, mean, device), cs, cons, cfg,
-                         epsilon=epsilon, delta=delta, method=method, out=out))
+                         epsilon=epsilon, delta=delta, method=method, out=out, resume=resume))
 
 
 @app.command()

@@ -8,6 +8,7 @@ BNN that no encoding solved in 600 s. Every found input is re-checked by the PyT
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from .._errors import ConfigError, SolverError
+from .._utils.checkpoint import check_resume, load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict
 from ..models.loaded import LoadedModel
@@ -345,7 +347,7 @@ def _count_child(clauses: list, xs: list[int], eps: float, delta: float, seed: i
 
 def count(model: Model, classes: int | list[int] | None = None, constraints: InputConstraints | None = None,
           config: QueryConfig = QueryConfig(), *, epsilon: float = 0.8, delta: float = 0.2, method: str = "approxmc",
-          out: str | Path | None = None, show_progress: bool | None = None) -> CountResult:
+          out: str | Path | None = None, show_progress: bool | None = None, resume: bool = False) -> CountResult:
     """Number of preimages per class and the share of the input space each class owns.
 
     Args:
@@ -353,6 +355,10 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
             (defaults: ApproxMC's own, Chakraborty, Meel & Vardi 2016).
         method: ``approxmc`` (projected on the input variables, in a child process killed at the time limit) or
             ``exact`` (enumerate every input under the constraints through the integer model; at most 2**24).
+        out: writes ``result.json`` (and, while ApproxMC counts class by class, ``.count_state.pt`` with the classes
+            counted so far).
+        resume: reuse the classes an interrupted count of the same formula and settings finished (ApproxMC is
+            seeded, so the result is the uninterrupted one).
 
     Returns:
         :class:`CountResult`; the fraction is count / space, the number of inputs the constraints leave (2**free_bits
@@ -391,20 +397,45 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
                 counts.append(_class_count(c, st, v, space, dt))
                 bar.update(1)
         else:
+            state_path = Path(out) / ".count_state.pt" if out is not None else None
+            settings = {"epsilon": epsilon, "delta": delta, "config": config_dict(config), "space": space,
+                        "cnf_sha256": _cnf_digest(f.clauses + cons)} if state_path is not None else {}
+            done: dict[int, tuple[str, int | None, float]] = {}  # class -> (status, count, seconds)
+            if resume and state_path is not None and state_path.exists():
+                st_ = load_state(state_path)
+                check_resume(st_, settings, state_path)
+                done = {int(c): (s, v, t) for c, (s, v, t) in st_["done"].items()}
             for c in cs:
+                if c in done and done[c][0] != Status.UNKNOWN.value:  # counted before the interrupt
+                    s, v, dt = done[c]
+                    counts.append(_class_count(c, Status(s), v, space, dt))
+                    bar.update(1, cls=c)
+                    continue
                 t0 = time.perf_counter()
                 ok, val = run_forked(_count_child, (f.clauses + cons + [[f.y_lits[c]]], f.x_vars, epsilon, delta,
                                                     config.seed), config.time_limit)
                 v = None if not ok else int(val[0]) * 2 ** int(val[1])
                 st = Status.UNKNOWN if v is None else (Status.SAT if v else Status.UNSAT)
                 counts.append(_class_count(c, st, v, space, time.perf_counter() - t0))
+                done[c] = (st.value, v, counts[-1].time_s)
+                if state_path is not None:
+                    save_state(state_path, {"settings": settings, "done": done})
                 bar.update(1, cls=c)
     res = CountResult(counts, method, epsilon if method == "approxmc" else None,
                       delta if method == "approxmc" else None, int(len(free)), f.stats(), config.seed,
                       {**config_dict(config), "constraints": (constraints or InputConstraints()).summary()}, space)
     if out is not None:
         write_outputs(res, out, model)
+        (Path(out) / ".count_state.pt").unlink(missing_ok=True)
     return res
+
+
+def _cnf_digest(clauses: list[list[int]]) -> str:
+    """SHA-256 of a clause list (a resumed count must count the same formula)."""
+    h = hashlib.sha256()
+    for cl in clauses:
+        h.update(np.asarray(cl, np.int64).tobytes() + b"|")
+    return h.hexdigest()
 
 
 def _class_count(c: int, st: Status, v: int | None, space: int, dt: float) -> ClassCount:
