@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ._errors import ConfigError, check_finite_loss
-from ._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart
+from ._utils.checkpoint import resume_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
@@ -121,10 +121,8 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
     state_path = Path(out) / ".train_state.pt" if out is not None else None
     settings = {"config": config_dict(config), "arch": spec_to_dict(spec), "task": split.task,
                 "train_indices": [int(i) for i in tr.indices]}
-    warn_on_restart(Path(out) if out is not None else None, ".train_state.pt", "meta.json", resume)
-    if resume and state_path is not None and state_path.exists():
-        st = load_state(state_path)
-        check_resume(st, settings, state_path)
+    st = resume_state(out, ".train_state.pt", "meta.json", settings, resume)
+    if st is not None:
         module.load_state_dict(st["model"])
         opt.load_state_dict(st["optim"])
         gen.set_state(st["gen"])

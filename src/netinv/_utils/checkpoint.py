@@ -155,11 +155,25 @@ def warn_on_restart(out: Path | None, state_file: str, result_file: str, resume:
     if resume:
         if not (Path(out) / state_file).exists() and (Path(out) / result_file).exists():
             warnings.warn(f"{out} holds a finished run, not an interrupted one: nothing to resume, so this run starts "
-                          "afresh and replaces it", UserWarning, stacklevel=3)
+                          "afresh and replaces it", UserWarning, stacklevel=4)
         return
     if (Path(out) / state_file).exists():
         warnings.warn(f"{out} holds an interrupted run's checkpoint; this run starts afresh and replaces it (add "
-                      "--resume to continue it instead)", UserWarning, stacklevel=3)
+                      "--resume to continue it instead)", UserWarning, stacklevel=4)
     elif (Path(out) / result_file).exists():
         warnings.warn(f"{out} holds an earlier run's {result_file}; this run replaces it (use another --out to keep "
-                      "both)", UserWarning, stacklevel=3)
+                      "both)", UserWarning, stacklevel=4)
+
+
+def resume_state(out: str | Path | None, state_file: str, result_file: str, settings: dict[str, Any],
+                 resume: bool) -> dict[str, Any] | None:
+    """The start of every resumable loop: say so when a fresh run replaces an interrupted or finished one
+    (:func:`warn_on_restart`), and with ``resume`` return ``out/state_file`` checked against ``settings``
+    (:func:`check_resume`); None when there is nothing to continue."""
+    outp = Path(out) if out is not None else None
+    warn_on_restart(outp, state_file, result_file, resume)
+    if not resume or outp is None or not (outp / state_file).exists():
+        return None
+    state = load_state(outp / state_file)
+    check_resume(state, settings, outp / state_file)
+    return state

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import check_resume, load_state, save_state, warn_on_restart, write_json
+from .._utils.checkpoint import resume_state, save_state, write_json
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
@@ -180,11 +180,9 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
     state_path = Path(out) / STATE if out is not None else None
     settings = {"config": config_dict(config), "seed": seed, "model_sha256": model.digest(), "inputs": _sha(x),
                 "targets": _sha(target), "train_inputs": _sha(train_x)} if state_path is not None else {}
-    warn_on_restart(Path(out) if out is not None else None, STATE, "adversarial.json", resume)
     start, elapsed = 0, 0.0
-    if resume and state_path is not None and state_path.exists():
-        st = load_state(state_path)
-        check_resume(st, settings, state_path)
+    st = resume_state(out, STATE, "adversarial.json", settings, resume)
+    if st is not None:
         g.load_state_dict(st["generator"])
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])

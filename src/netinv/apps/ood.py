@@ -30,10 +30,8 @@ import torch.nn.functional as F
 from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import (
     atomic_write_bytes,
-    check_resume,
-    load_state,
+    resume_state,
     save_state,
-    warn_on_restart,
     write_json,
 )
 from .._utils.device import resolve_device
@@ -120,10 +118,8 @@ def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODC
     state_path = Path(out) / STATE if out is not None else None
     settings = {"config": config_dict(config), "seed": seed, "arch": spec_to_dict(spec), "input_range": [lo, hi],
                 "members": len(tr)}
-    warn_on_restart(Path(out) if out is not None else None, STATE, "ood.json", resume)
-    if resume and state_path is not None and state_path.exists():
-        st = load_state(state_path)
-        check_resume(st, settings, state_path)
+    st = resume_state(out, STATE, "ood.json", settings, resume)
+    if st is not None:
         module.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         inverter.load_state_dict(st["inverter"])

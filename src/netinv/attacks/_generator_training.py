@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import FILE_MODE, check_resume, load_state, save_state, warn_on_restart
+from .._utils.checkpoint import FILE_MODE, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
@@ -170,10 +170,8 @@ class GeneratorTrainer:
         """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
         outp = Path(out) if out is not None else None
         self.setup(seed)
-        warn_on_restart(outp, self.state_file, self.samples_file, resume)
-        if resume and outp is not None and (outp / self.state_file).exists():
-            st = load_state(outp / self.state_file)
-            check_resume(st, self.settings, outp / self.state_file)
+        st = resume_state(outp, self.state_file, self.samples_file, self.settings, resume)
+        if st is not None:
             self.load_state_dict(st)
         with progress_bar(self.config.steps, self.run_label, completed=self.step) as bar:
             if not self.stopped():

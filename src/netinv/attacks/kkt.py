@@ -23,7 +23,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from .._errors import ConfigError, ModelError, check_finite_loss
-from .._utils.checkpoint import check_resume, finished_run, load_state, save_state, warn_on_restart
+from .._utils.checkpoint import finished_run, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import seed_everything
@@ -184,10 +184,8 @@ class KKTReconstruction(Attack):
         if resume and state_path is not None and not state_path.exists() and finished_run(out, "candidates.npz",
                                                                                        settings):
             return load_candidates(out)  # nothing left to continue: the finished run's result, not a rerun
-        warn_on_restart(Path(out) if out is not None else None, ".kkt_state.pt", "candidates.npz", resume)
-        if resume and state_path is not None and state_path.exists():
-            st = load_state(state_path)
-            check_resume(st, settings, state_path)
+        st = resume_state(out, ".kkt_state.pt", "candidates.npz", settings, resume)
+        if st is not None:
             with torch.no_grad():
                 x.copy_(st["x"]), lam.copy_(st["lam"])
             opt_x.load_state_dict(st["opt_x"]), opt_l.load_state_dict(st["opt_lam"])
