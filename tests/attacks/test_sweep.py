@@ -129,30 +129,39 @@ def test_parallel_sweeps_with_one_seed_are_identical(tmp_path):
     assert torch.equal(a.candidates.x, b.candidates.x)
 
 
-def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+CUT_CFG = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
+
+
+def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException]):
+    """An uninterrupted 3-trial sweep, and the same sweep in ``cut`` stopped by ``stop`` in its second trial after
+    that trial's first checkpoint; returns the reference."""
     from netinv.attacks import kkt
 
-    cfg = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
-    ref = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "ref", pool_top=2, n=6, seed=2,
+    ref = sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "ref", pool_top=2, n=6, seed=2,
                 space=SPACE)
     step, calls = kkt._Problem.step, {"n": 0}
 
-    def interrupting(self, *a, **k):
+    def stopping(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 12 + 7:  # the second trial, after its first checkpoint
-            raise KeyboardInterrupt
+        if calls["n"] == 12 + 7:
+            raise stop
         return step(self, *a, **k)
 
-    monkeypatch.setattr(kkt._Problem, "step", interrupting)
-    with pytest.raises(KeyboardInterrupt):
-        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+    monkeypatch.setattr(kkt._Problem, "step", stopping)
+    with pytest.raises(stop):
+        sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
               space=SPACE)
-    assert (tmp_path / "cut" / "trials" / "0001" / ".kkt_state.pt").is_file()  # the work done so far is kept
     monkeypatch.setattr(kkt._Problem, "step", step)
+    return ref
+
+
+def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    ref = _reference_and_cut(tmp_path, monkeypatch, KeyboardInterrupt)
+    assert (tmp_path / "cut" / "trials" / "0001" / ".kkt_state.pt").is_file()  # the work done so far is kept
     with pytest.warns(UserWarning, match=r"trials \[1\] .* were interrupted"):  # a plain rerun says so
-        sweep(_victim(), KKTReconstruction, cfg, n_trials=0, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+        sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=0, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
               space=SPACE)
-    res = sweep(_victim(), KKTReconstruction, cfg, n_trials=99, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+    res = sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=99, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
                 space=SPACE, resume=True)  # n_trials is the interrupted call's
     assert _summary(res) == _summary(ref)
     assert torch.equal(res.candidates.x, ref.candidates.x)
@@ -165,29 +174,13 @@ class _Killed(BaseException):
 
 def test_a_killed_sweep_resumes_its_running_trial(tmp_path, monkeypatch):
     """A sweep killed by SIGTERM / SIGKILL left its trial RUNNING, and --resume silently pooled one trial fewer."""
-    from netinv.attacks import kkt
-
-    cfg = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
-    ref = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "ref", pool_top=2, n=6, seed=2,
-                space=SPACE)
-    step, calls = kkt._Problem.step, {"n": 0}
-
-    def killed(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 12 + 7:
-            raise _Killed
-        return step(self, *a, **k)
-
-    monkeypatch.setattr(kkt._Problem, "step", killed)
-    with pytest.raises(_Killed):
-        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
-              space=SPACE)
-    monkeypatch.setattr(kkt._Problem, "step", step)
-    res = sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
+    ref = _reference_and_cut(tmp_path, monkeypatch, _Killed)
+    res = sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
                 space=SPACE, resume=True)
     assert _summary(res) == _summary(ref) and torch.equal(res.candidates.x, ref.candidates.x)
     with pytest.raises(ConfigError, match="nothing to resume"):  # a fresh folder has no study to resume
-        sweep(_victim(), KKTReconstruction, cfg, n_trials=3, out=tmp_path / "new", n=6, space=SPACE, resume=True)
+        sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "new", n=6, space=SPACE,
+              resume=True)
     assert not (tmp_path / "new").exists()
 
 
