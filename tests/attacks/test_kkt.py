@@ -368,6 +368,10 @@ def test_cli_maps_flags_onto_one_api_call(tmp_path):
     assert (attack.config.iterations, attack.config.lam_min, attack.config.alpha, attack.config.dtype) == \
         (7, 0.3, None, "float64")
     assert "stationarity residual 0.1" in res.output
+    with patch("netinv.cli.reconstruct.load_model", return_value=_small_victim()), \
+            patch.object(KKTReconstruction, "invert", return_value=fake, autospec=True) as inv:
+        res = CliRunner().invoke(app, ["reconstruct", "kkt", "some/model", "--out", str(tmp_path), "--n", "6"])
+    assert res.exit_code == 0 and inv.call_args.args[1] == 6  # --n, as the other commands name a count, works too
 
 
 def test_a_poor_fit_gets_a_one_line_note(tmp_path):

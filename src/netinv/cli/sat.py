@@ -185,7 +185,7 @@ def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes"
 
 @app.command()
 def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the class to sample"),
-           n: int = typer.Option(100, "-n", help="distinct preimages wanted"),
+           n: int = typer.Option(100, "-n", "--n", help="distinct preimages wanted"),
            method: str = typer.Option("auto", "--method", help="auto, solver or unigen"),
            fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
            radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
