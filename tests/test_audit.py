@@ -85,6 +85,9 @@ def test_verdict_wording():
     s["mean_image"] = fig(0.3, 0.74, 30)
     v = verdict(s, 100)
     assert v.startswith("No measurable leakage") and "the model's mean image alone 30% / AUC 0.74" in v
+    assert "publishing it discloses membership by itself" in v
+    s["mean_image"] = fig(0.05, 0.5, 5)  # a mean that tells nothing: not named as a disclosure
+    assert "discloses" not in verdict(s, 100) and verdict(s, 100).startswith("Clear leakage")
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):

@@ -20,6 +20,8 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     auc, base_auc = round(100 * a["auc"]), round(100 * max(b["auc"] for b in nulls))
     margin = auc - base_auc
     stand_out = round(100 * a["frac_leaked"]) > round(100 * max(b["frac_leaked"] for b in nulls))
+    mean_auc = round(100 * mean["auc"]) if mean else 0
+    mean_leaks = mean_auc > 55 and mean_auc - round(100 * max(noise["auc"], real["auc"])) > 5
     level = ("no measurable" if margin <= 5 or auc <= 55 else "clear" if auc >= 75 and margin > 10 and
              stand_out else "some" if stand_out else "weak")
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
@@ -36,6 +38,9 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
             (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
              f"{a['best_mean_ssim']:.2f}; Haim et al. count a reconstruction above 0.4): the candidates separate "
              "members from non-members without reconstructing them." if faint else "") +
+            (f" The model's mean image alone (the average of the members, shipped with the model) separates members "
+             f"from non-members (AUC {mean['auc']:.2f}): publishing it discloses membership by itself, and the "
+             "attack is judged against it." if mean_leaks else "") +
             (f" Of the {margin_leakage['n_on_margin']} training images on the margin (within "
              f"{margin_leakage['rel_tol']:.0%} of the smallest margin: those a KKT attack can recover), "
              f"{margin_leakage['leaked']['attack']} leaked." if margin_leakage else ""))
