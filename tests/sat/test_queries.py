@@ -335,3 +335,34 @@ def test_an_interrupted_count_resumes_with_the_classes_it_finished(tmp_path):
         count(m, epsilon=0.5, delta=0.1, config=cfg, out=tmp_path / "cut2")
     with pytest.raises(ConfigError, match="other settings"):  # another tolerance: refused, not mixed
         count(m, epsilon=0.6, delta=0.1, config=cfg, out=tmp_path / "cut2", resume=True)
+
+
+_FORK_ARMED: list[int] = []
+
+
+def test_a_stop_signal_during_fork_is_not_lost():
+    """SIGTERM / Ctrl-C landing while the solver's child is forked raised inside Python's after-fork hooks, where
+    exceptions are ignored: the run went on. They are now held during the fork and delivered right after it."""
+    import os
+    import signal
+
+    from netinv.sat._solver import run_forked
+
+    if not _FORK_ARMED:  # hooks cannot be removed: one per process, armed for one fork at a time
+        _FORK_ARMED.append(0)
+        os.register_at_fork(after_in_parent=lambda: _FORK_ARMED[0] and (
+            _FORK_ARMED.__setitem__(0, 0), os.kill(os.getpid(), signal.SIGTERM)))
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        _FORK_ARMED[0] = 1
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            run_forked(lambda emit: time.sleep(5), (), 10.0)
+        assert time.perf_counter() - t0 < 4
+    finally:
+        _FORK_ARMED[0] = 0
+        signal.signal(signal.SIGTERM, old)

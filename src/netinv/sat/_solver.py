@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,11 @@ def check_solver(name: str) -> str:
     return name
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _child(conn: Any, fn: Callable, args: tuple) -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
     try:
         conn.send(("done", fn(*args, lambda item: conn.send(("item", item)))))
     except BaseException as e:  # report, never hang the parent
@@ -49,7 +54,13 @@ def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
-    proc.start()
+    # Ctrl-C / SIGTERM arriving during fork would raise inside the after-fork hooks, where Python ignores exceptions
+    # (the run went on): held while forking, delivered right after
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
     send.close()
     deadline = time.monotonic() + max(time_limit, 0.0)
     try:
