@@ -132,7 +132,7 @@ def test_parallel_sweeps_with_one_seed_are_identical(tmp_path):
 CUT_CFG = KKTConfig(iterations=12, checkpoint_every=4, show_progress=False)
 
 
-def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException]):
+def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException], storage: str | None = None):
     """An uninterrupted 3-trial sweep, and the same sweep in ``cut`` stopped by ``stop`` in its second trial after
     that trial's first checkpoint; returns the reference."""
     from netinv.attacks import kkt
@@ -150,7 +150,7 @@ def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException]):
     monkeypatch.setattr(kkt._Problem, "step", stopping)
     with pytest.raises(stop):
         sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
-              space=SPACE)
+              space=SPACE, storage=storage)
     monkeypatch.setattr(kkt._Problem, "step", step)
     return ref
 
@@ -158,9 +158,13 @@ def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException]):
 def test_an_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     ref = _reference_and_cut(tmp_path, monkeypatch, KeyboardInterrupt)
     assert (tmp_path / "cut" / "trials" / "0001" / ".kkt_state.pt").is_file()  # the work done so far is kept
+    from netinv._utils import checkpoint
+
+    monkeypatch.setattr(checkpoint, "STATE_ON_DISK", False)
     with pytest.warns(UserWarning, match=r"trials \[1\] .* were interrupted"):  # a plain rerun says so
         sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=0, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
               space=SPACE)
+    assert checkpoint.STATE_ON_DISK  # the study is on disk: Ctrl-C now names --resume, not 'nothing to resume'
     res = sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=99, out=tmp_path / "cut", pool_top=2, n=6, seed=2,
                 space=SPACE, resume=True)  # n_trials is the interrupted call's
     assert _summary(res) == _summary(ref)
@@ -182,6 +186,24 @@ def test_a_killed_sweep_resumes_its_running_trial(tmp_path, monkeypatch):
         sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "new", n=6, space=SPACE,
               resume=True)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_a_killed_trial_in_a_storage_url(tmp_path, monkeypatch, own):
+    """The folder's own study.db named as a URL is still the folder's: its killed trial is redone. On shared
+    storage a RUNNING trial may be another machine's: it is left alone, and the resume says so."""
+    url = f"sqlite:///{(tmp_path / 'cut' / 'study.db').resolve() if own else tmp_path / 'shared.db'}"
+    if own:
+        (tmp_path / "cut").mkdir()
+    ref = _reference_and_cut(tmp_path, monkeypatch, _Killed, storage=url)
+    if own:
+        res = sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6,
+                    seed=2, space=SPACE, resume=True, storage=url)
+        assert _summary(res) == _summary(ref)
+    else:
+        with pytest.warns(UserWarning, match=r"trials \[1\] .* are RUNNING in the shared storage"):
+            sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "cut", pool_top=2, n=6,
+                  seed=2, space=SPACE, resume=True, storage=url)
 
 
 def test_ctrl_c_during_a_parallel_batch_stops_its_worker_threads(tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .._errors import ConfigError, NetinvError, first_line
+from .._utils import checkpoint
 from .._utils.progress import STOP, progress_bar
 from .._utils.runinfo import config_dict, environment
 from ..models.loaded import LoadedModel
@@ -144,9 +145,11 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     out = Path(out)
     if resume and storage is None and not (out / "study.db").is_file():
         raise ConfigError(f"nothing to resume in {out}: it holds no study", "drop --resume to start the sweep")
-    own_db = storage is None  # the folder's own SQLite file: no other machine runs its trials
+    own_url = f"sqlite:///{(out / 'study.db').resolve()}"
+    own_db = storage is None or storage == own_url  # the folder's own SQLite file: no other machine runs its trials
     study = _open_study(optuna, storage, study_name, out)
-    storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = storage or own_url
+    checkpoint.STATE_ON_DISK = True  # the study is the sweep's resumable state (Ctrl-C: "--resume to continue")
     quiet = {"show_progress": False} if "show_progress" in {f.name for f in dataclasses.fields(cfg)} else {}
     base = {k: v for k, v in config_dict(cfg).items() if k != "show_progress"}
     _same_setup(study, {"model": {**_identity(model), "input_range": list(model.input_range)}, "n": n,
@@ -164,6 +167,11 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
             if own_db and t.state.name == "RUNNING":
                 optuna.trial.Trial(study, t._trial_id).set_user_attr("interrupted", True)
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    running = sorted({t.user_attrs.get("k", t.number) for t in study.trials if t.state.name == "RUNNING"})
+    if resume and running and not own_db:
+        warnings.warn(f"trials {running} of study {study_name!r} are RUNNING in the shared storage: they are left to "
+                      "the machines running them (shared storage cannot tell a killed trial from a running one); a "
+                      "killed one stays RUNNING and is neither redone nor pooled", UserWarning, stacklevel=2)
     if pending and not resume:
         warnings.warn(f"trials {pending} of study {study_name!r} were interrupted; resume=True (--resume) finishes "
                       "them from their checkpoints", UserWarning, stacklevel=2)
