@@ -3,6 +3,7 @@ al. 2022), or minibatch SGD/Adam with cross-entropy and weight decay (CNNs, BNNs
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,25 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1000  # epochs between resumable states
     log_every: int = 50  # epochs between loss-curve points; the target_loss stop is checked at these epochs
+
+    def validate(self) -> None:
+        """One ConfigError naming the settings no training can use (before anything is loaded or written).
+
+        Raises:
+            ConfigError: epochs, batch size or intervals below 1, a step size that is not positive, negative weight
+                decay or target loss, momentum outside [0, 1).
+        """
+        bad = [f"{k}={v}" for k, v in (("epochs", self.epochs), ("checkpoint_every", self.checkpoint_every),
+                                        ("log_every", self.log_every)) if v < 1]
+        bad += [f"batch_size={self.batch_size}"] if self.batch_size is not None and self.batch_size < 1 else []
+        bad += [f"lr={self.lr}"] if not (math.isfinite(self.lr) and self.lr > 0) else []
+        bad += [f"{k}={v}" for k, v in (("weight_decay", self.weight_decay), ("target_loss", self.target_loss))
+                if not (math.isfinite(v) and v >= 0)]
+        bad += [f"momentum={self.momentum}"] if not 0 <= self.momentum < 1 else []
+        if bad:
+            raise ConfigError(f"{', '.join(bad)}: epochs, batch size and intervals must be >= 1, lr > 0, weight decay "
+                              "and target loss >= 0, momentum in [0, 1)",
+                              "give e.g. --epochs 1000 --lr 0.01 (see netinv train --help)")
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -91,6 +111,7 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
         >>> m.accuracy(split.train.x, split.train.y)
         1.0
     """
+    config.validate()
     split = _as_split(data, task=task, n_per_class=n_per_class, heldout_per_class=heldout_per_class, root=root,
                       path=path, download=download, check_md5=check_md5, seed=config.seed)
     dev = resolve_device(device)

@@ -195,9 +195,15 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_checkpoint(parity_victim, tmp_p
 
 
 def test_temporary_files_a_killed_write_left_are_removed(tmp_path):
+    import os
+
     from netinv._utils.checkpoint import atomic_write_bytes
 
-    (tmp_path / ".state.pt.ab12cd_3").write_bytes(b"half")  # mkstemp's name pattern: what SIGKILL leaves
-    (tmp_path / ".state.pt.keep").write_bytes(b"a user's file")  # not that pattern: kept
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process id that has exited
+    (tmp_path / f".state.pt.{dead}.ab12cd_3").write_bytes(b"half")  # what SIGKILL mid-write leaves
+    (tmp_path / f".state.pt.{os.getpid()}.zz12cd_3").write_bytes(b"a live writer's")  # another thread's: kept
+    (tmp_path / ".state.pt.original").write_bytes(b"a user's file")  # not netinv's name: kept
     atomic_write_bytes(tmp_path / "state.pt", b"whole")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".state.pt.keep", "state.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".state.pt.{os.getpid()}.zz12cd_3", ".state.pt.original",
+                                                          "state.pt"]

@@ -232,3 +232,21 @@ def test_first_line_skips_blank_lines():
 
     assert first_line(RuntimeError("\nUnknown type name 'posix.system'\nmore")) == "Unknown type name 'posix.system'"
     assert first_line(RuntimeError("")) == "RuntimeError"
+
+
+@pytest.mark.parametrize("bad, named", [({"epochs": -1}, "epochs=-1"), ({"batch_size": -3}, "batch_size=-3"),
+                                        ({"lr": -1.0}, "lr=-1.0"), ({"weight_decay": -5.0}, "weight_decay=-5.0"),
+                                        ({"momentum": 1.0}, "momentum=1.0")])
+def test_settings_no_training_can_use_are_one_config_error(digits_parity, tmp_path, bad, named):
+    """--epochs -1 'trained' 0 epochs, a negative batch size took no step, a negative lr was a torch traceback."""
+    with pytest.raises(ConfigError, match=named):
+        train(digits_parity, "mlp:8", TrainConfig(**bad), out=tmp_path / "m", show_progress=False)
+    assert not (tmp_path / "m").exists()  # refused before anything is written
+
+
+def test_a_negative_member_count_is_named():
+    from netinv._errors import DataError
+    from netinv.data import load_data, make_task
+
+    with pytest.raises(DataError, match="--n-per-class >= 1"):
+        make_task(load_data("digits"), "parity", n_per_class=-2, seed=0)

@@ -22,9 +22,10 @@ FILE_MODE = 0o666 & ~_UMASK  # what open() gives a new file; every output gets i
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temporary file and rename, so an interrupted write never leaves a half file (and a link at
     ``path`` is replaced, never written through). The file gets the usual permissions (0666 minus the umask).
-    Temporary files a killed process left for the same path (SIGKILL mid-write) are removed."""
+    Temporary files a killed process on this machine left for the same path (SIGKILL mid-write) are removed: their
+    names carry the writer's process id, and only those of processes that no longer exist go."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -33,10 +34,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    stale = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}")  # mkstemp's names for this path
+    ours = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[a-z0-9_]{8}")  # the names this function gives
     for old in path.parent.glob(f".{glob.escape(path.name)}.*"):
-        if stale.fullmatch(old.name) and old.is_file() and not old.is_symlink():
+        m = ours.fullmatch(old.name)
+        if m and not _alive(int(m.group(1))) and old.is_file() and not old.is_symlink():
             old.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's, or not a pid we can ask about: leave its file alone
+    return True
 
 
 #: set once a loop state has been written or loaded in this process: the CLI names --resume on Ctrl-C only then

@@ -99,7 +99,10 @@ def make_task(data: Dataset, task: str | None = None, *, n_per_class: int | None
         n_tr = n_per_class if n_per_class is not None else len(rows) - len(rows) // 5
         # max(.., 0): a negative remainder would let n_tr > len(rows) pass the check below and silently shrink
         n_ho = heldout_per_class if heldout_per_class is not None else max(len(rows) - n_tr, 0)
-        if n_tr + n_ho > len(rows) or n_tr <= 0:
+        if n_tr <= 0 or n_ho < 0:
+            raise DataError(f"{n_tr} members and {n_ho} held out per class were asked for",
+                            "give --n-per-class >= 1 and --heldout-per-class >= 0")
+        if n_tr + n_ho > len(rows):
             raise DataError(f"class {names[c]!r} has {len(rows)} rows, {n_tr} + {n_ho} held out were asked for",
                             "lower --n-per-class / --heldout-per-class")
         train_idx.append(rows[:n_tr])
