@@ -128,6 +128,11 @@ def test_resume_equals_uninterrupted_run(victim, tmp_path):
     again = GeneratorInversion(model, cfg).invert(30, seed=3, out=out, resume=True)
     torch.testing.assert_close(again.x, full.x)
     assert [p["loss"] for p in again.info["curve"]] == pytest.approx([p["loss"] for p in full.info["curve"]])
+    # --resume of the finished run returns it (it used to train again from step 0)
+    with patch.object(GeneratorInversion, "fit", side_effect=AssertionError("trained again")):
+        done = GeneratorInversion(model, cfg).invert(30, seed=3, out=out, resume=True)
+    torch.testing.assert_close(done.x, again.x)
+    assert json.loads(str(np.load(out / "samples.npz")["meta"]))["attack"] == "GeneratorInversion"
 
 
 def test_binary_one_logit_model(parity_victim):

@@ -64,6 +64,10 @@ def test_usage_errors_are_one_line_with_exit_2():
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "netinv info --help" in r.stderr
     r = run_cli("train", "--lr", "fast")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Invalid value for '--lr'" in r.stderr
+    r = run_cli("evaluate", "x", "--seed")  # a missing value: the command's own help is named
+    assert r.returncode == 2 and r.stderr.strip().endswith("— see netinv evaluate --help")
+    r = run_cli("sat", "count", "x", "--classes")
+    assert r.returncode == 2 and r.stderr.strip().endswith("— see netinv sat count --help")
     r = run_cli("sat")  # a group without its command: the group's help, as before
     assert r.returncode == 2 and "invert" in r.stdout + r.stderr
     r = run_cli("train", "--help")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import FILE_MODE, resume_state, save_state
+from .._utils.checkpoint import FILE_MODE, finished_run, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
@@ -30,7 +30,7 @@ from ..models.features import Features
 from ..models.loaded import LoadedModel
 from ._conditioning import Condition, Conditioning
 from ._generators import GeneratorSpec
-from .base import Candidates
+from .base import Candidates, load_candidates
 
 __all__ = ["GeneratorTrainer", "save_generator_weights", "save_grids", "spec_dict"]
 
@@ -170,6 +170,9 @@ class GeneratorTrainer:
         """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
         outp = Path(out) if out is not None else None
         self.setup(seed)
+        if resume and outp is not None and not (outp / self.state_file).exists() and \
+                finished_run(outp, self.samples_file, {**self.settings, "n": n}):
+            return load_candidates(outp, self.samples_file)  # nothing left to continue: the finished run's result
         st = resume_state(outp, self.state_file, self.samples_file, self.settings, resume)
         if st is not None:
             self.load_state_dict(st)
@@ -177,7 +180,7 @@ class GeneratorTrainer:
             if not self.stopped():
                 self.fit(self.config.steps - self.step, bar=bar, out=outp)
         cands = self.sample(n, seed=seed)
-        cands.info.update({"model": self.model.record(), "environment": environment(self.model.device)})
+        cands.info.update({**self.settings, "n": n, "environment": environment(self.model.device)})
         if outp is not None:
             self.save(outp, cands)
         return cands

@@ -82,6 +82,13 @@ def _show_help_error(e: Any) -> None:
         e.show()
 
 
+def _command_path() -> str:
+    """``netinv CMD [SUB]`` from the command line, for an error click raised before it knew the command."""
+    words = [w for w in sys.argv[1:3] if not w.startswith("-")]
+    groups = {"sat", "reconstruct", "sweep", "data"}
+    return " ".join(["netinv", *(words[:2] if words[:1] and words[0] in groups else words[:1])])
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -108,7 +115,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
         if isinstance(e, help_error):
             _show_help_error(e)
             sys.exit(e.exit_code)
-        where = e.ctx.command_path if e.ctx is not None else "netinv"
+        where = e.ctx.command_path if e.ctx is not None else _command_path()
         print(f"error: {' '.join(e.format_message().split())} — see {where} --help", file=sys.stderr)
         sys.exit(2)
     except ce.ClickException as e:
