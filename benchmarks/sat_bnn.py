@@ -80,7 +80,7 @@ def bench_net(name: str, model, split, encodings: list[str], tl: float, quick: b
         row["solver_samples_per_s"] = s.per_second
         s2 = sample(f, 0, 200, config=QueryConfig(time_limit=tl))
         row["samples_per_s"], row["sample_status"] = s2.per_second, s2.status.value
-        row["sample_min_ham"] = int(s2.hamming[np.triu_indices(len(s2.bits), 1)].min()) if len(s2.bits) > 1 else None
+        row["sample_min_ham"] = s2.hamming_stats["min"]
         rt = [robust(f, split.heldout.x[i], 2, solver_only) for i in range(3)]
         row["robust_med_s"] = float(np.median([q.time_s for q in rt]))
         row["robust"] = "".join({"SAT": "N", "UNSAT": "R", "UNKNOWN": "?"}[q.status.value] for q in rt)

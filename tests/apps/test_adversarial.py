@@ -174,3 +174,9 @@ def test_cli_path_alone_reads_an_npz(victim, tmp_path):
     data = api.call_args.kwargs["data"]
     assert torch.equal(data.x, split.heldout.x) and torch.equal(data.y, split.heldout.y)
 
+
+
+def test_a_checkpoint_interval_below_one_is_refused(victim):
+    model, _ = victim
+    with pytest.raises(ConfigError, match="checkpoint_every=0"):
+        run_adversarial(model, AdversarialConfig(gen_steps=5, pgd_steps=2, checkpoint_every=0), n=4)

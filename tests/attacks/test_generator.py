@@ -234,3 +234,12 @@ def test_a_diverged_generator_stops_with_one_line(victim, tmp_path):
         st = torch.load(state, weights_only=False)
         gen = st.get("generator", {})
         assert all(torch.isfinite(v).all() for v in gen.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+@pytest.mark.parametrize("bad, match", [({"kl_weight": float("nan")}, "loss weight kl"),
+                                        ({"ce_weight": -1.0}, "loss weight ce"), ({"lr": float("nan")}, "lr must be")])
+def test_bad_weights_and_step_sizes_are_refused(victim, bad, match):
+    """A NaN weight wrote 640 NaN samples with exit 0; TLDR checked its weights, plain inversion did not."""
+    model, _ = victim
+    with pytest.raises(ConfigError, match=match):
+        GeneratorInversion(model, GeneratorConfig(**{**FAST, **bad}))

@@ -186,13 +186,21 @@ def test_a_killed_sweep_resumes_its_running_trial(tmp_path, monkeypatch):
         sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "new", n=6, space=SPACE,
               resume=True)
     assert not (tmp_path / "new").exists()
+    with pytest.raises(ConfigError, match="no trial .* completed"):  # a study that never planned a trial
+        sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=0, out=tmp_path / "empty", n=6, space=SPACE)
+    with pytest.raises(ConfigError, match="nothing to resume .* had not started a trial"):
+        sweep(_victim(), KKTReconstruction, CUT_CFG, n_trials=3, out=tmp_path / "empty", n=6, space=SPACE,
+              resume=True)
 
 
-@pytest.mark.parametrize("own", [True, False])
+@pytest.mark.parametrize("own", [True, "relative", False])
 def test_a_killed_trial_in_a_storage_url(tmp_path, monkeypatch, own):
     """The folder's own study.db named as a URL is still the folder's: its killed trial is redone. On shared
     storage a RUNNING trial may be another machine's: it is left alone, and the resume says so."""
     url = f"sqlite:///{(tmp_path / 'cut' / 'study.db').resolve() if own else tmp_path / 'shared.db'}"
+    if own == "relative":  # the same file named relative to the working directory
+        monkeypatch.chdir(tmp_path)
+        url = "sqlite:///cut/study.db"
     if own:
         (tmp_path / "cut").mkdir()
     ref = _reference_and_cut(tmp_path, monkeypatch, _Killed, storage=url)

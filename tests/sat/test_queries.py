@@ -286,6 +286,12 @@ def test_pairwise_hamming_is_exact_and_works_past_2000_samples():
     h = pairwise_hamming(big)
     assert h.shape == (2100, 2100) and h.dtype == np.int32 and (np.diag(h) == 0).all()
     assert (h[:50] == (big[:50, None] != big[None]).sum(2)).all()
+    from netinv.sat.queries import hamming_summary
+
+    iu = np.triu_indices(len(big), 1)  # the summary a result records, in bounded memory, equals the matrix's
+    assert hamming_summary(big) == {"min": int(h[iu].min()), "mean": pytest.approx(float(h[iu].mean())),
+                                    "max": int(h[iu].max())}
+    assert hamming_summary(big[:1]) == {"min": None, "mean": None, "max": None}
 
 
 def test_one_watchdog_thread_per_solver_and_interrupts_never_leak_into_the_next_solve():
@@ -366,3 +372,13 @@ def test_a_stop_signal_during_fork_is_not_lost():
     finally:
         _FORK_ARMED[0] = 0
         signal.signal(signal.SIGTERM, old)
+
+
+def test_time_limits_that_are_not_positive_numbers_are_refused(bnn_digits):
+    """NaN passed the `<= 0` check: `sat invert` said UNKNOWN for a class it could reach, `count` crashed."""
+    model, _ = bnn_digits
+    for t in (float("nan"), float("inf"), 0.0):
+        with pytest.raises(ConfigError, match="positive number of seconds"):
+            invert(model, [4], config=QueryConfig(time_limit=t, candidates=0))
+    with pytest.raises(ConfigError, match="--out"):
+        count(model, [0], resume=True)

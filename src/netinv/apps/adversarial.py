@@ -101,6 +101,8 @@ def random_targets(model: LoadedModel, x: torch.Tensor, seed: int = 0) -> torch.
 def _check(model: LoadedModel, x: torch.Tensor, target: torch.Tensor, cfg: AdversarialConfig) -> None:
     if cfg.eps <= 0:
         raise ConfigError(f"eps must be positive, got {cfg.eps}", "give a budget, e.g. --eps 0.1")
+    if cfg.checkpoint_every < 1:
+        raise ConfigError(f"checkpoint_every={cfg.checkpoint_every}", "give checkpoint_every >= 1 (default 100)")
     perturbation_norms(torch.zeros(1, 1), cfg.norm)
     if tuple(x.shape[1:]) != tuple(model.input_shape):
         raise ConfigError(f"inputs shaped {tuple(x.shape[1:])}, the model takes {tuple(model.input_shape)}",

@@ -50,7 +50,8 @@ class GeneratorTrainer:
                 an unbounded output).
 
         Raises:
-            ConfigError: an invalid class subset, size, dropout, conditioning or feature layer.
+            ConfigError: an invalid class subset, size, dropout, step size, loss weight, conditioning or feature
+                layer.
         """
         cfg, model = self.config, self.model
         k = model.num_classes
@@ -63,6 +64,11 @@ class GeneratorTrainer:
                 raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}", f"give a positive {name}")
         if not 0.0 <= cfg.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}", "use e.g. 0.3")
+        if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+            raise ConfigError(f"lr must be finite and > 0, got {cfg.lr}", "give e.g. --lr 0.001")
+        for name, v in self.loss_weights().items():
+            if v < 0 or not math.isfinite(v):
+                raise ConfigError(f"loss weight {name} must be finite and ≥ 0, got {v}", "give a weight ≥ 0")
         rng = tuple(model.input_range) if input_range is None else tuple(input_range)
         self.spec = GeneratorSpec(tuple(model.input_shape), k, cfg.conditioning, cfg.latent_dim, cfg.width,
                                   cfg.dropout, cfg.embed_dim, rng, cfg.temperature, cfg.mlp_batch_norm)

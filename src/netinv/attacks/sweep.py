@@ -146,10 +146,9 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     if resume and storage is None and not (out / "study.db").is_file():
         raise ConfigError(f"nothing to resume in {out}: it holds no study", "drop --resume to start the sweep")
     own_url = f"sqlite:///{(out / 'study.db').resolve()}"
-    own_db = storage is None or storage == own_url  # the folder's own SQLite file: no other machine runs its trials
+    own_db = storage is None or _sqlite_file(storage) == (out / "study.db").resolve()  # no other machine's trials
     study = _open_study(optuna, storage, study_name, out)
     storage = storage or own_url
-    checkpoint.STATE_ON_DISK = True  # the study is the sweep's resumable state (Ctrl-C: "--resume to continue")
     quiet = {"show_progress": False} if "show_progress" in {f.name for f in dataclasses.fields(cfg)} else {}
     base = {k: v for k, v in config_dict(cfg).items() if k != "show_progress"}
     _same_setup(study, {"model": {**_identity(model), "input_range": list(model.input_range)}, "n": n,
@@ -177,6 +176,9 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
                       "them from their checkpoints", UserWarning, stacklevel=2)
     next_k = max(ks) + 1 if ks else 0
     planned = int(study.user_attrs.get("planned", 0))
+    if resume and not planned and not pending:  # stopped before its first trial was planned: nothing was done
+        raise ConfigError(f"nothing to resume in {out}: the sweep had not started a trial",
+                          "drop --resume to start the sweep")
     plan: list[list[tuple[int, dict[str, Any] | None]]] = []  # batches of (k, params to repeat or None)
     if resume:
         old = {t.user_attrs.get("k", t.number): t.params for t in study.trials}
@@ -185,6 +187,7 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     else:
         fresh = list(range(next_k, next_k + n_trials))
         study.set_user_attr("planned", max(planned, next_k + n_trials))
+    checkpoint.STATE_ON_DISK = True  # the study and its plan are the sweep's resumable state (Ctrl-C names --resume)
     plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
 
     marker = out / "trials" / ".study"  # trial folders hold one study's runs: another study's would mix in
@@ -290,6 +293,11 @@ def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any)
                 study.tell(t, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             raise r
     return [float(r) for r in results]  # type: ignore[arg-type]
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL, resolved (relative paths, links); None for other storage."""
+    return Path(url.removeprefix("sqlite:///")).resolve() if url.startswith("sqlite:///") else None
 
 
 def _open_study(optuna: Any, storage: str | None, study_name: str, out: Path) -> Any:

@@ -203,9 +203,6 @@ class TLDR(GeneratorTrainer, Attack):
     def __init__(self, model: LoadedModel, config: TLDRConfig | None = None) -> None:
         super().__init__(model, config or TLDRConfig())
         cfg: TLDRConfig = self.config
-        for name, v in self.loss_weights().items():
-            if v < 0 or not math.isfinite(v):
-                raise ConfigError(f"loss weight {name} must be finite and ≥ 0, got {v}", "give a weight ≥ 0")
         if cfg.noise_std < 0 or cfg.max_shift < 0:
             raise ConfigError(f"perturbation noise_std={cfg.noise_std}, max_shift={cfg.max_shift} must be ≥ 0",
                               "use e.g. noise_std 0.1, max_shift 1")

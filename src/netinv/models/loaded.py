@@ -97,7 +97,8 @@ class LoadedModel:
                              f"{tuple(x.shape[1:])}", "give the data this model was trained on")
         if not same_layout(x.shape[1:], self.input_shape):
             raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
-                             f"{tuple(x.shape[1:])}: reading one as the other would scramble every image",
+                             f"{tuple(x.shape[1:])}: not a flattening or split of its dimensions, so reading one "
+                             "as the other would misplace values (e.g. channels moved last)",
                              layout_hint(x.shape[1:], self.input_shape))
         x = x.reshape(n, *self.input_shape)
         lo, hi = self.input_range

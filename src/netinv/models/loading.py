@@ -118,7 +118,8 @@ def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False
                          "use the data set the model was trained on, or pass --input-shape for a user model")
     if not same_layout(data.input_shape, model.input_shape):
         raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}: "
-                         "reading one as the other would scramble every image",
+                         "not a flattening or split of its dimensions, so reading one as the other would misplace "
+                         "values (e.g. channels moved last)",
                          layout_hint(data.input_shape, model.input_shape))
     if data.num_classes > model.num_classes:
         top = int(data.y.max()) if len(data.y) else -1

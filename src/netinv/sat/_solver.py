@@ -115,7 +115,7 @@ class _Watchdog:
                 if self._deadline is None:
                     self._cv.wait()
                 elif (left := self._deadline - time.monotonic()) > 0:
-                    self._cv.wait(left)
+                    self._cv.wait(min(left, threading.TIMEOUT_MAX))
                 else:  # under the lock: once disarm() returns, no interrupt can land
                     self._interrupt()
                     self._deadline = None

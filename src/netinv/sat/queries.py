@@ -66,8 +66,9 @@ class QueryConfig:
 
 def _setup(model: Model, config: QueryConfig) -> tuple[BNNFormula, Any]:
     """The formula and, when one was given, the PyTorch model used to verify found inputs."""
-    if config.time_limit <= 0:
-        raise ConfigError(f"time_limit={config.time_limit} is not positive", "give a time limit in seconds > 0")
+    if not (math.isfinite(config.time_limit) and config.time_limit > 0):
+        raise ConfigError(f"time_limit={config.time_limit} is not a positive number of seconds",
+                          "give a time limit in seconds > 0 (e.g. 60)")
     check_solver(config.solver)
     parse_encoding(config.encoding)
     f = model if isinstance(model, BNNFormula) else encode(model, config.encoding)
@@ -235,6 +236,33 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
     return res
 
 
+HAMMING_MATRIX_MAX = 2000  # samples up to which a sample result keeps the K×K matrix (16 MB); its summary always
+
+
+def hamming_summary(bits: np.ndarray) -> dict[str, float | int | None]:
+    """Min, mean and max Hamming distance over all pairs of rows of a K×D bool array, in row chunks of at most
+    2**24 distances (memory does not grow with K²).
+
+    Example:
+        >>> hamming_summary(np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], bool))
+        {'min': 1, 'mean': 2.0, 'max': 3}
+    """
+    k = len(bits)
+    if k < 2:
+        return {"min": None, "mean": None, "max": None}
+    b = bits.astype(np.float32)
+    pop = b.sum(1)
+    chunk = max(1, (1 << 24) // k)
+    lo, hi, total = np.inf, -np.inf, 0.0
+    for i in range(0, k, chunk):  # chunks of rows, not a loop over samples
+        d = np.rint(pop[i:i + chunk, None] + pop[None] - 2 * (b[i:i + chunk] @ b.T))
+        upper = np.arange(k)[None] > np.arange(i, min(i + chunk, k))[:, None]  # each pair once
+        v = d[upper]
+        if len(v):
+            lo, hi, total = min(lo, float(v.min())), max(hi, float(v.max())), total + float(v.sum())
+    return {"min": int(lo), "mean": total / (k * (k - 1) / 2), "max": int(hi)}
+
+
 def pairwise_hamming(bits: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """K×K int32 Hamming distances between the rows of a K×D bool array: |a| + |b| − 2·a·b by float32 products (exact
     for D < 2²⁴), in row chunks, so memory is the K×K result alone (not a K×K×D comparison).
@@ -318,11 +346,11 @@ def sample(model: Model, cls: int, n: int = 100, constraints: InputConstraints |
     bits = np.stack(list(found.values())) if found else np.zeros((0, plain.num_inputs), bool)
     if len(bits) and not ((plain.predict(bits) == c).all() and bc.check(bits).all()):
         raise SolverError(f"a sample is not class {c} under the integer model", "this is an encoding bug: report it")
-    ham = pairwise_hamming(bits)
+    ham = pairwise_hamming(bits) if len(bits) <= HAMMING_MATRIX_MAX else np.zeros((0, 0), np.int32)
     dt = time.perf_counter() - t0
     res = SampleResult(c, status, plain.to_data(bits)[: len(bits)], bits, ham, dt, len(bits) / dt if dt else 0.0,
                        methods, _verify(tm, plain, bits, np.full(len(bits), c)), f.stats(), config.seed,
-                       {**config_dict(config), "method": method, "n": n})
+                       {**config_dict(config), "method": method, "n": n}, hamming_stats=hamming_summary(bits))
     if out is not None:
         write_outputs(res, out, model)
     return res
@@ -369,6 +397,8 @@ def count(model: Model, classes: int | list[int] | None = None, constraints: Inp
         raise ConfigError(f"unknown counting method {method!r}", "use approxmc or exact")
     if not (0 < epsilon and 0 < delta < 1):
         raise ConfigError(f"epsilon={epsilon}, delta={delta} out of range", "use epsilon > 0 and 0 < delta < 1")
+    if resume and out is None:
+        raise ConfigError("resume needs the output folder that holds the interrupted count", "give --out DIR")
     f, _ = _setup(model, config)
     plain, cs = f.plain, _classes(classes, f.plain)
     bc = resolve(constraints, plain)

@@ -76,7 +76,7 @@ class SampleResult:
     status: Status  # SAT: n found; UNSAT: the solver proved fewer exist (all are listed); UNKNOWN: timed out
     x: np.ndarray  # (K, *input_shape) data space
     bits: np.ndarray  # (K, D) bool, distinct
-    hamming: np.ndarray  # (K, K) pairwise Hamming distances
+    hamming: np.ndarray  # (K, K) pairwise Hamming distances; (0, 0) above HAMMING_MATRIX_MAX (2 000) samples
     time_s: float
     per_second: float
     methods: dict[str, int]  # how many came from candidates / solver / unigen
@@ -84,6 +84,7 @@ class SampleResult:
     formula: dict[str, Any]
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    hamming_stats: dict[str, Any] = field(default_factory=dict)  # min / mean / max over all pairs, any K
 
     @property
     def y(self) -> np.ndarray:
@@ -91,13 +92,10 @@ class SampleResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data (what ``result.json`` holds; arrays stay in ``preimages.npz``)."""
-        iu = np.triu_indices(len(self.bits), 1)
-        d = self.hamming[iu]
         return {"query": "sample", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "class": self.cls, "status": self.status.value, "found": int(len(self.bits)), "time_s": self.time_s,
                 "per_second": self.per_second, "methods": self.methods, "verified": self.verified,
-                "hamming": {"min": int(d.min()) if len(d) else None, "mean": float(d.mean()) if len(d) else None,
-                            "max": int(d.max()) if len(d) else None}}
+                "hamming": self.hamming_stats}
 
 
 @dataclass
@@ -182,7 +180,8 @@ def write_outputs(result: Any, out: str | Path, model: Any = None) -> Path:
     if x is not None and len(x):
         y = np.asarray(result.y)
         buf = io.BytesIO()
-        meta = {"seed": getattr(result, "seed", None), "query": result.to_dict().get("query"), "record": "result.json"}
+        meta = {"seed": getattr(result, "seed", None), "query": type(result).__name__.removesuffix("Result").lower(),
+                "record": "result.json"}
         np.savez_compressed(buf, x=np.asarray(x, np.float32), y=y, meta=np.array(json.dumps(meta)))
         atomic_write_bytes(out / "preimages.npz", buf.getvalue())
         save_grid(np.asarray(x), out / "preimages.png", meta=meta)
