@@ -129,7 +129,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
             raise
         print(format_error(e), file=sys.stderr)
         sys.exit(2)
-    if code == 130:  # typer turns Ctrl-C (and SIGTERM, below) into a silent exit 130
+    if code == 130:  # typer turns Ctrl-C (and SIGTERM, through _terminate) into a silent exit 130
         from .._utils import checkpoint
 
         resumable = (set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit",
