@@ -382,3 +382,41 @@ def test_time_limits_that_are_not_positive_numbers_are_refused(bnn_digits):
             invert(model, [4], config=QueryConfig(time_limit=t, candidates=0))
     with pytest.raises(ConfigError, match="--out"):
         count(model, [0], resume=True)
+
+
+_SIGNAL_DURING_SOLVE = r"""
+import os, signal, sys, threading, time
+from pysat.examples.genhard import PHP
+from netinv._utils import signals
+from netinv.sat._solver import LimitedSolver
+
+assert signals.start_relay()
+def stop(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGTERM, stop)
+php = PHP(11).clauses
+sel = max(abs(v) for c in php for v in c) + 1
+with LimitedSolver([[*c, sel] for c in php], "g42") as s:
+    threading.Timer(0.5, lambda: signal.raise_signal(signal.SIGUSR1)).start()  # not a stop signal: ignored
+    signal.signal(signal.SIGUSR1, lambda *a: None)
+    threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM)).start()
+    t0 = time.monotonic()
+    try:
+        s.solve([-sel], 30.0)
+        print("finished", time.monotonic() - t0)
+    except KeyboardInterrupt:
+        print("stopped", round(time.monotonic() - t0, 1))
+    assert s.solve([sel], 5.0) is True  # the next solve is not interrupted
+"""
+
+
+def test_a_stop_signal_reaches_a_running_solve_at_once():
+    """Python runs signal handlers between bytecodes: Ctrl-C / SIGTERM during a SAT solve waited for the solve's time
+    limit (60 s by default). The CLI's relay interrupts the solve, and the handler runs right after."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_DURING_SOLVE], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    word, seconds = r.stdout.split()
+    assert word == "stopped" and float(seconds) < 5

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import NetinvError
+from .._utils import signals
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # src/netinv
 
@@ -105,6 +106,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     ce = _click_exceptions()
     help_error = getattr(ce, "NoArgsIsHelpError", ())
     signal.signal(signal.SIGTERM, _terminate)  # docker stop, kill, SLURM: stop as Ctrl-C does, checkpoints kept
+    signals.start_relay()  # and both reach a running SAT solve at once, not at its time limit
     try:
         with cli_warnings():
             cpu_threads()

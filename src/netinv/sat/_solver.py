@@ -13,6 +13,7 @@ from typing import Any
 from pysat.solvers import Solver, SolverNames
 
 from .._errors import ConfigError, SolverError
+from .._utils import signals
 
 #: Back ends whose PySAT wrapper implements interrupt() (checked: glucose, minisat, maple family).
 INTERRUPTIBLE = {"g3", "g4", "g42", "glucose3", "glucose4", "glucose42", "m22", "minisat22", "mgh", "minisatgh",
@@ -124,11 +125,20 @@ class _Watchdog:
         with self._cv:
             self._deadline = time.monotonic() + seconds
             self._cv.notify()
+        signals.register(id(self), self.interrupt_now)  # Ctrl-C / SIGTERM stop the solve at once (CLI)
 
     def disarm(self) -> None:
+        signals.unregister(id(self))
         with self._cv:
             self._deadline = None
             self._cv.notify()
+
+    def interrupt_now(self) -> None:
+        """Interrupt the running solve now (a signal arrived); nothing when none runs."""
+        with self._cv:
+            if self._deadline is not None:
+                self._interrupt()
+                self._deadline = None
 
     def close(self) -> None:
         with self._cv:
