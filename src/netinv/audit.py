@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ._errors import DataError
+from ._errors import ConfigError, DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
 from .data import Dataset, load_model_data, split_from_record
@@ -101,6 +101,9 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
                       "KKT attack assumes a model trained to zero training error, so expect less leakage than from a "
                       "model that fits every member", UserWarning, stacklevel=3)
     cfg = config if config is not None else KKTConfig()
+    if not isinstance(cfg, KKTConfig):
+        raise ConfigError(f"config is a {type(cfg).__name__}, not a KKTConfig",
+                          "pass config=KKTConfig(iterations=...) (netinv.attacks.KKTConfig)")
     t0 = time.perf_counter()
     n = m if m is not None else 2 * len(train)
     cands = KKTReconstruction(lm, cfg).invert(n, seed=seed, out=out / "kkt", resume=resume)

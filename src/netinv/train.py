@@ -20,7 +20,7 @@ from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
 from ._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
 from .data import Dataset, TaskSplit, load_data, make_task
-from .models.checkpoint import save_checkpoint
+from .models.checkpoint import FORMAT, save_checkpoint
 from .models.loaded import LoadedModel
 from .models.registry import parse_arch, spec_to_dict
 
@@ -196,7 +196,8 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
         warnings.warn(f"the trained network outputs 0 on every training input (train accuracy {train_acc:.2f}, "
                       "loss stuck at its starting value): its ReLUs died; lower --lr or change --init-scale",
                       UserWarning, stacklevel=2)
-    model.meta = {
+    model.meta = {  # what the checkpoint's meta.json holds, so the returned model equals the one loaded from it
+        "format": FORMAT, "arch": spec_to_dict(spec), "mean_subtracted": mean is not None,
         "classes": list(tr.classes), "input_range": [0.0, 1.0], "loss": loss_kind, "seed": config.seed,
         "train_config": config_dict(config), "epochs_run": epoch + 1 if curve else start,
         "train_accuracy": train_acc, "test_accuracy": test_acc, "final_loss": final_loss,

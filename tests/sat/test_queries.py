@@ -420,3 +420,16 @@ def test_a_stop_signal_reaches_a_running_solve_at_once():
     assert r.returncode == 0, r.stderr
     word, seconds = r.stdout.split()
     assert word == "stopped" and float(seconds) < 5
+
+
+def test_queries_take_a_path_as_the_cli_does(bnn_digits, tmp_path):
+    """`netinv.sat.invert("plain.npz", 0)` said 'give its integer form as a plain .npz', which it was."""
+    from netinv.sat import export
+
+    model, ckpt = bnn_digits
+    export(model, tmp_path / "e")
+    r_obj = invert(model, [3])
+    for path in (ckpt, tmp_path / "e" / "plain.npz", str(ckpt)):
+        r = invert(path, [3], out=tmp_path / "o")
+        assert [o.status for o in r.outcomes] == [o.status for o in r_obj.outcomes]
+    assert json.loads((tmp_path / "o" / "result.json").read_text())["model"]["path"] == str(ckpt.resolve())

@@ -13,9 +13,7 @@ from .._errors import ConfigError
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Map ``auto|cpu|cuda[:i]`` to a device; CUDA asked for without one is an error, not a silent CPU run."""
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).lower()
+    name = str(device).lower()  # a torch.device is checked as its name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

@@ -77,7 +77,16 @@ def load_candidates(out: str | Path, name: str = "candidates.npz") -> Candidates
 class Attack(ABC):
     """Base class: holds the frozen model and a config; subclasses implement :meth:`invert`."""
 
-    def __init__(self, model: LoadedModel, config: Any = None) -> None:
+    def __init__(self, model: LoadedModel | str | Path, config: Any = None) -> None:
+        if isinstance(model, str | Path):  # a path, as netinv.audit and the CLI take: loaded with the defaults
+            from ..models.loading import load_model
+
+            model = load_model(model)
+        if not isinstance(model, LoadedModel):
+            from .._errors import ModelError
+
+            raise ModelError(f"the attack got a {type(model).__name__}, not a model",
+                             "pass netinv.load_model(path_or_module) or a path")
         self.model = model
         self.config = config
         model.module.eval()  # frozen: dropout off, BatchNorm uses its running statistics

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
@@ -138,6 +139,14 @@ class KKTReconstruction(Attack):
             ModelError: a model the attack cannot differentiate (e.g. TorchScript).
         """
         cfg = self.config
+        if x0 is not None:
+            x0 = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0)
+            if not x0.is_floating_point():  # uint8 images would start the attack on a 0..255 scale
+                raise ConfigError(f"x0 is {str(x0.dtype).removeprefix('torch.')}, not float data-space inputs",
+                                  "give float inputs in the model's data space (its input_range, mean not "
+                                  "subtracted); images stored as uint8: x / 255 mapped onto that range")
+        if y0 is not None:
+            y0 = torch.as_tensor(np.asarray(y0) if not isinstance(y0, torch.Tensor) else y0).to(torch.int64)
         m = (len(x0) if x0 is not None else self.default_n()) if n is None else int(n)
         shape = tuple(self.model.input_shape)
         if x0 is not None and x0.ndim >= 2 and tuple(x0.shape[1:]) != shape and (

@@ -48,7 +48,7 @@ from .results import (
     write_outputs,
 )
 
-Model = LoadedModel | torch.nn.Module | PlainBNN | BNNFormula
+Model = LoadedModel | torch.nn.Module | PlainBNN | BNNFormula | str | Path
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,13 @@ def _setup(model: Model, config: QueryConfig) -> tuple[BNNFormula, Any]:
                           "give a time limit in seconds > 0 (e.g. 60)")
     check_solver(config.solver)
     parse_encoding(config.encoding)
+    if isinstance(model, str | Path):  # a path, as the CLI takes: a plain BNN .npz, or a netinv BNN checkpoint
+        if str(model).endswith(".npz"):
+            model = PlainBNN.load(model)
+        else:
+            from ..models.loading import load_model
+
+            model = load_model(model, device="cpu")
     f = model if isinstance(model, BNNFormula) else encode(model, config.encoding)
     torch_model = None if isinstance(model, PlainBNN | BNNFormula) else model
     return f, torch_model

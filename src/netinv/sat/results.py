@@ -162,6 +162,8 @@ def model_record(model: Any) -> dict[str, Any]:
     BNN's file, or the class of a module passed in memory."""
     if hasattr(model, "record") and hasattr(model, "source"):  # a LoadedModel
         return model.record()
+    if isinstance(model, str | Path):  # the path the query was given
+        return {"format": "path", "path": str(Path(model).resolve())}
     plain = getattr(model, "plain", model)  # a BNNFormula holds its PlainBNN
     if hasattr(plain, "thresholds"):
         return {"format": "plain", "path": getattr(plain, "source", None)}
