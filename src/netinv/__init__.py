@@ -16,3 +16,15 @@ from .train import TrainConfig, train
 __all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "LoadedModel", "ModelError", "NetinvError",
            "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model", "load_model_data",
            "make_task", "train"]
+
+_SUBPACKAGES = {"apps", "attacks", "data", "demo", "losses", "metrics", "models", "report", "sat"}
+
+
+def __getattr__(name: str) -> object:
+    """``netinv.sat.invert``, ``netinv.apps.ood.garbage_ood`` … after a plain ``import netinv``: subpackages load on
+    first use (sat needs PySAT; none of them is imported up front)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,3 +10,12 @@ from .tldr import TLDR, TLDRConfig
 
 __all__ = ["TLDR", "Attack", "Candidates", "GeneratorConfig", "GeneratorInversion", "KKTConfig", "KKTReconstruction",
            "TLDRConfig"]
+
+
+def __getattr__(name: str) -> object:
+    """``netinv.attacks.sweep`` loads on first use (it needs Optuna, which the attacks themselves do not)."""
+    if name == "sweep":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.sweep")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
