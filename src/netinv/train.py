@@ -18,7 +18,7 @@ from ._utils.checkpoint import resume_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
-from ._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
+from ._utils.seed import cuda_rng_state, keeps_global_rng, seed_everything, set_cuda_rng_state
 from .data import Dataset, TaskSplit, load_data, make_task
 from .models.checkpoint import FORMAT, save_checkpoint
 from .models.loaded import LoadedModel
@@ -75,6 +75,7 @@ def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (pred == y).sum()
 
 
+@keeps_global_rng
 def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:1000,1000",
           config: TrainConfig = TrainConfig(), *, task: str | None = None, n_per_class: int | None = None,
           heldout_per_class: int | None = None, root: str | Path | None = None, path: str | Path | None = None,

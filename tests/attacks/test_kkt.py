@@ -480,3 +480,22 @@ def test_a_fresh_run_in_a_used_folder_says_what_it_replaces(tmp_path):
     (tmp_path / ".kkt_state.pt").write_bytes(b"")  # what an interrupted run leaves
     with pytest.warns(UserWarning, match="interrupted run's checkpoint; .*add --resume"):
         KKTReconstruction(_small_victim(), cfg).invert(8, out=tmp_path)
+
+
+def test_attacks_and_training_leave_the_callers_random_state_alone(digits_parity):
+    """invert(seed=7) reseeded the notebook's own torch / NumPy / random draws."""
+    import random
+
+    from netinv.attacks import GeneratorConfig, GeneratorInversion
+    from netinv.train import TrainConfig, train
+
+    victim = _small_victim()
+    calls = [lambda: KKTReconstruction(victim, KKTConfig(iterations=2, show_progress=False)).invert(4, seed=7),
+             lambda: train(digits_parity, "mlp:8", TrainConfig(epochs=3), show_progress=False),
+             lambda: GeneratorInversion(victim, GeneratorConfig(steps=2, batch_size=8, width=8)).invert(4, seed=7)]
+    for call in calls:
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)
+        expected = (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random())
+        torch.manual_seed(123), np.random.seed(123), random.seed(123)
+        call()
+        assert (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()) == expected

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -14,6 +19,26 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def keeps_global_rng(fn: F) -> F:
+    """Run ``fn`` (which seeds and draws from the global generators) and then put Python's, NumPy's and torch's
+    global random states back as the caller had them: a notebook's own draws do not depend on netinv calls."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        py, nps, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            random.setstate(py)
+            np.random.set_state(nps)
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def cuda_rng_state(device: torch.device) -> torch.Tensor | None:

@@ -28,7 +28,7 @@ from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import resume_state, save_state, write_json
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
-from .._utils.seed import seed_everything
+from .._utils.seed import keeps_global_rng, seed_everything
 from ..attacks._generators import PerturbationGenerator
 from ..data import Dataset, split_from_record
 from ..losses.inversion import as_class_logits
@@ -156,6 +156,7 @@ def pgd_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
                    {"steps": steps, "step_size": alpha})
 
 
+@keeps_global_rng
 def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
                      config: AdversarialConfig = AdversarialConfig(), *, train_x: torch.Tensor | None = None,
                      seed: int = 0, show_progress: bool | None = None, out: str | Path | None = None,

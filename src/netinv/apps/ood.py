@@ -37,7 +37,7 @@ from .._utils.checkpoint import (
 from .._utils.device import resolve_device
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
-from .._utils.seed import seed_everything
+from .._utils.seed import keeps_global_rng, seed_everything
 from ..attacks.generator import GeneratorConfig, GeneratorInversion
 from ..data import TaskSplit, load_data, parse_task, split_from_record
 from ..metrics.functional import ood_metrics
@@ -75,6 +75,7 @@ def _spec_for(arch: Any, input_shape: tuple[int, ...], num_outputs: int) -> Any:
     return dataclasses.replace(arch, num_outputs=num_outputs)
 
 
+@keeps_global_rng
 def garbage_class_training(split: TaskSplit, arch: Any, config: OODConfig = OODConfig(), *, seed: int = 0,
                            input_range: tuple[float, float] = (0.0, 1.0), device: str = "auto",
                            out: str | Path | None = None, resume: bool = False,

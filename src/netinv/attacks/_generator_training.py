@@ -25,7 +25,7 @@ from .._errors import ConfigError, check_finite_loss
 from .._utils.checkpoint import FILE_MODE, finished_run, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
-from .._utils.seed import cuda_rng_state, seed_everything, set_cuda_rng_state
+from .._utils.seed import cuda_rng_state, keeps_global_rng, seed_everything, set_cuda_rng_state
 from ..models.features import Features
 from ..models.loaded import LoadedModel
 from ._conditioning import Condition, Conditioning
@@ -172,6 +172,7 @@ class GeneratorTrainer:
     run_label: str = "invert"
     samples_file: str = "samples.npz"
 
+    @keeps_global_rng
     def run(self, n: int | None, *, seed: int, out: str | Path | None, resume: bool) -> Candidates:
         """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
         outp = Path(out) if out is not None else None

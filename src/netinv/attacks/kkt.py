@@ -27,7 +27,7 @@ from .._errors import ConfigError, ModelError, check_finite_loss
 from .._utils.checkpoint import finished_run, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
-from .._utils.seed import seed_everything
+from .._utils.seed import keeps_global_rng, seed_everything
 from ..losses.kkt import box_prior, candidate_margins, dual_feasibility, kkt_stationarity, relu_surrogate
 from ..models.inspect import homogeneity_report
 from ..models.loaded import LoadedModel
@@ -114,6 +114,7 @@ class KKTReconstruction(Attack):
         idx = self.model.meta.get("data", {}).get("train_indices") if isinstance(self.model.meta, dict) else None
         return 2 * len(idx) if idx else 100 * self.model.num_classes
 
+    @keeps_global_rng
     def invert(self, n: int | None = None, *, seed: int = 0, out: str | Path | None = None,
                resume: bool = False, x0: torch.Tensor | None = None, y0: torch.Tensor | None = None) -> Candidates:
         """Optimise ``n`` candidates and multipliers on the KKT conditions.
