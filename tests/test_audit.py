@@ -12,6 +12,15 @@ from netinv.attacks.kkt import KKTConfig
 from netinv.report.render import verdict
 
 
+def test_results_print_in_one_line(parity_victim, tmp_path):
+    """A notebook shows a result's repr: Candidates, LoadedModel and AuditResult printed 12 000 characters."""
+    model, _ = parity_victim
+    res = audit(model, out=tmp_path / "a", config=KKTConfig(iterations=3, show_progress=False), device="cpu")
+    for obj in (res, res.candidates, model):
+        assert "\n" not in repr(obj) and len(repr(obj)) < 300, repr(obj)
+    assert "members above tau" in repr(res) and res.table() == res.evaluation.table()
+
+
 def test_audit_writes_report_with_baselines(parity_victim, tmp_path):
     model, ckpt = parity_victim
     res = audit(ckpt, out=tmp_path / "a", config=KKTConfig(iterations=30, show_progress=False), device="cpu")

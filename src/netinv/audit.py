@@ -29,6 +29,15 @@ class AuditResult:
     evaluation: Evaluation
     report: dict[str, Path]
 
+    def __repr__(self) -> str:  # the headline figures, not the tensors
+        a = self.evaluation.attack
+        return (f"AuditResult({len(self.candidates)} candidates, {a.n_leaked}/{self.evaluation.settings['n_train']} "
+                f"members above tau, AUC {a.auc:.3f}, report {self.report.get('html')})")
+
+    def table(self) -> str:
+        """The evaluation's table (attack beside its null baselines)."""
+        return self.evaluation.table()
+
 
 def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | str | Path | None = None,
           heldout: Dataset | str | Path | None = None, config: Any = None, m: int | None = None, seed: int = 0,

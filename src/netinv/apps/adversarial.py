@@ -66,16 +66,21 @@ class AdversarialResult:
     """Per-input outcome of one attack."""
 
     method: str
-    x_adv: torch.Tensor
-    target: torch.Tensor
-    success: torch.Tensor  # N bool
-    norms: torch.Tensor  # N, in the budget's norm
+    x_adv: torch.Tensor = field(repr=False)
+    target: torch.Tensor = field(repr=False)
+    success: torch.Tensor = field(repr=False)  # N bool
+    norms: torch.Tensor = field(repr=False)  # N, in the budget's norm
     time_s: float
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"AdversarialResult({s['method']}: {s['n']} inputs, success {100 * s['success_rate']:.1f}%, mean norm "
+                f"{s['mean_norm']:.4g}, {s['time_s']:.2f} s)")
 
     def summary(self) -> dict[str, Any]:
         """One table row: method, success rate, mean and max ‖δ‖, time (the JSON record of the result)."""
-        return {"method": self.method, "n": len(self.target), "success_rate": float(self.success.float().mean()),
+        return {"method": self.method, "n": len(self.target), "success_rate": float(self.success.double().mean()),
                 "mean_norm": float(self.norms.mean()), "max_norm": float(self.norms.max()), "time_s": self.time_s,
                 **{k: v for k, v in self.info.items() if isinstance(v, int | float | str)}}
 

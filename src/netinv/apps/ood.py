@@ -235,7 +235,7 @@ class OODResult:
     rows: list[dict[str, Any]]
     accuracy: dict[str, float]
     model: LoadedModel
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def table(self) -> str:
         """The rows as a markdown table."""

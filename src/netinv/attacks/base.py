@@ -35,6 +35,13 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def __repr__(self) -> str:  # one line in a notebook, not every pixel
+        shape = "×".join(map(str, self.x.shape))
+        return (f"Candidates({shape} {str(self.x.dtype).removeprefix('torch.')}, classes "
+                f"{dict(zip(*[t.tolist() for t in torch.unique(self.y, return_counts=True)], strict=True))}, "
+                f"score {'yes' if self.score is not None else 'none'}, arrays {sorted(self.arrays)}, "
+                f"seed {self.info.get('seed')})")
+
     def ranked(self) -> Candidates:
         """Sorted by ``score``, best first (unchanged when there is no score)."""
         if self.score is None:

@@ -39,6 +39,12 @@ class LoadedModel:
     meta: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # one line in a notebook (the metadata holds every member's index)
+        where = self.source.get("path") or self.source.get("factory") or self.source.get("class") or "module"
+        return (f"LoadedModel({type(self.module).__name__} from {where}, input {tuple(self.input_shape)} in "
+                f"{list(self.input_range)}, {self.num_outputs} output{'s' * (self.num_outputs != 1)}, "
+                f"mean {'subtracted' if self.mean is not None else 'none'})")
+
     @property
     def binary(self) -> bool:
         return self.num_outputs == 1
