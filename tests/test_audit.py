@@ -130,3 +130,18 @@ def test_members_the_model_misclassifies_are_warned_about(parity_victim, digits_
     with pytest.warns(UserWarning, match="poorly .*--mean and --input-range"):
         audit(model, out=tmp_path / "b", train=const, heldout=digits_parity.heldout,
               config=KKTConfig(iterations=2, show_progress=False), device="cpu")
+
+
+def test_api_misuse_is_one_netinv_error(parity_victim, tmp_path):
+    """A dict config, no output folder or an array for a data set ended in AttributeError / TypeError."""
+    import numpy as np
+
+    from netinv import ConfigError, evaluate
+
+    model, _ = parity_victim
+    with pytest.raises(ConfigError, match="not a KKTConfig"):
+        audit(model, out=tmp_path / "a", config={"iterations": 3}, device="cpu")
+    with pytest.raises(ConfigError, match="out is None"):
+        audit(model, out=None, device="cpu")
+    with pytest.raises(DataError, match="got a ndarray for a data set"):
+        evaluate(np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 8)))

@@ -62,7 +62,10 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
 
     Raises:
         DataError: no training/held-out sets (give them for a user model).
+        ConfigError: no output folder, or a config that is not a ``KKTConfig``.
     """
+    if not isinstance(out, str | Path):
+        raise ConfigError(f"out is {out!r}", "give the folder for the report, e.g. out='runs/audit'")
     caught: list[str] = []
     with warnings.catch_warnings():  # each warning is shown when it is raised, and listed in the report
         warnings.simplefilter("always", UserWarning)  # also those an earlier call in this process already showed

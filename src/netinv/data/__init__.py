@@ -77,6 +77,9 @@ def load_model_data(data: str | Path | Dataset) -> Dataset:
     """
     if isinstance(data, Dataset):
         return data
+    if not isinstance(data, str | Path):
+        raise DataError(f"got a {type(data).__name__} for a data set",
+                        "pass a Dataset (e.g. Dataset(x, y, classes, {})) or the path of an npz / class folder")
     p = Path(data)
     return load_data("folder" if p.is_dir() else "npz", path=p, relabel=False)
 
