@@ -143,7 +143,7 @@ def _reference_and_cut(tmp_path, monkeypatch, stop: type[BaseException], storage
 
     def stopping(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 12 + 7:
+        if calls["n"] == CUT_CFG.iterations + 7:  # the second trial, after its first checkpoint
             raise stop
         return step(self, *a, **k)
 

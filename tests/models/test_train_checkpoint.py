@@ -250,3 +250,20 @@ def test_a_negative_member_count_is_named():
 
     with pytest.raises(DataError, match="--n-per-class >= 1"):
         make_task(load_data("digits"), "parity", n_per_class=-2, seed=0)
+
+
+def test_an_npz_named_mean_npy_is_one_model_error(parity_victim, tmp_path):
+    """np.load gave an NpzFile, and its missing dtype was an AttributeError that nothing caught."""
+    import shutil
+
+    import numpy as np
+
+    _, ckpt = parity_victim
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    (bad / "meta.json").write_text(json.dumps({**meta, "mean_subtracted": True}))
+    with open(bad / "mean.npy", "wb") as f:
+        np.savez(f, mean=np.zeros(64, np.float32))
+    with pytest.raises(ModelError, match="cannot read the mean image .*not one array"):
+        load_checkpoint(bad)

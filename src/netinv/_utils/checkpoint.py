@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -54,6 +55,14 @@ def _alive(pid: int) -> bool:
 
 #: set once a loop state has been written or loaded in this process: the CLI names --resume on Ctrl-C only then
 STATE_ON_DISK = False
+
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' bytes, in order (what a resume checks its inputs against)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -108,11 +117,12 @@ def _resume_view(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=_json_default))
 
 
-def finished_run(out: Path | None, result_file: str, settings: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a finished run of these settings (``result_file`` and ``run.json``, no checkpoint left):
-    a resume then has nothing to continue and returns that result. A finished run of other settings is refused as a
-    resume of an interrupted one would be (:func:`check_resume`)."""
-    if out is None or not (Path(out) / result_file).is_file() or not (Path(out) / "run.json").is_file():
+def finished_run(out: str | Path | None, state_file: str, result_file: str, settings: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a finished run of these settings (``result_file`` and ``run.json``, no ``state_file``
+    left): a resume then has nothing to continue and returns that result. A finished run of other settings is refused
+    as a resume of an interrupted one would be (:func:`check_resume`)."""
+    if out is None or (Path(out) / state_file).exists() or not (Path(out) / result_file).is_file() \
+            or not (Path(out) / "run.json").is_file():
         return False
     try:
         record = json.loads((Path(out) / "run.json").read_text())

@@ -33,6 +33,11 @@ def _enabled(show: bool | None) -> bool:
 STOP = threading.Event()
 
 
+def _fields_text(fields: dict[str, float | str]) -> str:
+    """``loss=0.0123  acc=1``: the live values a bar shows."""
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
 class _Bar:
     def __init__(self, progress: Progress | None, task: int | None) -> None:
         self._p, self._t = progress, task
@@ -43,8 +48,7 @@ class _Bar:
             raise KeyboardInterrupt
         if self._p is None or self._t is None:
             return
-        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        self._p.update(self._t, advance=advance, info=text)
+        self._p.update(self._t, advance=advance, info=_fields_text(fields))
 
 
 class _LineBar(_Bar):
@@ -61,9 +65,9 @@ class _LineBar(_Bar):
         self.done += advance
         now = time.monotonic()
         if self.done - self.last_step >= max(1, self.total // 10) or now - self.last_t >= 30 or self.done == self.total:
-            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
             pct = f" ({self.done / self.total:.0%})" if self.total else ""
-            print(f"{self.description} {self.done}/{self.total}{pct} {now - self.t0:.0f} s  {text}".rstrip(),
+            print(f"{self.description} {self.done}/{self.total}{pct} {now - self.t0:.0f} s  {_fields_text(fields)}"
+                  .rstrip(),
                   file=sys.stderr, flush=True)
             self.last_t, self.last_step = now, self.done
 

@@ -27,6 +27,17 @@ def same_layout(a: Sequence[int], b: Sequence[int]) -> bool:
     return ba <= bb or bb <= ba
 
 
+def check_layout(data_shape: Sequence[int], model_shape: Sequence[int]) -> None:
+    """One-line ModelError when data shaped ``data_shape`` would be reshaped into ``model_shape`` by anything but
+    merging or splitting dimensions (e.g. C×H×W into a channels-last model)."""
+    if not same_layout(data_shape, model_shape):
+        from .._errors import ModelError
+
+        raise ModelError(f"the model takes inputs shaped {tuple(model_shape)}, the data is {tuple(data_shape)}: not "
+                         "a flattening or split of its dimensions, so reading one as the other would misplace values "
+                         "(e.g. channels moved last)", layout_hint(data_shape, model_shape))
+
+
 def layout_hint(data_shape: Sequence[int], model_shape: Sequence[int]) -> str:
     """The fix for a model whose inputs hold the data's values in another order (channels last, mostly)."""
     d, m = tuple(int(v) for v in data_shape), tuple(int(v) for v in model_shape)

@@ -14,7 +14,6 @@ perturbation norm, time (PGD: all inputs; generator: its training once plus infe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import resume_state, save_state, write_json
+from .._utils.checkpoint import resume_state, save_state, tensor_sha256, write_json
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import keeps_global_rng, seed_everything
@@ -39,10 +38,6 @@ __all__ = ["AdversarialConfig", "AdversarialResult", "compare_adversarial", "gen
 
 
 STATE = ".adversarial_state.pt"
-
-
-def _sha(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -186,8 +181,9 @@ def generator_attack(model: LoadedModel, x: torch.Tensor, target: torch.Tensor,
     gen = torch.Generator().manual_seed(seed)
     params = list(g.parameters())
     state_path = Path(out) / STATE if out is not None else None
-    settings = {"config": config_dict(config), "seed": seed, "model_sha256": model.digest(), "inputs": _sha(x),
-                "targets": _sha(target), "train_inputs": _sha(train_x)} if state_path is not None else {}
+    settings = {"config": config_dict(config), "seed": seed, "model_sha256": model.digest(),
+                "inputs": tensor_sha256(x), "targets": tensor_sha256(target),
+                "train_inputs": tensor_sha256(train_x)} if state_path is not None else {}
     start, elapsed = 0, 0.0
     st = resume_state(out, STATE, "adversarial.json", settings, resume)
     if st is not None:
@@ -257,7 +253,7 @@ def compare_adversarial(model: LoadedModel, x: torch.Tensor, target: torch.Tenso
         from .._utils.checkpoint import atomic_write_bytes
 
         outp = Path(out)
-        inputs = {"n": len(x), "sha256": _sha(x),
+        inputs = {"n": len(x), "sha256": tensor_sha256(x),
                   **(source or {})}
         write_json(outp / "adversarial.json", {"config": config_dict(config), "seed": seed,
                                                "model": model.record(), "inputs": inputs,

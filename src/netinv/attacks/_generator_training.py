@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import FILE_MODE, finished_run, resume_state, save_state
+from .._utils.checkpoint import atomic_write_bytes, finished_run, resume_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, keeps_global_rng, seed_everything, set_cuda_rng_state
@@ -177,8 +176,7 @@ class GeneratorTrainer:
         """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
         outp = Path(out) if out is not None else None
         self.setup(seed)
-        if resume and outp is not None and not (outp / self.state_file).exists() and \
-                finished_run(outp, self.samples_file, {**self.settings, "n": n}):
+        if resume and finished_run(outp, self.state_file, self.samples_file, {**self.settings, "n": n}):
             return load_candidates(outp, self.samples_file)  # nothing left to continue: the finished run's result
         st = resume_state(outp, self.state_file, self.samples_file, self.settings, resume)
         if st is not None:
@@ -230,15 +228,12 @@ def spec_dict(spec: GeneratorSpec) -> dict[str, Any]:
 
 
 def save_generator_weights(out: Path, generator: torch.nn.Module, seed: int | None = None) -> None:
-    """``out/generator.safetensors``, written atomically."""
-    from safetensors.torch import save_file
+    """``out/generator.safetensors``, written atomically (with the seed in its metadata)."""
+    from safetensors.torch import save
 
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    tmp = out / ".generator.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "netinv-generator", "seed": str(seed)})
-    os.chmod(tmp, FILE_MODE)  # as every other output (safetensors writes 0600)
-    tmp.replace(out / "generator.safetensors")
+    atomic_write_bytes(out / "generator.safetensors", save(state, metadata={"format": "netinv-generator",
+                                                                           "seed": str(seed)}))
 
 
 def save_grids(out: Path, cands: Candidates, model: LoadedModel, per_class: int) -> None:

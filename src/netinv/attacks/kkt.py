@@ -11,7 +11,6 @@ problem, so its parameters are a non-negative combination of the margin gradient
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import warnings
@@ -24,7 +23,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from .._errors import ConfigError, ModelError, check_finite_loss
-from .._utils.checkpoint import finished_run, resume_state, save_state
+from .._utils.checkpoint import finished_run, resume_state, save_state, tensor_sha256
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import keeps_global_rng, seed_everything
@@ -191,8 +190,7 @@ class KKTReconstruction(Attack):
         settings = {"config": config_dict(cfg), "n": m, "seed": seed, "x0": "given" if x0 is not None else "random",
                     "start_sha256": _digest(x0, y0) if keep else None, "model": self.model.record(),
                     "model_sha256": self.model.digest() if keep else None}
-        if resume and state_path is not None and not state_path.exists() and finished_run(out, "candidates.npz",
-                                                                                       settings):
+        if resume and finished_run(out, ".kkt_state.pt", "candidates.npz", settings):
             return load_candidates(out)  # nothing left to continue: the finished run's result, not a rerun
         st = resume_state(out, ".kkt_state.pt", "candidates.npz", settings, resume)
         if st is not None:
@@ -270,10 +268,7 @@ def _digest(x0: torch.Tensor | None, y0: torch.Tensor | None) -> str | None:
     """The warm start's SHA-256 (x0, then y0), None without one: a resume with another start file is refused."""
     if x0 is None:
         return None
-    h = hashlib.sha256(x0.detach().cpu().double().contiguous().numpy().tobytes())
-    if y0 is not None:
-        h.update(y0.detach().cpu().long().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tensor_sha256(x0.double(), *([y0.long()] if y0 is not None else []))[:16]
 
 
 def _optimizer(cfg: KKTConfig, t: torch.Tensor, lr: float) -> torch.optim.Optimizer:

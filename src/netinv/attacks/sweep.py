@@ -147,8 +147,8 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         raise ConfigError(f"nothing to resume in {out}: it holds no study", "drop --resume to start the sweep")
     own_url = f"sqlite:///{(out / 'study.db').resolve()}"
     own_db = storage is None or _sqlite_file(storage) == (out / "study.db").resolve()  # no other machine's trials
-    study = _open_study(optuna, storage, study_name, out)
     storage = storage or own_url
+    study = _open_study(optuna, storage, study_name, out, own=own_url == storage)
     quiet = {"show_progress": False} if "show_progress" in {f.name for f in dataclasses.fields(cfg)} else {}
     base = {k: v for k, v in config_dict(cfg).items() if k != "show_progress"}
     _same_setup(study, {"model": {**_identity(model), "input_range": list(model.input_range)}, "n": n,
@@ -191,8 +191,9 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
 
     marker = out / "trials" / ".study"  # trial folders hold one study's runs: another study's would mix in
-    if marker.is_file() and marker.read_text().strip() != study_name:
-        raise ConfigError(f"{out / 'trials'} holds the trials of study {marker.read_text().strip()!r}, not "
+    holder = marker.read_text().strip() if marker.is_file() else study_name
+    if holder != study_name:
+        raise ConfigError(f"{out / 'trials'} holds the trials of study {holder!r}, not "
                           f"{study_name!r}", "give this study its own --out")
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(study_name + "\n")
@@ -300,14 +301,14 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")).resolve() if url.startswith("sqlite:///") else None
 
 
-def _open_study(optuna: Any, storage: str | None, study_name: str, out: Path) -> Any:
-    """The study, created or continued; a storage that does not open is one ConfigError (nothing written)."""
-    if storage is None:
+def _open_study(optuna: Any, url: str, study_name: str, out: Path, *, own: bool) -> Any:
+    """The study at ``url`` (``own``: the folder's study.db), created or continued; a storage that does not open is
+    one ConfigError (nothing written)."""
+    if own:
         out.mkdir(parents=True, exist_ok=True)
         if (out / "study.db").is_symlink():  # a database would be written through the link, wherever it points
             raise ConfigError(f"{out / 'study.db'} is a link", "remove it, use a new --out, or name the database "
                               "with --storage sqlite:///PATH")
-    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return optuna.create_study(storage=url, study_name=study_name, direction="minimize", load_if_exists=True)

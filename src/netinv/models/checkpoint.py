@@ -5,7 +5,6 @@ mean-subtracted. Loading rebuilds the module from the spec: no pickle anywhere."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 
 from .._errors import ModelError, first_line
-from .._utils.checkpoint import FILE_MODE, write_json
+from .._utils.checkpoint import write_json
+from ..data.npz import numpy_file_kind
 from .loaded import LoadedModel
 from .registry import spec_from_dict, spec_to_dict
 
@@ -25,16 +25,15 @@ FORMAT = "netinv-checkpoint/1"
 def save_checkpoint(out: str | Path, module: torch.nn.Module, spec: Any, meta: dict[str, Any],
                     mean: torch.Tensor | None = None) -> Path:
     """Write a checkpoint directory atomically (built in a temporary sibling, then renamed into place)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-        seed = meta.get("seed")
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT, "seed": str(seed)})
-        os.chmod(tmp / "model.safetensors", FILE_MODE)  # as every other output (safetensors writes 0600)
+        # bytes written by open(): the usual permissions (safetensors' save_file makes 0600 files)
+        (tmp / "model.safetensors").write_bytes(save(state, metadata={"format": FORMAT, "seed": str(meta.get("seed"))}))
         if mean is not None:
             np.save(tmp / "mean.npy", mean.detach().cpu().numpy().astype(np.float32))
         write_json(tmp / "meta.json", {"format": FORMAT, "arch": spec_to_dict(spec), **meta,
@@ -100,6 +99,8 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     mean = None
     if meta.get("mean_subtracted"):
         try:
+            if numpy_file_kind(path / "mean.npy") != "npy":  # an npz or other file named mean.npy
+                raise ValueError("not one array saved with np.save")
             arr = np.load(path / "mean.npy", allow_pickle=False)
             if arr.dtype.kind != "f" or arr.size != int(np.prod(input_shape)):
                 raise ValueError(f"{arr.dtype} array of {arr.size} values for inputs {input_shape}")

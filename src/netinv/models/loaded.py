@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .._errors import ModelError
-from .._utils.shapes import layout_hint, same_layout
+from .._utils.shapes import check_layout
 
 
 @dataclass
@@ -101,11 +101,7 @@ class LoadedModel:
         if math.prod(x.shape[1:]) != math.prod(self.input_shape):
             raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
                              f"{tuple(x.shape[1:])}", "give the data this model was trained on")
-        if not same_layout(x.shape[1:], self.input_shape):
-            raise ModelError(f"the model takes inputs shaped {tuple(self.input_shape)}, the data is "
-                             f"{tuple(x.shape[1:])}: not a flattening or split of its dimensions, so reading one "
-                             "as the other would misplace values (e.g. channels moved last)",
-                             layout_hint(x.shape[1:], self.input_shape))
+        check_layout(x.shape[1:], self.input_shape)
         x = x.reshape(n, *self.input_shape)
         lo, hi = self.input_range
         return x if (lo, hi) == (0.0, 1.0) else lo + (hi - lo) * x

@@ -22,7 +22,7 @@ from torch import nn
 
 from .._errors import ModelError, first_line, informative_line
 from .._utils.device import resolve_device
-from .._utils.shapes import layout_hint, same_layout
+from .._utils.shapes import check_layout
 from ..data import Dataset
 from ..data.npz import numpy_file_kind
 from .checkpoint import is_checkpoint, load_checkpoint
@@ -116,11 +116,7 @@ def check_compatible(model: LoadedModel, data: Dataset, *, reshape: bool = False
     if tuple(data.input_shape) != tuple(model.input_shape) and not (reshape and same_size):
         raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}",
                          "use the data set the model was trained on, or pass --input-shape for a user model")
-    if not same_layout(data.input_shape, model.input_shape):
-        raise ModelError(f"the model takes inputs shaped {tuple(model.input_shape)}, the data is {data.input_shape}: "
-                         "not a flattening or split of its dimensions, so reading one as the other would misplace "
-                         "values (e.g. channels moved last)",
-                         layout_hint(data.input_shape, model.input_shape))
+    check_layout(data.input_shape, model.input_shape)
     if data.num_classes > model.num_classes:
         top = int(data.y.max()) if len(data.y) else -1
         if top >= model.num_classes:  # labels beyond the model's outputs (a user's file, or a different task)

@@ -86,15 +86,14 @@ def _save(fig: Any, path: Path, meta: dict[str, Any] | None = None) -> None:
 
 
 def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, xlabel: str = "",
-                 ylabel: str = "", title: str | None = None, hlines: dict[str, float] | None = None,
-                 thresholds: dict[str, float] | None = None, meta: dict[str, Any] | None = None) -> Path:
+                 ylabel: str = "", title: str | None = None, thresholds: dict[str, float] | None = None,
+                 meta: dict[str, Any] | None = None) -> Path:
     """Write a scatter plot of one or more named (x, y) series to a PNG.
 
     Args:
         series: label -> (x values, y values).
         path: the PNG to write.
         xlabel, ylabel, title: axis labels and title.
-        hlines: label -> y of a dashed horizontal line (e.g. a threshold τ).
         thresholds: series label -> y of a dashed line in that series' colour, labelled ``tau (label)`` (each
             candidate set's own τ).
         meta: provenance (e.g. the seed) written into the PNG's text chunk ``netinv``.
@@ -111,13 +110,11 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
                    color=f"C{i}")
         if thresholds and label in thresholds:
             ax.axhline(thresholds[label], linestyle="--", linewidth=1, color=f"C{i}", label=f"tau ({label})")
-    for i, (label, y) in enumerate((hlines or {}).items()):
-        ax.axhline(y, linestyle="--", linewidth=1, color=f"C{len(series) + i}", label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    if series or hlines:
+    if series:
         ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path, meta)

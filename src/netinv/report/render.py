@@ -17,13 +17,18 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     a, noise, real, mean = summary["attack"], summary["noise"], summary["real_heldout"], summary.get("mean_image")
     nulls = [noise, real, *([mean] if mean else [])]  # the attack is judged against the strongest of them
     # decide on the printed figures, in hundredths (integers: 0.66 − 0.61 must equal 0.71 − 0.66)
-    auc, base_auc = round(100 * a["auc"]), round(100 * max(b["auc"] for b in nulls))
-    margin = auc - base_auc
-    stand_out = round(100 * a["frac_leaked"]) > round(100 * max(b["frac_leaked"] for b in nulls))
-    mean_auc = round(100 * mean["auc"]) if mean else 0
-    mean_leaks = mean_auc > 55 and mean_auc - round(100 * max(noise["auc"], real["auc"])) > 5
-    level = ("no measurable" if margin <= 5 or auc <= 55 else "clear" if auc >= 75 and margin > 10 and
-             stand_out else "some" if stand_out else "weak")
+    def hundredths(v: float) -> int:
+        return round(100 * v)
+
+    def measurable(fig: dict[str, Any], against: list[dict[str, Any]]) -> bool:  # AUC > 0.55 and 0.05 above them
+        auc = hundredths(fig["auc"])
+        return auc > 55 and auc - hundredths(max(b["auc"] for b in against)) > 5
+
+    auc = hundredths(a["auc"])
+    stand_out = hundredths(a["frac_leaked"]) > hundredths(max(b["frac_leaked"] for b in nulls))
+    mean_leaks = mean is not None and measurable(mean, [noise, real])
+    level = ("no measurable" if not measurable(a, nulls) else "clear" if auc >= 75 and auc - hundredths(
+        max(b["auc"] for b in nulls)) > 10 and stand_out else "some" if stand_out else "weak")
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
     # resembling them, which is membership leakage, not reconstruction
     faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level != "no measurable"

@@ -118,8 +118,7 @@ class _Watchdog:
                 elif (left := self._deadline - time.monotonic()) > 0:
                     self._cv.wait(min(left, threading.TIMEOUT_MAX))
                 else:  # under the lock: once disarm() returns, no interrupt can land
-                    self._interrupt()
-                    self._deadline = None
+                    self.interrupt_now()
 
     def arm(self, seconds: float) -> None:
         with self._cv:

@@ -64,6 +64,16 @@ class QueryConfig:
     seed: int = 0
 
 
+def load_bnn(path: str | Path, **load_options: Any) -> PlainBNN | LoadedModel:
+    """A binarised net from a path, as every query and the CLI take it: a plain integer BNN ``.npz``, or anything
+    :func:`netinv.load_model` reads (a netinv BNN checkpoint) with ``load_options``."""
+    if str(path).endswith(".npz"):
+        return PlainBNN.load(path)
+    from ..models.loading import load_model
+
+    return load_model(path, **{"device": "cpu", **load_options})
+
+
 def _setup(model: Model, config: QueryConfig) -> tuple[BNNFormula, Any]:
     """The formula and, when one was given, the PyTorch model used to verify found inputs."""
     if not (math.isfinite(config.time_limit) and config.time_limit > 0):
@@ -71,13 +81,8 @@ def _setup(model: Model, config: QueryConfig) -> tuple[BNNFormula, Any]:
                           "give a time limit in seconds > 0 (e.g. 60)")
     check_solver(config.solver)
     parse_encoding(config.encoding)
-    if isinstance(model, str | Path):  # a path, as the CLI takes: a plain BNN .npz, or a netinv BNN checkpoint
-        if str(model).endswith(".npz"):
-            model = PlainBNN.load(model)
-        else:
-            from ..models.loading import load_model
-
-            model = load_model(model, device="cpu")
+    if isinstance(model, str | Path):
+        model = load_bnn(model)
     f = model if isinstance(model, BNNFormula) else encode(model, config.encoding)
     torch_model = None if isinstance(model, PlainBNN | BNNFormula) else model
     return f, torch_model
