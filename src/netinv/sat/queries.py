@@ -251,9 +251,18 @@ def invert(model: Model, classes: int | list[int] | None = None, constraints: In
 HAMMING_MATRIX_MAX = 2000  # samples up to which a sample result keeps the K×K matrix (16 MB); its summary always
 
 
+def _hamming_blocks(bits: np.ndarray, chunk: int):  # noqa: ANN202
+    """(first row, block of distances from those rows to every row): |a| + |b| − 2·a·b by float32 products (exact for
+    D < 2²⁴), ``chunk`` rows at a time, so memory is one block, not a K×K×D comparison."""
+    b = bits.astype(np.float32)
+    pop = b.sum(1)
+    for i in range(0, len(b), chunk):  # chunks of rows, not a loop over samples
+        yield i, np.rint(pop[i:i + chunk, None] + pop[None] - 2 * (b[i:i + chunk] @ b.T))
+
+
 def hamming_summary(bits: np.ndarray) -> dict[str, float | int | None]:
-    """Min, mean and max Hamming distance over all pairs of rows of a K×D bool array, in row chunks of at most
-    2**24 distances (memory does not grow with K²).
+    """Min, mean and max Hamming distance over all pairs of rows of a K×D bool array, in blocks of at most 2**24
+    distances (memory does not grow with K²).
 
     Example:
         >>> hamming_summary(np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], bool))
@@ -262,32 +271,24 @@ def hamming_summary(bits: np.ndarray) -> dict[str, float | int | None]:
     k = len(bits)
     if k < 2:
         return {"min": None, "mean": None, "max": None}
-    b = bits.astype(np.float32)
-    pop = b.sum(1)
-    chunk = max(1, (1 << 24) // k)
     lo, hi, total = np.inf, -np.inf, 0.0
-    for i in range(0, k, chunk):  # chunks of rows, not a loop over samples
-        d = np.rint(pop[i:i + chunk, None] + pop[None] - 2 * (b[i:i + chunk] @ b.T))
-        upper = np.arange(k)[None] > np.arange(i, min(i + chunk, k))[:, None]  # each pair once
-        v = d[upper]
+    for i, d in _hamming_blocks(bits, max(1, (1 << 24) // k)):
+        v = d[np.arange(k)[None] > np.arange(i, i + len(d))[:, None]]  # each pair once
         if len(v):
             lo, hi, total = min(lo, float(v.min())), max(hi, float(v.max())), total + float(v.sum())
     return {"min": int(lo), "mean": total / (k * (k - 1) / 2), "max": int(hi)}
 
 
 def pairwise_hamming(bits: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    """K×K int32 Hamming distances between the rows of a K×D bool array: |a| + |b| − 2·a·b by float32 products (exact
-    for D < 2²⁴), in row chunks, so memory is the K×K result alone (not a K×K×D comparison).
+    """K×K int32 Hamming distances between the rows of a K×D bool array (the result alone in memory).
 
     Example:
         >>> pairwise_hamming(np.array([[1, 0, 1], [0, 0, 1], [1, 1, 0]], bool)).tolist()
-        [[0, 1, 3], [1, 0, 2], [3, 2, 0]]
+        [[0, 1, 2], [1, 0, 3], [2, 3, 0]]
     """
-    b = bits.astype(np.float32)
-    pop = b.sum(1)
-    out = np.empty((len(b), len(b)), np.int32)
-    for i in range(0, len(b), chunk):  # chunks of rows, not a loop over samples
-        out[i:i + chunk] = np.rint(pop[i:i + chunk, None] + pop[None] - 2 * (b[i:i + chunk] @ b.T))
+    out = np.empty((len(bits), len(bits)), np.int32)
+    for i, d in _hamming_blocks(bits, chunk):
+        out[i:i + len(d)] = d
     return out
 
 
