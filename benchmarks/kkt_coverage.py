@@ -10,7 +10,9 @@ For each victim (benchmarks/kkt_victims.py recipes):
 - the attack with its defaults (seed 0): above τ / AUC, how well its candidates match the members per band of W₁'s
   directions (leaked members against the rest), how many of the 30 members with the largest share of θ in the
   true training set's NNLS fit it leaks, and the members that are vertices of the first-layer arrangement
-  (≥ d − 1 hyperplanes through them).
+  (≥ d − 1 hyperplanes through them); and the attack's candidates each rescaled about the mean image by the factor
+  that best fits the members matched to it (an oracle: is the attack's shortfall the KKT equation's scale freedom
+  x → s·x, λ → λ/s of a bias-free net, or the candidates' direction?).
 Prints the tables and appends them to benchmarks/RESULTS.md.
 
 Usage: python benchmarks/kkt_coverage.py [--rows reference,long,wd-anneal] [--long-epochs 100000] [--device cpu]
@@ -65,6 +67,20 @@ def band_cosines(model, split, cands_x: torch.Tensor, match: torch.Tensor, vh: t
     return torch.stack([torch.nn.functional.cosine_similarity(x[:, lo:hi], c[:, lo:hi], dim=1) for lo, hi in BANDS], 1)
 
 
+def oracle_scaled(model, split, cands_x: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+    """Each candidate rescaled about the mean image by the least-squares factor s = <c, x>/<c, c> (mean-subtracted)
+    averaged over the members matched to it; unmatched candidates unchanged. The equation cannot tell x from s·x
+    (λ/s makes up for it), so this asks how much of the shortfall is scale alone."""
+    c = model.preprocess(cands_x.to(model.device)).flatten(1).double().cpu()
+    x = model.preprocess(split.train.x.to(model.device)).flatten(1).double().cpu()
+    s = (c[match] * x).sum(1) / (c[match] ** 2).sum(1).clamp_min(1e-30)
+    total = torch.zeros(len(c), dtype=torch.float64).index_add_(0, match, s)
+    count = torch.zeros(len(c), dtype=torch.float64).index_add_(0, match, torch.ones_like(s))
+    factor = torch.where(count > 0, total / count.clamp_min(1), torch.ones_like(total))
+    mean = model.mean.flatten().double().cpu() if model.mean is not None else 0.0
+    return (factor[:, None] * c + mean).reshape(-1, *model.input_shape)
+
+
 def main() -> None:
     args, split, load0, t_all, cfg = victim_bench(argparse.ArgumentParser(), "reference", long_epochs=100_000)
     head1 = ("| victim | W₁ singular values above the init bulk (of 64) | W₂ (of 1 000) | "
@@ -72,8 +88,8 @@ def main() -> None:
              + "---|" * (3 + len(PROJECTION_K)))
     head2 = ("| victim | attack seed 0: above τ / AUC | cosine to the matched candidate, leaked members, W₁ directions "
              + ", ".join(f"{lo}–{hi or 64}" for lo, hi in BANDS) + " | the same, the other members | "
-             "leaked among the 30 largest truth shares | members with ≥ 63 first-layer kinks (leaked) |\n|"
-             + "---|" * 6)
+             "leaked among the 30 largest truth shares | members with ≥ 63 first-layer kinks (leaked) | "
+             "candidates at their members' best scale (oracle): above τ / AUC |\n|" + "---|" * 7)
     rows1, rows2 = [head1], [head2]
     for name in args.rows.split(","):
         model = victim(args.cache, name, split, args.device, args.long_epochs)[0]
@@ -96,9 +112,12 @@ def main() -> None:
         with torch.no_grad():
             z1 = hidden_preactivations(model, split.train.x)[0].cpu()
         vertex = (z1.abs() < 1e-3 * z1.abs().median()).sum(1) >= w1.shape[1] - 1
+        scaled = evaluate(oracle_scaled(model, split, cands.x, a.train_match).float(), split.train, split.heldout,
+                          model=model).attack
         rows2.append(f"| {name} | {a.frac_leaked:.0%} / {a.auc:.3f} | {', '.join(f'{v:.2f}' for v in cos_l)} | "
                      f"{', '.join(f'{v:.2f}' for v in cos_o)} | {int(leaked[top].sum())} of 30 | "
-                     f"{int(vertex.sum())} ({int((vertex & leaked).sum())}) |")
+                     f"{int(vertex.sum())} ({int((vertex & leaked).sum())}) | "
+                     f"{scaled.frac_leaked:.0%} / {scaled.auc:.3f} |")
         print(rows2[-1], flush=True)
     text = (section_header("What limits the KKT attack — digits parity MLP 64-1000-1000-1 (benchmarks/kkt_coverage.py)",
                            load0, t_all) +

@@ -5,7 +5,7 @@ What a released classifier reveals about its input space and its training data: 
 inversion of binarised networks (Suhail, Chakraborty & Sethi 2024), with leakage measured against null baselines.
 """
 
-from ._errors import ConfigError, DataError, ModelError, NetinvError, SolverError
+from ._errors import ConfigError, DataError, DivergedError, ModelError, NetinvError, SolverError
 from .audit import AuditResult, audit
 from .data import Dataset, TaskSplit, load_data, load_model_data, make_task
 from .metrics import evaluate
@@ -13,9 +13,9 @@ from .models.loaded import LoadedModel
 from .models.loading import load_model
 from .train import TrainConfig, train
 
-__all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "LoadedModel", "ModelError", "NetinvError",
-           "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model", "load_model_data",
-           "make_task", "train"]
+__all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "DivergedError", "LoadedModel", "ModelError",
+           "NetinvError", "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model",
+           "load_model_data", "make_task", "train"]
 
 _SUBPACKAGES = {"apps", "attacks", "data", "demo", "losses", "metrics", "models", "report", "sat"}
 

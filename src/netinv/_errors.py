@@ -12,7 +12,14 @@ class NetinvError(Exception):
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem
         self.fix = fix
-        super().__init__(f"{problem} — {fix}" if fix else problem)
+        text = f"{problem} — {fix}" if fix else problem
+        flag = next((f for f in _FLAG.findall(fix) if f != "help"), None)
+        if flag:  # the CLI prints problem and fix; a Python caller reads str(e), so the flag is translated once
+            text += f" (from Python: --{flag} is {flag.replace('-', '_')}, as an argument or a config field)"
+        super().__init__(text)
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
 
 
 class DataError(NetinvError):
@@ -25,6 +32,11 @@ class ModelError(NetinvError):
 
 class ConfigError(NetinvError):
     """An option or configuration value is invalid."""
+
+
+class DivergedError(ConfigError):
+    """A training loop or attack diverged (its loss turned NaN or infinite): a result of those settings, which a
+    sweep records and goes on from, unlike every other error."""
 
 
 class SolverError(NetinvError):
@@ -54,5 +66,5 @@ def check_finite_loss(loss: float, what: str, fix: str, *, at: str = "", setting
     """A training loop whose loss turned NaN/inf stops here with one line (``{what} diverged at {at} (loss nan) with
     {setting}``) instead of running on, and saving, NaN weights."""
     if not math.isfinite(loss):
-        raise ConfigError(f"{what} diverged{f' at {at}' if at else ''} (loss {loss})"
+        raise DivergedError(f"{what} diverged{f' at {at}' if at else ''} (loss {loss})"
                           f"{f' with {setting}' if setting else ''}", fix)

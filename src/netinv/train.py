@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ._errors import ConfigError, check_finite_loss
-from ._utils.checkpoint import resume_state, save_state
+from ._utils.checkpoint import finished_run, resume_state, save_state
 from ._utils.device import resolve_device
 from ._utils.progress import progress_bar
 from ._utils.runinfo import config_dict, environment
@@ -94,7 +94,8 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
         arch: an architecture string (``mlp:1000,1000``, ``cnn:32,64``, ``bnn:100``) or a spec object.
         config: see :class:`TrainConfig`.
         out: checkpoint directory; a resumable state is kept in ``out/.train_state.pt`` while training.
-        resume: continue from ``out/.train_state.pt`` (same result as an uninterrupted run).
+        resume: continue from ``out/.train_state.pt`` (same result as an uninterrupted run); on a finished
+            checkpoint of the same settings, return it without training again (other settings are refused).
         device: ``auto``, ``cpu`` or ``cuda``.
         arch_options: architecture fields (``bias="none"``, ``init_scale=1e-3`` …).
 
@@ -143,6 +144,11 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
     state_path = Path(out) / ".train_state.pt" if out is not None else None
     settings = {"config": config_dict(config), "arch": spec_to_dict(spec), "task": split.task,
                 "train_indices": [int(i) for i in tr.indices]}
+    if resume and finished_run(out, ".train_state.pt", "model.safetensors", settings, record_file="meta.json",
+                               view=_recorded_settings):
+        from .models.loading import load_model
+
+        return load_model(out, device=str(dev))  # nothing left to continue: the finished checkpoint, not a rerun
     st = resume_state(out, ".train_state.pt", "meta.json", settings, resume)
     if st is not None:
         module.load_state_dict(st["model"])
@@ -213,6 +219,13 @@ def train(data: TaskSplit | Dataset | str = "digits", arch: str | Any = "mlp:100
         if state_path is not None:
             state_path.unlink(missing_ok=True)
     return model
+
+
+def _recorded_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's meta.json seen as the settings ``train`` checks a resume against."""
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    return {"config": meta.get("train_config"), "arch": meta.get("arch"), "task": data.get("task"),
+            "train_indices": data.get("train_indices")}
 
 
 def _as_split(data: TaskSplit | Dataset | str, *, task: str | None, n_per_class: int | None,

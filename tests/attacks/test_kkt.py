@@ -499,3 +499,21 @@ def test_attacks_and_training_leave_the_callers_random_state_alone(digits_parity
         torch.manual_seed(123), np.random.seed(123), random.seed(123)
         call()
         assert (torch.rand(3).tolist(), np.random.rand(3).tolist(), random.random()) == expected
+
+
+def test_every_attack_class_takes_a_checkpoint_path(parity_victim):
+    """A path is loaded as the CLI loads it; the KKT attack used to read its homogeneity off the raw argument."""
+    from netinv import ModelError, load_model
+    from netinv.attacks.generator import GeneratorInversion
+    from netinv.attacks.tldr import TLDR
+
+    model, ckpt = parity_victim
+    cfg = KKTConfig(iterations=3, show_progress=False)
+    by_path = KKTReconstruction(str(ckpt), cfg).invert(n=4, seed=0)
+    by_model = KKTReconstruction(load_model(ckpt), cfg).invert(n=4, seed=0)
+    assert torch.equal(by_path.x, by_model.x) and torch.equal(by_path.y, by_model.y)
+    for cls in (GeneratorInversion, TLDR):
+        attack = cls(ckpt)
+        assert isinstance(attack.model, LoadedModel) and attack.model.digest() == model.digest()
+    with pytest.raises(ModelError, match="got a list, not a model"):
+        KKTReconstruction([1, 2])

@@ -293,3 +293,22 @@ def test_settings_the_user_fixed_are_not_swept(tmp_path):
     res = sweep(_victim(), KKTReconstruction, KKTConfig(iterations=3, show_progress=False), n_trials=1,
                 out=tmp_path / "b", n=6, fixed=["lr_x"])
     assert set(res.trials[0]["params"]) == {"init_scale", "lam_min", "alpha"}
+
+
+def test_a_setting_error_stops_the_sweep_with_its_own_message_and_divergence_is_quoted(tmp_path):
+    """Only a diverged trial is a result the sweep goes on from; any other error is the user's to see (n=1 for two
+    classes used to end as "no trial completed (every run diverged?)")."""
+    cfg = KKTConfig(iterations=5, show_progress=False)
+    with pytest.raises(ConfigError, match="candidates for 2 classes"):
+        sweep(_victim(), KKTReconstruction, cfg, n_trials=2, out=tmp_path / "a", n=1, seed=0)
+    huge = KKTConfig(iterations=30, lr_x=1e30, init_scale=1e30, show_progress=False)  # overflows to inf at once
+    with pytest.raises(ConfigError, match=r"no trial of study .* completed \(1 distinct error\(s\), e.g. the attack "
+                                          r"diverged"):
+        sweep(_victim(), KKTReconstruction, huge, n_trials=2, out=tmp_path / "b", n=4, seed=0, space={})
+
+
+def test_pooling_a_pooled_folder_keeps_one_trial_id_per_candidate(tmp_path):
+    Candidates(torch.zeros(2, 1, 2, 2), torch.tensor([0, 1]), torch.tensor([0.2, 0.1]),
+               {"lam": torch.ones(2), "trial": torch.tensor([3, 4])}).save(tmp_path / "pooled")
+    again = pool_candidates([tmp_path / "pooled"], [7])
+    assert again.arrays["trial"].tolist() == [7, 7] and len(again) == 2

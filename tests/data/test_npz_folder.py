@@ -284,3 +284,24 @@ def test_an_npz_that_inflates_too_far_is_refused_before_reading(tmp_path, monkey
         load_npz(tmp_path / "z.npz")
     monkeypatch.setattr(npz, "MAX_INFLATED_BYTES", 1 << 33)
     assert len(load_npz(tmp_path / "z.npz")) == 64
+
+
+def test_every_npz_reader_names_a_torn_or_pickled_file_in_one_data_error(tmp_path):
+    """Candidates, warm starts and SAT inputs go through the one safe reader (they used to raise BadZipFile raw)."""
+    from netinv.attacks.base import load_candidates
+    from netinv.data.npz import read_arrays
+    from netinv.metrics.evaluation import evaluate_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "candidates.npz").write_bytes(b"PK\x03\x04garbage")
+    for call in (lambda: evaluate_dir(run), lambda: load_candidates(run)):
+        with pytest.raises(DataError, match="cannot read candidates .*candidates.npz"):
+            call()
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="the warm start .* cannot be read without unpickling"):
+        read_arrays(tmp_path / "obj.npz", what="the warm start")
+    np.save(tmp_path / "one.npy", np.arange(3))
+    assert read_arrays(tmp_path / "one.npy", allow_npy=True)[""].tolist() == [0, 1, 2]
+    with pytest.raises(DataError, match="is a single .npy array, not an npz"):
+        read_arrays(tmp_path / "one.npy")

@@ -46,6 +46,45 @@ def test_torch_export_archive(net, tmp_path, batch, dynamic):
     assert grads[0].requires_grad
 
 
+class _MixesTheBatch(torch.nn.Module):
+    """Centres each batch on its own mean: at batch 1 the output is 0 for a duplicated row too, so only two
+    different probe batches show that it is not a per-input function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.lin(x.flatten(1))
+        return z - z.mean(0, keepdim=True) + self.lin.bias
+
+
+class _ViewAtBatchOne(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.reshape(x.shape[0], 64))  # traced at batch 1: the graph's view is (1, 64)
+
+
+def test_a_batch_1_export_is_made_generic_only_when_it_is_per_input_and_chunking_is_said(tmp_path):
+    for name, net in (("mix", _MixesTheBatch()), ("view", _ViewAtBatchOne())):
+        torch.export.save(torch.export.export(net.eval(), (torch.rand(1, 1, 8, 8),)), tmp_path / f"{name}.pt2")
+        with pytest.warns(UserWarning, match=f"{name}.pt2 runs only on batches of exactly 1 .* dynamic_shapes"):
+            lm = load_model(tmp_path / f"{name}.pt2", device="cpu")
+        assert lm.source["runs_in_chunks_of"] == 1
+        with torch.no_grad():  # chunked: each input alone, as the export computes it
+            assert torch.allclose(lm.logits(X), torch.cat([net(x[None]) for x in X]), atol=1e-5)
+    torch.export.save(torch.export.export(_ViewAtBatchOne().eval(), (torch.rand(2, 1, 8, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), tmp_path / "dyn.pt2")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a dynamic export runs whole batches: nothing to say
+        assert load_model(tmp_path / "dyn.pt2", device="cpu").source["runs_in_chunks_of"] is None
+
+
 def test_torchscript(net, tmp_path):
     torch.jit.save(torch.jit.script(net), tmp_path / "m.ts")
     import warnings

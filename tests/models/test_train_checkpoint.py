@@ -98,6 +98,22 @@ def test_resume_equals_uninterrupted(digits_parity, tmp_path):
     assert losses == pytest.approx([p["loss"] for p in full.meta["loss_curve"]], rel=1e-5)
 
 
+def test_resume_of_a_finished_checkpoint_returns_it_without_training(digits_parity, tmp_path, monkeypatch):
+    cfg = TrainConfig(lr=0.2, epochs=50, log_every=10)
+    first = train(digits_parity, "mlp:16", cfg, out=tmp_path / "m", device="cpu", show_progress=False)
+    trainer = sys.modules["netinv.train"]
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = train(digits_parity, "mlp:16", dataclasses.replace(cfg, checkpoint_every=7), out=tmp_path / "m",
+                  resume=True, device="cpu", show_progress=False)  # the checkpoint interval is not a difference
+    x = digits_parity.heldout.x
+    assert torch.equal(first.logits(x), again.logits(x)) and again.meta["loss_curve"] == first.meta["loss_curve"]
+    with pytest.raises(ConfigError, match="other settings \\(lr 0.2 → 0.3\\)"):
+        train(digits_parity, "mlp:16", dataclasses.replace(cfg, lr=0.3), out=tmp_path / "m", resume=True,
+              device="cpu", show_progress=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        train(digits_parity, "mlp:32", cfg, out=tmp_path / "m", resume=True, device="cpu", show_progress=False)
+
+
 def test_cnn_multiclass_trains(tmp_path):
     split = make_task(load_data("digits"), "classes:0,1,2", n_per_class=30, heldout_per_class=30)
     m = train(split, "cnn:8,16", TrainConfig(optimizer="adam", lr=3e-3, epochs=30, batch_size=32, target_loss=0.0),

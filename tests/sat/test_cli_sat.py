@@ -13,7 +13,7 @@ runner = CliRunner()
 
 
 def _run(args: list[str], api: str):
-    with patch("netinv.cli.sat.load_model") as load, patch(f"netinv.sat.{api}") as fn:
+    with patch("netinv.models.loading.load_model") as load, patch(f"netinv.sat.{api}") as fn:
         load.return_value.input_shape = (1, 8, 8)
         fn.return_value.to_dict.return_value = {"status": "ok"}
         r = runner.invoke(app, ["sat", *args])
@@ -51,7 +51,7 @@ def test_sample_count_robust_infer_export(tmp_path):
     assert x.shape == (1, 8, 8) and radius == 2
     _, fn = _run(["infer", "ckpt", "--inputs", str(tmp_path / "xs.npz"), "--solver", "cd195"], "infer")
     assert fn.call_args.args[1].shape == (5, 1, 8, 8) and fn.call_args.args[2].solver == "cd195"
-    with patch("netinv.cli.sat.load_model"), patch("netinv.sat.export") as ex:
+    with patch("netinv.models.loading.load_model"), patch("netinv.sat.export") as ex:
         ex.return_value = {"query": "export"}
         r = runner.invoke(app, ["sat", "export", "ckpt", "--out", str(tmp_path / "e"), "--class", "4"])
     assert r.exit_code == 0 and ex.call_args.args[1:] == (tmp_path / "e", "auto", 4)
@@ -63,7 +63,10 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     r = runner.invoke(app, ["sat", "invert", "ckpt", "--classes", "a,b"])
     assert r.exit_code != 0 and "--classes" in format_error(r.exception)
     r = runner.invoke(app, ["sat", "robust", "ckpt", "--input", str(tmp_path / "none.npy"), "--radius", "1"])
-    assert "cannot read --input" in format_error(r.exception)
+    assert "no --input at" in format_error(r.exception)
+    (tmp_path / "torn.npz").write_bytes(b"PK\x03\x04garbage")  # a truncated download: numpy raises BadZipFile
+    r = runner.invoke(app, ["sat", "infer", "ckpt", "--inputs", str(tmp_path / "torn.npz")])
+    assert format_error(r.exception).startswith("error: cannot read --inputs") and r.exit_code != 0
 
 
 def test_each_query_has_a_one_line_summary_for_a_reader():
@@ -77,3 +80,12 @@ def test_each_query_has_a_one_line_summary_for_a_reader():
     rob = {"query": "robust", "radius": 2, "robust": False, "counterexample_class": 7, "distance": 1}
     assert summary(rob) == "robust within radius 2: not robust: class 7 at distance 1"
     assert summary({"query": "infer", "n": 5, "agree": True, "unknown": 0}) == "infer: 5 inputs, CNF and model agree"
+
+
+def test_class_is_accepted_for_classes_as_the_issue_and_sample_spell_it():
+    """`sat sample --class 2` takes one class; `invert` / `count` take a list under --classes, and --class there
+    must mean the same list rather than fail as an unknown option."""
+    _, fn = _run(["invert", "ckpt", "--class", "3"], "invert")
+    assert fn.call_args.args[1] == [3]
+    _, fn = _run(["count", "ckpt", "--class", "1,2"], "count")
+    assert fn.call_args.args[1] == [1, 2]

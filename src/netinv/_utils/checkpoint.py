@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,20 +118,24 @@ def _resume_view(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=_json_default))
 
 
-def finished_run(out: str | Path | None, state_file: str, result_file: str, settings: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a finished run of these settings (``result_file`` and ``run.json``, no ``state_file``
+def finished_run(out: str | Path | None, state_file: str, result_file: str, settings: dict[str, Any], *,
+                 record_file: str = "run.json",
+                 view: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> bool:
+    """Whether ``out`` holds a finished run of these settings (``result_file`` and ``record_file``, no ``state_file``
     left): a resume then has nothing to continue and returns that result. A finished run of other settings is refused
-    as a resume of an interrupted one would be (:func:`check_resume`)."""
+    as a resume of an interrupted one would be (:func:`check_resume`). ``view`` maps the record onto the keys of
+    ``settings`` (default: they are its top-level keys, as in run.json)."""
     if out is None or (Path(out) / state_file).exists() or not (Path(out) / result_file).is_file() \
-            or not (Path(out) / "run.json").is_file():
+            or not (Path(out) / record_file).is_file():
         return False
     try:
-        record = json.loads((Path(out) / "run.json").read_text())
+        record = json.loads((Path(out) / record_file).read_text())
     except (OSError, json.JSONDecodeError):
         return False
     if not isinstance(record, dict):
         return False
-    check_resume({"settings": {k: record.get(k) for k in settings}}, settings, Path(out) / "run.json")
+    recorded = view(record) if view is not None else {k: record.get(k) for k in settings}
+    check_resume({"settings": recorded}, settings, Path(out) / record_file)
     return True
 
 

@@ -73,10 +73,15 @@ def load_candidates(out: str | Path, name: str = "candidates.npz") -> Candidates
     wrote)."""
     import json
 
+    from .._errors import DataError, first_line
+    from ..data.npz import read_arrays
+
     out = Path(out)
-    with np.load(out / name, allow_pickle=False) as f:
-        arrays = {k: torch.from_numpy(f[k]) for k in f.files if k != "meta"}
-    info = json.loads((out / "run.json").read_text())
+    arrays = {k: torch.from_numpy(v) for k, v in read_arrays(out / name, what="candidates").items() if k != "meta"}
+    try:
+        info = json.loads((out / "run.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"cannot read {out / 'run.json'}: {first_line(e)}", "rerun the attack to rewrite it") from None
     x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)
     return Candidates(x, y, score, arrays, info)
 

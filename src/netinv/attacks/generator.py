@@ -92,7 +92,7 @@ class GeneratorInversion(GeneratorTrainer, Attack):
     run_label = "invert"
     samples_file = "samples.npz"
 
-    def __init__(self, model: LoadedModel, config: GeneratorConfig | None = None) -> None:
+    def __init__(self, model: LoadedModel | str | Path, config: GeneratorConfig | None = None) -> None:
         super().__init__(model, config or GeneratorConfig())
         self.init_training()  # checks, generator spec, conditioning, features (shared skeleton)
 

@@ -99,10 +99,10 @@ class KKTReconstruction(Attack):
         "alpha": ("log", 50.0, 300.0),
     }
 
-    def __init__(self, model: LoadedModel, config: KKTConfig | None = None) -> None:
+    def __init__(self, model: LoadedModel | str | Path, config: KKTConfig | None = None) -> None:
         super().__init__(model, config or KKTConfig())
         self.config: KKTConfig = self.config
-        self.homogeneity = homogeneity_report(model)
+        self.homogeneity = homogeneity_report(self.model)
         if not self.homogeneity["homogeneous"]:
             warnings.warn("the model is not positively homogeneous in its parameters ("
                           + "; ".join(self.homogeneity["issues"][:3]) + "): the KKT conditions the attack solves "

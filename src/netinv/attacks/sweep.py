@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import ConfigError, NetinvError, first_line
+from .._errors import ConfigError, DivergedError, first_line
 from .._utils import checkpoint
 from .._utils.progress import STOP, progress_bar
 from .._utils.runinfo import config_dict, environment
+from ..data.npz import read_arrays
 from ..models.loaded import LoadedModel
 from .base import Attack, Candidates
 from .kkt import KKTReconstruction
@@ -209,7 +210,7 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         attack = attack_cls(own, dataclasses.replace(cfg, **params, **quiet))
         try:  # an interrupted trial continues from its last checkpoint; any other starts afresh
             cands = attack.invert(n, seed=seed + k, out=run_dir, resume=k in resumable)
-        except NetinvError as e:  # a diverged run is a result of the sweep, not a crash of it
+        except DivergedError as e:  # a diverged run is a result of the sweep, not a crash of it (other errors are)
             trial.set_user_attr("error", str(e))
             return math.nan
         trial.set_user_attr("wall_time_s", cands.info.get("wall_time_s"))
@@ -350,8 +351,10 @@ def _pool(study: Any, out: Path, attack_cls: type[Attack], model: LoadedModel, c
     done = sorted((t for t in trials if t["state"] == "COMPLETE" and t["criterion"] is not None
                    and math.isfinite(t["criterion"])), key=lambda t: t["criterion"])
     if not done:
-        raise ConfigError(f"no trial of study {study_name!r} completed", "widen or move the search space "
-                          "(every run diverged?), or run more trials")
+        errors = sorted({t["error"] for t in trials if t["error"]})
+        raise ConfigError(f"no trial of study {study_name!r} completed"
+                          + (f" ({len(errors)} distinct error(s), e.g. {errors[0]})" if errors else ""),
+                          "widen or move the search space, or run more trials")
     chosen = done[:pool_top]
     pooled = pool_candidates([Path(t["dir"]) for t in chosen], [t["index"] for t in chosen])
     pooled.info = {"attack": f"sweep:{attack_cls.__name__}", "study_name": study_name, "storage": storage,
@@ -403,11 +406,11 @@ def pool_candidates(dirs: list[Path], trial_ids: list[int] | None = None) -> Can
         f = Path(d) / "candidates.npz"
         if not f.is_file():
             raise ConfigError(f"{f} is missing", "pool on the machine that ran the trial, or copy its folder here")
-        with np.load(f, allow_pickle=False) as z:
-            for k in z.files:
-                if k != "meta":  # each run's own seed; the pool's record is the sweep's run.json
-                    parts.setdefault(k, []).append(z[k])
-            parts.setdefault("trial", []).append(np.full(len(z["x"]), trial_ids[i] if trial_ids else i))
+        z = read_arrays(f, what="a trial's candidates", fix="rerun that trial (sweep --resume) or remove its folder")
+        for k, v in z.items():
+            if k not in ("meta", "trial"):  # each run's own seed; the pool's record is the sweep's run.json
+                parts.setdefault(k, []).append(v)
+        parts.setdefault("trial", []).append(np.full(len(z["x"]), trial_ids[i] if trial_ids else i))
     arrays = {k: torch.from_numpy(np.concatenate(v)) for k, v in parts.items()}
     x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)
     return Candidates(x, y, score, arrays).ranked()

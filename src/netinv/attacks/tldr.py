@@ -200,7 +200,7 @@ class TLDR(GeneratorTrainer, Attack):
     run_label = "tldr"
     samples_file = "candidates.npz"
 
-    def __init__(self, model: LoadedModel, config: TLDRConfig | None = None) -> None:
+    def __init__(self, model: LoadedModel | str | Path, config: TLDRConfig | None = None) -> None:
         super().__init__(model, config or TLDRConfig())
         cfg: TLDRConfig = self.config
         if cfg.noise_std < 0 or cfg.max_shift < 0:
@@ -210,14 +210,15 @@ class TLDR(GeneratorTrainer, Attack):
             raise ConfigError("oversample and score_perturbations must be ≥ 1", "use e.g. oversample 1")
         if cfg.grad_mode not in ("per_sample", "batch"):
             raise ConfigError(f"unknown grad_mode {cfg.grad_mode!r}", "use per_sample or batch")
-        if cfg.grad_mode == "per_sample" and cfg.grad_weight > 0 and isinstance(model.module, torch.jit.ScriptModule):
+        scripted = isinstance(self.model.module, torch.jit.ScriptModule)
+        if cfg.grad_mode == "per_sample" and cfg.grad_weight > 0 and scripted:
             # torch.func cannot take per-sample gradients through TorchScript: the batch form, said and recorded
             warnings.warn("TorchScript model: per-sample parameter gradients are not available, so the gradient "
                           "term uses grad_mode='batch' (the norm of the batch's mean-loss gradient)", UserWarning,
                           stacklevel=2)
             self.config = cfg = dataclasses.replace(cfg, grad_mode="batch")
         if cfg.grad_mode == "batch" and cfg.grad_weight > 0 and not any(
-                p.requires_grad for p in model.module.parameters()):
+                p.requires_grad for p in self.model.module.parameters()):
             raise ConfigError("grad_mode='batch' needs the classifier's parameters with requires_grad",
                               "use grad_mode='per_sample' or grad_weight=0")
         self.init_training(None if cfg.bounded_output else (-math.inf, math.inf))

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 import typer
 
-from .._errors import ConfigError, first_line
+from .._errors import ConfigError
 from .._utils.config import merge_config
 from ..attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
+from ..data.npz import read_arrays
 from ..models.loading import load_model
 from ._options import (
     ConfigOpt,
@@ -60,15 +61,15 @@ def read_start(path: Path | None) -> tuple[torch.Tensor | None, torch.Tensor | N
     """``x`` (and ``y`` when present) of a warm-start npz, refused in one line when unreadable."""
     if path is None:
         return None, None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            raw = np.asarray(f["x"])
-            kind, dtype = raw.dtype.kind, raw.dtype
-            x = torch.from_numpy(raw.astype(np.float32))
-            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
-    except (OSError, KeyError, ValueError) as e:
-        raise ConfigError(f"cannot read the warm start {path}: {first_line(e, 160)}",
-                          "give an npz with an array x (and optionally y), e.g. a candidates.npz") from None
+    fix = "give an npz with an array x (and optionally y), e.g. a candidates.npz"
+    f = read_arrays(path, what="the warm start", fix=fix)
+    if "x" not in f or ("y" in f and f["y"].dtype.kind not in "biuf"):
+        raise ConfigError(f"the warm start {path} has arrays {sorted(f)}" + (", no x" if "x" not in f else
+                                                                             ", y not numeric"), fix)
+    raw = np.asarray(f["x"])
+    kind, dtype = raw.dtype.kind, raw.dtype
+    x = torch.from_numpy(raw.astype(np.float32)) if kind in "biuf" else None
+    y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f else None
     if kind not in "f":
         raise ConfigError(f"x in the warm start {path} is {dtype}, not float data-space inputs",
                           "give float inputs in the model's data space (its --input-range, mean not subtracted), "

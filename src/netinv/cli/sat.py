@@ -15,7 +15,7 @@ import typer
 
 from .._errors import ConfigError, SolverError
 from .._utils.config import merge_config
-from ..models.loading import load_model
+from ..data.npz import read_arrays
 from ._options import (
     ConfigOpt,
     DeviceOpt,
@@ -58,18 +58,12 @@ def read_array(path: Path | None, name: str) -> np.ndarray | None:
     """``.npy`` or ``.npz`` (array ``x``, else the only array), loaded without pickle."""
     if path is None:
         return None
-    try:
-        z = np.load(path, allow_pickle=False)
-        if isinstance(z, np.ndarray):
-            return z
-        with z:
-            keys = list(z.keys())
-            key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise ConfigError(f"{name} {path} has arrays {keys} but no 'x'", "save the inputs under the key x")
-            return z[key]
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {name} {path}: {e}"[:200], "give a .npy or .npz file (no pickles)") from None
+    z = read_arrays(path, what=name, allow_npy=True, fix="give a .npy or .npz file (no pickles)")
+    keys = list(z)
+    key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise ConfigError(f"{name} {path} has arrays {keys} but no 'x'", "save the inputs under the key x")
+    return z[key]
 
 
 def parse_ints(text: str | None, name: str) -> list[int] | None:
@@ -92,14 +86,8 @@ ModelArg = Annotated[str, typer.Argument(help="netinv BNN checkpoint dir, plain 
 
 
 def _model(model, weights, input_shape, input_range, mean, device):  # noqa: ANN001, ANN202
-    if str(model).endswith(".npz"):  # a plain integer BNN (netinv sat export, or one written by hand)
-        given = [f for f, v in (("--weights", weights), ("--input-shape", input_shape),
-                                ("--input-range", input_range), ("--mean", mean)) if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)} do not apply to a plain BNN file {model}",
-                              "put input_shape/threshold in its meta and mean/x_lo/x_hi in its arrays (docs/sat.md)")
-        return _sat_api().PlainBNN.load(model)
-    return load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
+    """A netinv BNN checkpoint or a plain integer BNN .npz (netinv sat export, or one written by hand)."""
+    return _sat_api().load_bnn(model, **model_kwargs(weights, input_shape, input_range, mean, device))
 
 
 def _print(result: object) -> None:
@@ -168,8 +156,11 @@ def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".n
     _print(_sat_api().infer(_model(model, weights, input_shape, input_range, mean, device), x, cfg, out=out))
 
 
+ClassesOpt = typer.Option(None, "--classes", "--class", help="e.g. 0,3 (default: all); --class is the same option")
+
+
 @app.command()
-def invert(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
+def invert(model: ModelArg, classes: str | None = ClassesOpt,
            fixed: Path | None = FixedOpt, mask: Path | None = MaskOpt, center: Path | None = CenterOpt,
            radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
@@ -201,7 +192,7 @@ def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the cl
 
 
 @app.command()
-def count(model: ModelArg, classes: str | None = typer.Option(None, "--classes", help="e.g. 0,3 (default: all)"),
+def count(model: ModelArg, classes: str | None = ClassesOpt,
           epsilon: float = typer.Option(0.8, help="ApproxMC tolerance"),
           delta: float = typer.Option(0.2, help="ApproxMC confidence 1 - delta"),
           method: str = typer.Option("approxmc", "--method", help="approxmc or exact (at most 2**24 inputs "

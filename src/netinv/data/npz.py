@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._errors import DataError
+from .._errors import DataError, first_line
 from ._dataset import Dataset
 
 MAX_INFLATED_BYTES = 1 << 33  # 8 GiB: an npz that inflates beyond this is refused before it is read
@@ -32,19 +33,48 @@ def numpy_file_kind(path: str | Path) -> str | None:
     return "npz" if magic.startswith(b"PK\x03\x04") else "npy" if magic.startswith(b"\x93NUMPY") else None
 
 
-def _check_inflated_size(path: Path) -> None:
+def _check_inflated_size(path: Path, what: str = "", fix: str = "check that it is an npz written by np.savez") -> None:
     """Refuse an npz whose arrays would inflate beyond :data:`MAX_INFLATED_BYTES` (read from the zip directory, before
     anything is decompressed): a few MB of compressed zeros can hold gigabytes."""
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
     except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"cannot read {path}: {e}", "check that it is an npz written by np.savez") from None
+        raise DataError(f"cannot read {what + ' ' if what else ''}{path}: {e}", fix) from None
     inflated, packed = sum(i.file_size for i in infos), sum(i.compress_size for i in infos)
     if inflated > MAX_INFLATED_BYTES:
         raise DataError(f"{path} inflates to {inflated / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB, more than "
                         f"netinv reads ({MAX_INFLATED_BYTES / 2**30:.0f} GiB)", "split the data set, or check the "
                         "file: a small archive holding gigabytes is usually not image data")
+
+
+def read_arrays(path: str | Path, *, what: str = "the file", allow_npy: bool = False,
+                fix: str = "save it with np.savez (numeric arrays, no pickles)") -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (with ``allow_npy``, the one array of an ``.npy`` under the key ``""``), read
+    without unpickling: the one reader behind every npz netinv takes (data sets, candidates, warm starts, sweep
+    pools, SAT inputs), so a missing, truncated, pickled or inflating file is the same one-line error everywhere.
+
+    Raises:
+        DataError: ``what`` at ``path`` is missing, not a numpy file, corrupt, holds object arrays, or would inflate
+            beyond :data:`MAX_INFLATED_BYTES`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no {what} at {path}", "check the path: it should name an existing file")
+    kind = numpy_file_kind(path)
+    if kind is None or (kind == "npy" and not allow_npy):
+        raise DataError(f"{what} {path} is " + ("a single .npy array, not an npz" if kind == "npy" else
+                                                "not an npz file (it is neither a zip archive nor a .npy array)"), fix)
+    try:
+        if kind == "npz":
+            _check_inflated_size(path, what, fix)
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        return {"": np.load(path, allow_pickle=False)}
+    except ValueError as e:  # allow_pickle=False: numpy refuses object arrays and pickles, never runs them
+        raise DataError(f"{what} {path} cannot be read without unpickling ({first_line(e, 120)})", fix) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"cannot read {what} {path}: {first_line(e, 120)}", fix) from None
 
 
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -132,31 +162,10 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
         DataError: missing file or arrays, pickled object arrays, bad dtypes, shapes, ranges or labels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no npz file at {path}", "check the path: it should name an existing .npz file")
-    kind = numpy_file_kind(path)
-    if kind is None:
-        raise DataError(f"{path} is not an npz file (it is neither a zip archive nor a .npy array)",
-                        "save the data with np.savez(path, x=x, y=y)")
-    if kind == "npz":
-        _check_inflated_size(path)
-    try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} is a single .npy array, not an npz",
-                            "save with np.savez(path, x=x, y=y)")
-        with f:
-            if not {"x", "y"} <= set(f.files):
-                raise DataError(f"{path} has arrays {sorted(f.files)}, not x and y",
-                                "save with np.savez(path, x=x, y=y)")
-            arrays = {k: f[k] for k in ("x", "y", "classes", "indices") if k in f.files}
-    except DataError:
-        raise
-    except ValueError as e:  # allow_pickle=False: numpy refuses object arrays and pickles, never runs them
-        raise DataError(f"{path} cannot be read without unpickling ({e})",
-                        "store plain numeric x and y and a string array classes (no object arrays)") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"cannot read {path}: {e}", "check that it is an npz written by np.savez") from None
+    arrays = read_arrays(path, what="npz file", fix="save the data with np.savez(path, x=x, y=y) (numeric x and y, a "
+                         "string array classes, no object arrays)")
+    if not {"x", "y"} <= set(arrays):
+        raise DataError(f"{path} has arrays {sorted(arrays)}, not x and y", "save with np.savez(path, x=x, y=y)")
     x, layout = _inputs(arrays["x"], path)
     if len(x) == 0:
         raise DataError(f"{path} has no rows", "store at least one input")

@@ -25,6 +25,7 @@ from .._errors import ConfigError, DataError, ModelError
 from .._utils.checkpoint import write_json
 from .._utils.shapes import same_layout
 from ..data import Dataset
+from ..data.npz import read_arrays
 from ..models.loaded import LoadedModel
 from .functional import (
     auto_downsample,
@@ -515,18 +516,16 @@ def _conditioning(cands: torch.Tensor, y: torch.Tensor, train: Dataset, model: L
 
 def _read_candidates(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
     if not path.is_file():
-        raise DataError(f"no candidates at {path}", "point at the --out folder of a netinv reconstruct run")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise DataError(f"{path} has arrays {sorted(f.files)}, no x", "save candidates as x (and y, lam)")
-            x = np.asarray(f["x"])
-            x = torch.from_numpy(x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False))
-            y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f.files else None
-    except DataError:
-        raise
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {path}: {e}", "rerun the attack to rewrite it") from None
+        raise DataError(f"no candidates at {path}", "point at the output folder of a netinv reconstruct run")
+    f = read_arrays(path, what="candidates", fix="rerun the attack to rewrite it, or save candidates with np.savez "
+                    "(x, and y)")
+    if "x" not in f:
+        raise DataError(f"{path} has arrays {sorted(f)}, no x", "save candidates as x (and y, lam)")
+    x = np.asarray(f["x"])
+    if x.dtype.kind not in "biuf" or ("y" in f and f["y"].dtype.kind not in "biuf"):
+        raise DataError(f"x or y in {path} is not numeric", "save candidates as a float array x and integer labels y")
+    x = torch.from_numpy(x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False))
+    y = torch.from_numpy(np.asarray(f["y"]).astype(np.int64)) if "y" in f else None
     return x, y
 
 

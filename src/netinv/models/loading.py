@@ -240,7 +240,12 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
     _check_eval_mode(ep, path)
     gm = ep.module()
     module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
-    source = {"format": "export", "path": str(path.resolve()), "export_batch": batch}
+    source = {"format": "export", "path": str(path.resolve()), "export_batch": batch, "runs_in_chunks_of": module.b}
+    if module.b is not None and module.b < 64:  # e.g. x.view(1, -1) or x.reshape(x.shape[0], -1) traced at batch 1
+        warnings.warn(f"{path.name} runs only on batches of exactly {module.b} (its graph fixes the batch size), so "
+                      f"netinv runs it {module.b} input(s) at a time, which can be many times slower; export it with a "
+                      "dynamic batch: torch.export.export(model, (x,), dynamic_shapes=({0: "
+                      "torch.export.Dim('batch')},)) with an example x of 2 or more inputs", UserWarning, stacklevel=3)
     return _wrap(module, input_shape, source)
 
 
@@ -380,8 +385,11 @@ def _retarget_graph_devices(module: nn.Module, old: torch.device, new: torch.dev
 
 def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) -> nn.Module:
     """Exported graphs guard their example's batch size. Drop the guard when the graph computes the same on other
-    batch sizes (checked numerically); otherwise chunk to the exported size."""
-    probe = torch.rand((b, *shape), device=_device_of(gm) or "cpu")  # where the weights are
+    batch sizes (checked numerically on two different batches, so an operation that mixes the batch is not taken
+    for a per-input one); otherwise chunk to the exported size."""
+    dev = _device_of(gm) or "cpu"  # where the weights are
+    gen = torch.Generator().manual_seed(0)
+    probe, other = (torch.rand((b, *shape), generator=gen).to(dev) for _ in range(2))
     with torch.no_grad():
         try:
             gm(torch.cat([probe, probe[:1]]))
@@ -389,7 +397,7 @@ def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) ->
         except Exception:
             pass
         try:
-            ref = gm(probe)
+            ref, ref_other = gm(probe), gm(other)
         except Exception:  # fails on its own batch size too: load_model's probe reports why
             return _Exported(gm, b)
         for node in list(gm.graph.nodes):
@@ -397,9 +405,9 @@ def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) ->
                 gm.graph.erase_node(node)
         gm.recompile()
         try:
-            twice = gm(torch.cat([probe, probe]))
+            twice = gm(torch.cat([probe, other]))
             if twice.shape[0] == 2 * b and torch.allclose(twice[:b], ref, atol=1e-5) \
-                    and torch.allclose(twice[b:], ref, atol=1e-5):
+                    and torch.allclose(twice[b:], ref_other, atol=1e-5):
                 return _Exported(gm)
         except Exception:
             pass

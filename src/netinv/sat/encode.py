@@ -7,7 +7,7 @@ Plain format (:class:`PlainBNN`, saved as one ``.npz`` with a JSON ``meta`` stri
   to data space as ``x_lo[j]`` / ``x_hi[j]``;
 * hidden layer ``l``: ``weights[l]`` int8 (H_l, H_{l-1}) in {-1, 0, +1} with the BatchNorm direction folded in,
   ``thresholds[l]`` int64 (H_l,): ``h_i = [sum_j W_ij a_j >= k_i]``, then ``a = 2 h - 1``;
-* output: ``out_weight`` int8 (C, H) in {-1, +1}, ``out_bias`` int64 (C,): ``score_c = sum_j V_cj a_j +
+* output: ``out_weight`` int8 (C, H) in {-1, 0, +1}, ``out_bias`` int64 (C,): ``score_c = sum_j V_cj a_j +
   out_bias_c / bias_den``; class = argmax with ties to the lowest index; one output: class 1 iff score > 0.
 
 CNF: variables are named in a PySAT IDPool: ``("x", j)`` are ids 1..D (input bit j is variable j+1, also in
@@ -23,7 +23,6 @@ import json
 import math
 import time
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from pysat.formula import CNF, IDPool
 
-from .._errors import ConfigError, ModelError
+from .._errors import ConfigError, DataError, ModelError
 from .._utils.checkpoint import atomic_write_bytes
 from ..models.loaded import LoadedModel
 from .cardinality import Encoding, auto_encoding, cardinality, parse_encoding
@@ -206,29 +205,41 @@ class PlainBNN:
         (1: integer output biases), ``num_outputs`` (the rows of ``out_weight``); arrays ``mean``, ``fixed_bits``
         (default all −1, free), ``x_lo``/``x_hi`` (default 0 / 1). See docs/sat.md, "Bring your own BNN".
         """
+        from ..data.npz import read_arrays
+
         fix = "write it with netinv sat export, or as docs/sat.md 'Bring your own BNN' describes"
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if isinstance(z, np.ndarray):
-                    raise ValueError("a single .npy array, not an .npz archive of named arrays")
-                meta = json.loads(str(z["meta"])) if "meta" in z else {}
-                n = int(meta.get("layers", sum(1 for k in z.keys() if k.startswith("w") and k[1:].isdigit())))
-                missing = [k for k in (*(f"w{i}" for i in range(n)), *(f"k{i}" for i in range(n)), "out_weight",
-                                       "out_bias") if k not in z]
-                if n == 0 or missing:
-                    raise ModelError(f"plain BNN {path} lacks arrays {missing or ['w0', 'k0']}", fix)
-                ws = tuple(z[f"w{i}"] for i in range(n))
-                d = int(ws[0].shape[-1]) if ws[0].ndim == 2 else 0
-                shape = tuple(meta.get("input_shape", (d,)))
-                d = int(np.prod(shape))
-                return cls(shape, ws, tuple(z[f"k{i}"] for i in range(n)), z["out_weight"], z["out_bias"],
-                           int(meta.get("bias_den", 1)),
-                           z["fixed_bits"] if "fixed_bits" in z else np.full(d, -1, np.int8),
-                           z["x_lo"] if "x_lo" in z else np.zeros(d, np.float32),
-                           z["x_hi"] if "x_hi" in z else np.ones(d, np.float32),
-                           int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
-                           z["mean"] if "mean" in z else None, str(Path(path).resolve()))
-        except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError, zipfile.BadZipFile) as e:
+            z = read_arrays(path, what="plain BNN", fix=fix)
+        except DataError as e:  # unreadable, pickled, or a single .npy array
+            raise ModelError(e.problem, fix) from None
+        try:
+            meta = json.loads(str(z["meta"])) if "meta" in z else {}
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not a JSON object")
+            n = int(meta.get("layers", sum(1 for k in z if k.startswith("w") and k[1:].isdigit())))
+            missing = [k for k in (*(f"w{i}" for i in range(n)), *(f"k{i}" for i in range(n)), "out_weight",
+                                   "out_bias") if k not in z]
+            if n == 0 or missing:
+                raise ModelError(f"plain BNN {path} lacks arrays {missing or ['w0', 'k0']}", fix)
+            den = meta.get("bias_den", 1)
+            if isinstance(den, bool) or not isinstance(den, int | float) or den != int(den):
+                raise ModelError(f"plain BNN {path}: bias_den is {den!r}, not an integer",
+                                 "give bias_den as a positive integer (the output bias is out_bias / bias_den; "
+                                 "0.001 is out_bias=1, bias_den=1000)")
+            ws = tuple(z[f"w{i}"] for i in range(n))
+            d = int(ws[0].shape[-1]) if ws[0].ndim == 2 else 0
+            shape = tuple(meta.get("input_shape", (d,)))
+            if ws[0].ndim == 2 and int(np.prod(shape)) not in (d, ws[0].shape[0]):  # the latter: transposed w0
+                raise ModelError(f"plain BNN {path}: input_shape {list(shape)} has {int(np.prod(shape))} inputs but "
+                                 f"w0 takes {d}", "fix input_shape in its meta (or w0, outputs × inputs)")
+            d = int(np.prod(shape))
+            return cls(shape, ws, tuple(z[f"k{i}"] for i in range(n)), z["out_weight"], z["out_bias"], int(den),
+                       z["fixed_bits"] if "fixed_bits" in z else np.full(d, -1, np.int8),
+                       z["x_lo"] if "x_lo" in z else np.zeros(d, np.float32),
+                       z["x_hi"] if "x_hi" in z else np.ones(d, np.float32),
+                       int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
+                       z["mean"] if "mean" in z else None, str(Path(path).resolve()))
+        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
             raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], fix) from None
 
 
@@ -243,9 +254,10 @@ def _integral(name: str, a: Any) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.integer):
         if not np.isfinite(a).all() or (a != np.round(a)).any():
             bad = a[~np.isfinite(a) | (a != np.round(a))][0]
-            raise ModelError(f"plain BNN: {name} must be integers, has {bad!r}",
-                             "round thresholds up (s·z >= k with integer z: k = ceil(k)); express output biases as "
-                             "integer numerators over meta bias_den")
+            fix = ("round the thresholds up (s·z >= k with integer z: k = ceil(k))" if name.startswith("k") else
+                   "express the output biases as integer numerators over meta bias_den" if name == "out_bias" else
+                   "binarise the weights to -1, 0, +1 (sign, with any BatchNorm direction folded in)")
+            raise ModelError(f"plain BNN: {name} must be integers, has {bad!r}", fix)
         a = a.astype(np.int64)
     small = a.size == 0 or (a.min() >= -1 and a.max() <= 1)
     return a.astype(np.int8 if small and name not in ("out_bias",) and not name.startswith("k") else np.int64)
@@ -289,12 +301,38 @@ def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
     return plain
 
 
+def _output_terms(v: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per output comparison, the hidden units it counts and their weights 1 or 2.
+
+    One output (``z + b > 0``): the units with ``V_j != 0``, weight 1. Otherwise, for each pair c < d: the units
+    where ``δ = V_c − V_d`` is not 0, weight ``|δ|`` (2 where two ±1 rows differ, 1 where one of them is 0). The
+    literal of unit j is ``h_j`` where ``δ_j > 0`` (``V_j > 0`` for one output), else ``¬h_j``."""
+    v = v.astype(np.int64)
+    if v.shape[0] == 1:
+        j = np.flatnonzero(v[0])
+        return [(j, np.ones(len(j), np.int64))]
+    out = []
+    for c in range(v.shape[0]):
+        for d in range(c + 1, v.shape[0]):
+            j = np.flatnonzero(v[c] != v[d])
+            out.append((j, np.abs(v[c, j] - v[d, j])))
+    return out
+
+
 def _bias_bounds(v: np.ndarray, bias: list[Fraction]) -> list[int]:
-    """The output layer's cardinality bounds (see :func:`_encode_output`) for exact rational biases."""
-    if len(bias) == 1:  # z + b > 0, z = 2A - n
-        return [math.floor((v.shape[1] - bias[0]) / 2) + 1]
-    return [math.ceil((bias[d] - bias[c] + 2 * int((v[c] != v[d]).sum())) / 4)
-            for c in range(len(bias)) for d in range(c + 1, len(bias))]
+    """The output layer's cardinality bounds over :func:`_output_terms` (weighted counts of true literals) for
+    exact rational biases.
+
+    With ``a = 2h − 1`` and weights ``w`` (total ``W``), a comparison's score difference is ``2·A − W`` where ``A``
+    is the weighted count of its true literals. One output: ``2A − W + b > 0  <->  A >= floor((W − b) / 2) + 1``;
+    class c beats d: ``2A − W >= b_d − b_c  <->  A >= ceil((b_d − b_c + W) / 2)``.
+    """
+    terms = _output_terms(v)
+    if len(bias) == 1:
+        w = int(terms[0][1].sum())
+        return [math.floor((w - bias[0]) / 2) + 1]
+    pairs = [(c, d) for c in range(len(bias)) for d in range(c + 1, len(bias))]
+    return [math.ceil((bias[d] - bias[c] + int(w.sum())) / 2) for (c, d), (_, w) in zip(pairs, terms, strict=True)]
 
 
 def _warn_bias_rounding(latent: np.ndarray, plain: PlainBNN) -> None:
@@ -407,30 +445,35 @@ def encode(model: LoadedModel | torch.nn.Module | PlainBNN,
 
 
 def _encode_output(plain: PlainBNN, hid: list[int], vp: IDPool, clauses: list, enc: Encoding, used: list) -> list[int]:
-    v, B, den = plain.out_weight.astype(np.int64), plain.out_bias.astype(np.int64), plain.bias_den
+    """The class literals: each comparison of :func:`_output_terms` is one :func:`cardinality` over its literals
+    (bound from :func:`_bias_bounds`, exact rationals ``out_bias / bias_den``). A weight-2 literal counts twice: when
+    every weight of a comparison is 2 (two ±1 rows) the bound is halved instead; otherwise the literal's second copy
+    is a fresh variable equal to it, since the cardinality encodings take distinct variables."""
+    v = plain.out_weight.astype(np.int64)
+    bounds = _bias_bounds(v, [Fraction(int(b), plain.bias_den) for b in plain.out_bias])
     enc = enc if enc is not Encoding.AUTO else auto_encoding(v.shape[1])
     used.append(enc.value)
-    if plain.num_outputs == 1:
-        # z + B/den > 0 with z = 2A - n  <->  A >= floor((n den - B) / (2 den)) + 1
-        n = v.shape[1]
-        lits = [hid[j] if v[0, j] > 0 else -hid[j] for j in range(n)]
-        o, cl = cardinality(lits, (n * den - int(B[0])) // (2 * den) + 1, vpool=vp, encoding=enc, name=("out", 1))
+    names = [("y", 1)] if plain.num_outputs == 1 else \
+        [("g", c, d) for c in range(v.shape[0]) for d in range(c + 1, v.shape[0])]
+    for name, (units, w), bound in zip(names, _output_terms(v), bounds, strict=True):
+        row = v[0] if plain.num_outputs == 1 else v[name[1]] - v[name[2]]
+        lits = [hid[j] if row[j] > 0 else -hid[j] for j in units]
+        if len(w) and (w == 2).all():
+            bound = -(-bound // 2)  # 2·#true >= bound  <->  #true >= ceil(bound / 2)
+        else:
+            for lit, wj, j in zip(list(lits), w, units, strict=True):
+                if wj == 2:  # a copy e <-> lit, so the literal counts twice over distinct variables
+                    e = vp.id(("w2", *name, int(j)))
+                    clauses += [[-e, lit], [e, -lit]]
+                    lits.append(e)
+        o, cl = cardinality(lits, bound, vpool=vp, encoding=enc, name=("out", *name))
         clauses += cl
+        g = vp.id(name)
+        clauses += [[-g, o], [g, -o]]
+    if plain.num_outputs == 1:
         y1 = vp.id(("y", 1))
-        clauses += [[-y1, o], [y1, -o]]
         return [-y1, y1]
     C = v.shape[0]
-    for c in range(C):
-        for d in range(c + 1, C):
-            # c beats d (ties to the lower index c): z_c + B_c/den >= z_d + B_d/den. Over D = {j: v_c != v_d},
-            # z_c - z_d = 4 A - 2|D| with A = #{j in D: a_j = v_cj}  <->  A >= ceil((B_d - B_c + 2|D| den) / (4 den))
-            diff = np.flatnonzero(v[c] != v[d])
-            lits = [hid[j] if v[c, j] > 0 else -hid[j] for j in diff]
-            bound = -((-(int(B[d]) - int(B[c]) + 2 * len(diff) * den)) // (4 * den))
-            o, cl = cardinality(lits, bound, vpool=vp, encoding=enc, name=("g", c, d))
-            clauses += cl
-            g = vp.id(("g", c, d))
-            clauses += [[-g, o], [g, -o]]
     y_lits = []
     for c in range(C):
         beats = [vp.id(("g", c, d)) for d in range(c + 1, C)] + [-vp.id(("g", d, c)) for d in range(c)]

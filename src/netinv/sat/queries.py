@@ -66,8 +66,14 @@ class QueryConfig:
 
 def load_bnn(path: str | Path, **load_options: Any) -> PlainBNN | LoadedModel:
     """A binarised net from a path, as every query and the CLI take it: a plain integer BNN ``.npz``, or anything
-    :func:`netinv.load_model` reads (a netinv BNN checkpoint) with ``load_options``."""
+    :func:`netinv.load_model` reads (a netinv BNN checkpoint) with ``load_options`` (a plain file takes none: its
+    shape, threshold and mean are in the file)."""
     if str(path).endswith(".npz"):
+        given = [k for k, v in load_options.items() if v is not None and k != "device"]
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a plain BNN "
+                              f"file {path}", "put input_shape/threshold in its meta and mean/x_lo/x_hi in its arrays "
+                              "(docs/sat.md)")
         return PlainBNN.load(path)
     from ..models.loading import load_model
 
