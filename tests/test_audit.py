@@ -55,9 +55,14 @@ def test_flipped_member_labels_are_named_in_the_warning_and_the_report(parity_vi
     model, _ = parity_victim
     tr = digits_parity.train
     flipped = Dataset(tr.x, 1 - tr.y, tr.classes, tr.source)
-    with pytest.warns(UserWarning, match="classifies the members poorly \\(accuracy 0.00; non-members"):
+    with pytest.warns(UserWarning, match="classifies the members poorly \\(accuracy 0.00; non-members") as rec:
         audit(model, out=tmp_path / "f", train=flipped, heldout=digits_parity.heldout,
               config=KKTConfig(iterations=5, show_progress=False), device="cpu")
+    assert sum("classifies the members poorly" in str(w.message) for w in rec) == 1  # once, before the attack
+    from netinv.metrics import evaluate
+
+    with pytest.warns(UserWarning, match="classifies the members poorly"):  # evaluate alone says it too
+        evaluate(torch.rand(8, 1, 8, 8), flipped, digits_parity.heldout, model=model)
     info = json.loads((tmp_path / "f" / "report.json").read_text())["info"]
     assert info["train accuracy"] == 0.0
     assert any("classifies the members poorly" in v for k, v in info.items() if k.startswith("warning"))
@@ -97,6 +102,29 @@ def test_verdict_wording():
     assert "publishing it discloses membership by itself" in v
     s["mean_image"] = fig(0.05, 0.5, 5)  # a mean that tells nothing: not named as a disclosure
     assert "discloses" not in verdict(s, 100) and verdict(s, 100).startswith("Clear leakage")
+
+
+def test_verdict_needs_a_significant_auc_and_names_the_mean_image_in_its_headline():
+    fig = lambda frac, auc, n: {"frac_leaked": frac, "auc": auc, "n_leaked": n}  # noqa: E731
+    s = {"attack": fig(0.1, 0.62, 2), "noise": fig(0.05, 0.5, 1), "real_heldout": fig(0.05, 0.5, 1)}
+    assert verdict(s, 20).startswith("Some leakage")  # the fixed margins alone pass 0.62 …
+    v = verdict(s, 20, None, 300)  # … but with 20 members against 300 non-members it is p ≈ 0.036: not leakage
+    assert v.startswith("No measurable leakage") and "AUC 0.62, p = 0.036 against chance" in v
+    v = verdict(s | {"attack": fig(0.3, 0.69, 30)}, 100, None, 1497)
+    assert v.startswith("Some leakage") and "AUC 0.69, p < 0.001 against chance" in v
+    # the attack no better than the mean image, which itself separates members: the headline says so
+    s = {"attack": fig(0.06, 0.565, 6), "noise": fig(0.05, 0.5, 5), "real_heldout": fig(0.05, 0.49, 5),
+         "mean_image": fig(0.07, 0.57, 7)}
+    v = verdict(s, 100)
+    assert v.startswith("No measurable leakage by the attack beyond the mean image") and "discloses" in v
+    # the p-value against chance, checked with a Mann-Whitney simulation under the null
+    from netinv.metrics import membership_auc
+    from netinv.report.render import auc_p_value
+
+    g = torch.Generator().manual_seed(0)
+    aucs = torch.tensor([membership_auc(torch.rand(20, generator=g), torch.rand(300, generator=g))
+                         for _ in range(4000)])
+    assert float((aucs >= 0.62).float().mean()) == pytest.approx(auc_p_value(0.62, 20, 300), abs=0.01)
 
 
 def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ._errors import ConfigError, DataError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
 from .data import Dataset, load_model_data, split_from_record
-from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate
+from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate, model_fit
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
 from .report.render import render
@@ -98,20 +96,7 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     check_compatible(lm, train, reshape=True)  # the evaluation reshapes images for a model on flattened images
     check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
     heldout = drop_members(train, heldout)
-    acc_train = round(lm.accuracy(lm.from_unit(train.x), train.y), 4)
-    acc_heldout = round(lm.accuracy(lm.from_unit(heldout.x), heldout.y), 4)
-    chance = float(torch.bincount(train.y).max()) / len(train.y) if len(train.y) else 0.0  # the majority class
-    if acc_train < acc_heldout - 0.2 or acc_train < 0.5 or acc_train <= chance:  # a model fits its training set,
-        # at least better than unseen data and than guessing (both sets' labels flipped or renumbered together
-        # pass the first test; a wrong mean or input scale gives chance)
-        warnings.warn(f"the model classifies the members poorly (accuracy {acc_train:.2f}; non-members "
-                      f"{acc_heldout:.2f}; the largest class is {chance:.2f} of the members): are the members its "
-                      "training set, are the labels of both sets its own class indices (not flipped or renumbered), "
-                      "and are --mean and --input-range those it was trained with?", UserWarning, stacklevel=3)
-    elif acc_train < 1.0:
-        warnings.warn(f"the model misclassifies {round((1 - acc_train) * len(train))} of the {len(train)} members: the "
-                      "KKT attack assumes a model trained to zero training error, so expect less leakage than from a "
-                      "model that fits every member", UserWarning, stacklevel=3)
+    acc_train, acc_heldout = model_fit(lm, train, heldout, stacklevel=4)
     cfg = config if config is not None else KKTConfig()
     if not isinstance(cfg, KKTConfig):
         raise ConfigError(f"config is a {type(cfg).__name__}, not a KKTConfig",
@@ -120,7 +105,7 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     n = m if m is not None else 2 * len(train)
     cands = KKTReconstruction(lm, cfg).invert(n, seed=seed, out=out / "kkt", resume=resume)
     attack_s = time.perf_counter() - t0
-    ev = evaluate(cands.x, train, heldout, model=lm, seed=seed, out=out)
+    ev = evaluate(cands.x, train, heldout, model=lm, seed=seed, out=out, check_fit=False)  # checked above
     figures = {"Best reconstructions (top) above their nearest training images (bottom), best first":
                ev.figures["best_pairs"]}
     if "ssim_vs_margin" in ev.figures:

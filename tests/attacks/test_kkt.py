@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from contextlib import contextmanager
 from unittest.mock import patch
 
@@ -316,6 +317,12 @@ def test_warm_start_is_checked():
         assert torch.equal(attack.invert(x0=other).x, ref.x)
     with pytest.raises(ConfigError, match="at least 2 candidates .*--m"):
         attack.invert(1)
+    flat = dataclasses.replace(model, module=nn.Sequential(nn.Unflatten(1, model.input_shape), model.module),
+                               input_shape=(math.prod(model.input_shape),), mean=None)
+    flat_attack = KKTReconstruction(flat, KKTConfig(iterations=0, show_progress=False))
+    assert flat_attack.invert(x0=x0).x.shape == (4, math.prod(model.input_shape))  # images for a flat model
+    with pytest.raises(ConfigError, match="x0 has shape"):  # 2×8 rows would cut the 4×4 images across rows
+        attack.invert(x0=x0.reshape(4, 2, 8))
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI

@@ -137,6 +137,16 @@ def test_evaluate_reloads_the_recorded_model_with_its_mean(tmp_path, monkeypatch
                           model_options={"mean": None, "device": "cpu"})
         assert torch.allclose(ev.train_margin, ref.train_margin)
         assert ev.conditioning["assigned_fraction"] == ref.conditioning["assigned_fraction"]
+    # the attack recorded its weights' digest; a different model saved at the same path since is refused, not used
+    (run / "run.json").write_text(json.dumps({"model": {**lm.source, "input_range": [0.0, 1.0]},
+                                              "model_sha256": lm.digest()}))
+    evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz")  # the same weights: fine
+    other = _flat_mlp()
+    with torch.no_grad():
+        other[0].weight.mul_(2)
+    _export(other, torch.rand(4, 16), f)  # other weights, saved at the recorded path
+    with pytest.raises(ModelError, match="is not the one the attack ran on"):
+        evaluate_dir(run, None, tmp_path / "train.npz", tmp_path / "heldout.npz")
 
 
 def flat_mlp_factory() -> nn.Module:
@@ -224,6 +234,26 @@ def test_float64_and_tuple_output_models_are_named_with_their_fix(tmp_path):
     with pytest.raises(ModelError, match="returns tuple") as e:
         load_model(_export(Pair().eval(), torch.rand(4, 16), tmp_path / "t.pt2", dynamic=False), device="cpu")
     assert "forward returns a (batch, classes) tensor" in e.value.fix
+
+
+def test_a_binary_model_returning_n_logits_is_read_as_one_logit(tmp_path):
+    """`return self.net(x).squeeze(-1)` is common for binary models; it is one logit per input."""
+
+    class Squeezed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _flat_mlp()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).squeeze(-1)
+
+    net = Squeezed().eval()
+    lm = load_model(_export(net, torch.rand(4, 16), tmp_path / "s.pt2"), device="cpu")
+    x = torch.rand(5, 16)
+    assert lm.num_outputs == 1 and lm.binary and torch.allclose(lm.logits(x)[:, 0], net(x), atol=1e-6)
+    assert torch.equal(lm.predict(x), (net(x) > 0).long())
+    with pytest.raises(ModelError, match="returns torch.Size\\(\\[2, 4, 4\\]\\) for a batch of 2 inputs"):
+        load_model(nn.Unflatten(1, (4, 4)), input_shape=(16,), device="cpu")
 
 
 class _Plain(nn.Module):

@@ -115,6 +115,15 @@ def test_nn_module_and_mean(net, tmp_path):
     np.save(tmp_path / "mean.npy", mean)
     lm = load_model(net, input_shape=(1, 8, 8), mean=tmp_path / "mean.npy", input_range=(0, 1), device="cpu")
     assert torch.allclose(lm.logits(X), net(X - 0.25), atol=1e-6)
+    ramp = np.linspace(0, 0.5, 64, dtype=np.float32).reshape(1, 8, 8)  # an image mean for a model on flat rows
+    np.save(tmp_path / "ramp.npy", ramp)
+    flat = load_model(nn.Sequential(nn.Unflatten(1, (1, 8, 8)), net), input_shape=(64,), mean=tmp_path / "ramp.npy",
+                      device="cpu")
+    assert flat.mean.shape == (64,) and torch.allclose(flat.logits(X.flatten(1)), net(X - torch.from_numpy(ramp)),
+                                                       atol=1e-6)
+    np.save(tmp_path / "cut.npy", ramp.reshape(2, 32))
+    with pytest.raises(ModelError, match="mean image shaped \\(2, 32\\) does not fit"):
+        load_model(net, input_shape=(1, 8, 8), mean=tmp_path / "cut.npy", device="cpu")
 
 
 def test_weights_only_refuses_pickled_objects(tmp_path):

@@ -27,6 +27,7 @@ from .._utils.checkpoint import finished_run, resume_state, save_state, tensor_s
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import keeps_global_rng, seed_everything
+from .._utils.shapes import same_layout
 from ..losses.kkt import box_prior, candidate_margins, dual_feasibility, kkt_stationarity, relu_surrogate
 from ..models.inspect import homogeneity_report
 from ..models.loaded import LoadedModel
@@ -149,10 +150,9 @@ class KKTReconstruction(Attack):
             y0 = torch.as_tensor(np.asarray(y0) if not isinstance(y0, torch.Tensor) else y0).to(torch.int64)
         m = (len(x0) if x0 is not None else self.default_n()) if n is None else int(n)
         shape = tuple(self.model.input_shape)
-        if x0 is not None and x0.ndim >= 2 and tuple(x0.shape[1:]) != shape and (
-                (x0.ndim == 2 and x0.shape[1] == math.prod(shape))
-                or [d for d in x0.shape[1:] if d != 1] == [d for d in shape if d != 1]):
-            x0 = x0.reshape(len(x0), *shape)  # flat rows, or a singleton channel elsewhere: the same values
+        if x0 is not None and x0.ndim >= 2 and tuple(x0.shape[1:]) != shape \
+                and math.prod(x0.shape[1:]) == math.prod(shape) and same_layout(x0.shape[1:], shape):
+            x0 = x0.reshape(len(x0), *shape)  # flat rows, images for a flat model, a singleton channel elsewhere
         if x0 is not None and (len(x0) != m or tuple(x0.shape[1:]) != shape):
             raise ConfigError(f"x0 has shape {tuple(x0.shape)}, the attack needs ({m}, "
                               f"{', '.join(map(str, shape))})", "give one start per candidate, "
@@ -255,13 +255,17 @@ def criterion_note(criterion: float) -> str | None:
         True
         >>> criterion_note(0.52)[:50]
         'the candidates explain only 48% of the weights (a '
+        >>> criterion_note(2.9)[:62]
+        'the candidates fit the weights worse than no candidates at all'
     """
     if not criterion > POOR_FIT:  # also None for NaN
         return None
-    return (f"the candidates explain only {max(0.0, 1 - criterion):.0%} of the weights (a KKT point explains nearly "
-            "all): the model is far from a KKT point of the margin problem (trained from a large initialisation, "
-            "not to zero loss, or with biases or normalisation), so the attack's premise holds only loosely; run "
-            "netinv evaluate to see whether anything leaks beyond the null baselines")
+    share = (f"the candidates explain only {1 - criterion:.0%} of the weights" if criterion < 1 else
+             f"the candidates fit the weights worse than no candidates at all (residual {criterion:.2f} of ‖θ‖²)")
+    return (f"{share} (a KKT point explains nearly all): the model is far from a KKT point of the margin problem "
+            "(trained from a large initialisation, not to zero loss, or with biases or normalisation), so the "
+            "attack's premise holds only loosely; run netinv evaluate to see whether anything leaks beyond the "
+            "null baselines")
 
 
 def _digest(x0: torch.Tensor | None, y0: torch.Tensor | None) -> str | None:

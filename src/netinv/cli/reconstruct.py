@@ -52,7 +52,8 @@ ExactOpt = typer.Option(False, "--exact-relu", help="no smooth surrogate: the ex
 SignOpt = typer.Option(None, "--lam-sign", help="nonneg (classifiers) or any (regression / general losses)")
 DtypeOpt = typer.Option(None, "--dtype", help="float32 (default) or float64")
 CkptOpt = typer.Option(None, "--checkpoint-every", help="iterations between resumable states")
-MOpt = typer.Option(None, "--m", "--n", help="number of candidates (default: 2× the training set when recorded)")
+MOpt = typer.Option(None, "--m", "--n", help="number of candidates (default: 2× the training set when the model "
+                   "records it, else 100 per class)")
 StartOpt = typer.Option(None, "--start", help="warm start: an npz with x (one start per candidate, data space) and "
                         "optionally y, e.g. an earlier run's candidates.npz")
 

@@ -1,10 +1,11 @@
 """A data set from an ``.npz`` file: array ``x`` (inputs), ``y`` (integer labels) and optionally ``classes``.
 
 Layouts of ``x``: N×C×H×W; N×H×W (one channel added); N×H×W×C, read as channels-last only when it is
-unambiguous (last axis 1 or 3 and axis 1 neither); N×D tabular rows. uint8 is divided by 255 (a warning when its
-maximum is 16 or less, as for digits stored raw); floats must already lie in [0, 1] (a model on another range gets
-them mapped onto its ``input_range`` by :meth:`netinv.models.LoadedModel.from_unit`). ``y``: N integer labels (an
-N×1 column is accepted). Loaded with ``allow_pickle=False``, so an object array is refused instead of unpickled.
+unambiguous (last axis 1 or 3 and axis 1 neither); N×D tabular rows. uint8 is divided by 255 (refused when its
+maximum is 16 or less, as for 0/1 masks or digits stored raw: store x / max as float; a warning below 64); floats
+must already lie in [0, 1] (a model on another range gets them mapped onto its ``input_range`` by
+:meth:`netinv.models.LoadedModel.from_unit`). ``y``: N integer labels (an N×1 column is accepted). Loaded with
+``allow_pickle=False``, so an object array is refused instead of unpickled.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Metrics: pure functions in :mod:`netinv.metrics.functional` and the leakage evaluation that chains them."""
 
-from .evaluation import CandidateFigures, Evaluation, EvaluationConfig, evaluate, evaluate_dir
+from .evaluation import CandidateFigures, Evaluation, EvaluationConfig, evaluate, evaluate_dir, model_fit
 from .functional import (
     aupr,
     auroc,
@@ -22,5 +22,5 @@ from .functional import (
 
 __all__ = ["CandidateFigures", "Evaluation", "EvaluationConfig", "aupr", "auroc", "class_assignment", "dssim",
            "evaluate", "evaluate_dir", "fpr_at_95_tpr", "fpr_at_tpr", "leaked", "leakage_threshold", "margins",
-           "mean_pairwise_distance", "membership_auc", "nearest_ncc", "on_margin", "ood_metrics",
+           "mean_pairwise_distance", "membership_auc", "model_fit", "nearest_ncc", "on_margin", "ood_metrics",
            "per_class_mean_pairwise_distance", "ssim"]

@@ -177,10 +177,33 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def model_fit(model: LoadedModel, train: Dataset, heldout: Dataset, *, stacklevel: int = 2) -> tuple[float, float]:
+    """The model's accuracy on the members and on the non-members (rounded to 4 places), with a warning when it
+    classifies the members poorly (below the non-members by 0.2, below 0.5, or at the majority-class share: flipped
+    or renumbered labels, another mean or input scale, or not its training set) or misclassifies some of them (the
+    KKT theory assumes zero training error)."""
+    acc_train = round(model.accuracy(model.from_unit(train.x), train.y), 4)
+    acc_heldout = round(model.accuracy(model.from_unit(heldout.x), heldout.y), 4)
+    chance = float(torch.bincount(train.y).max()) / len(train.y) if len(train.y) else 0.0  # the majority class
+    if acc_train < acc_heldout - 0.2 or acc_train < 0.5 or acc_train <= chance:  # a model fits its training set,
+        # at least better than unseen data and than guessing (both sets' labels flipped or renumbered together
+        # pass the first test; a wrong mean or input scale gives chance)
+        warnings.warn(f"the model classifies the members poorly (accuracy {acc_train:.2f}; non-members "
+                      f"{acc_heldout:.2f}; the largest class is {chance:.2f} of the members): are the members its "
+                      "training set, are the labels of both sets its own class indices (not flipped or renumbered), "
+                      "and are --mean and --input-range those it was trained with?", UserWarning,
+                      stacklevel=stacklevel + 1)
+    elif acc_train < 1.0:
+        warnings.warn(f"the model misclassifies {round((1 - acc_train) * len(train))} of the {len(train)} members: the "
+                      "KKT attack assumes a model trained to zero training error, so expect less leakage than from a "
+                      "model that fits every member", UserWarning, stacklevel=stacklevel + 1)
+    return acc_train, acc_heldout
+
+
 def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dataset | str | Path, *,
              model: LoadedModel | str | Path | None = None,
              candidate_labels: torch.Tensor | None = None, seed: int = 0, out: str | Path | None = None,
-             n_best: int = 10, config: EvaluationConfig = EvaluationConfig()) -> Evaluation:
+             n_best: int = 10, config: EvaluationConfig = EvaluationConfig(), check_fit: bool = True) -> Evaluation:
     """Score a candidate set against the training set, beside the noise and real-held-out null baselines.
 
     Args:
@@ -198,6 +221,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
         out: folder for ``evaluation.json``, ``best_pairs.png`` and ``ssim_vs_margin.png`` (with a model).
         n_best: how many best-matched training images Haim's mean SSIM takes. Default: 10 (Haim et al.).
         config: score constants, see :class:`EvaluationConfig`.
+        check_fit: with a model, warn when it classifies the members poorly or misclassifies some
+            (:func:`model_fit`); the audit checks before its attack and passes False.
 
     Returns:
         An :class:`Evaluation`.
@@ -226,6 +251,8 @@ def evaluate(candidates: torch.Tensor, train: Dataset | str | Path, heldout: Dat
     if model is not None and int(np.prod(model.input_shape)) != int(np.prod(shape)):
         raise ModelError(f"the model takes inputs {tuple(model.input_shape)}, the data has {shape}",
                          "evaluate with the training set of this model")
+    if model is not None and check_fit:
+        model_fit(model, train, heldout, stacklevel=2)
     labels = _labels(candidate_labels, m, model, train) if candidate_labels is not None else None
     n_flat = int(constant_channels(cands).all(1).sum())
     if n_flat:
@@ -336,6 +363,12 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
         raise ModelError(f"cannot reload the attacked model {model} recorded in {run_dir / 'run.json'}: {e.problem}",
                          f"name it: --model {model} --weights FILE (and --input-shape / --mean as in the attack)"
                          + (f"; {e.fix}" if e.fix else "")) from None
+    if from_record and lm is not None:
+        digest = _recorded_digest(run_dir)
+        if digest is not None and digest != lm.digest():  # the file at the recorded path was replaced since
+            raise ModelError(f"the model now at {model} is not the one the attack ran on (its weights differ from "
+                             f"the model_sha256 in {run_dir / 'run.json'})", "name the attacked model with --model, "
+                             "or rerun the attack on this one")
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
@@ -541,6 +574,15 @@ def _recorded_seed(run_dir: Path) -> int:
     except (OSError, json.JSONDecodeError, AttributeError):
         return 0
     return seed if type(seed) is int else 0
+
+
+def _recorded_digest(run_dir: Path) -> str | None:
+    """The ``model_sha256`` an attack recorded in ``run.json`` (the attacked weights' digest), or None."""
+    try:
+        digest = json.loads((run_dir / "run.json").read_text()).get("model_sha256")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) else None
 
 
 def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import os
 import re
 import warnings
@@ -22,7 +23,7 @@ from torch import nn
 
 from .._errors import ModelError, first_line, informative_line
 from .._utils.device import resolve_device
-from .._utils.shapes import check_layout
+from .._utils.shapes import check_layout, same_layout
 from ..data import Dataset
 from ..data.npz import numpy_file_kind
 from .checkpoint import is_checkpoint, load_checkpoint
@@ -476,6 +477,8 @@ def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, .
     if arr.dtype.kind not in "biuf":
         raise ModelError(f"mean image has dtype {arr.dtype}, not numbers", "save a float array with np.save")
     t = torch.as_tensor(arr, dtype=torch.float32)
+    if t.numel() == math.prod(shape) and tuple(t.shape) != tuple(shape) and same_layout(t.shape, shape):
+        return t.reshape(shape).clone()  # e.g. a 1×8×8 mean image for a model on flat rows of 64
     try:
         return torch.broadcast_to(t, shape).clone()
     except RuntimeError:
@@ -502,6 +505,17 @@ def _check_finite(module: nn.Module) -> None:
                                                                      "earlier checkpoint or retrain")
 
 
+class _OneLogit(nn.Module):
+    """A binary classifier that returns one logit per input as an (N,) vector, seen as the (N, 1) netinv takes."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x).unsqueeze(-1)
+
+
 @torch.no_grad()
 def _probe_outputs(lm: LoadedModel) -> int:
     x = torch.zeros((2, *lm.input_shape), device=lm.device)
@@ -525,9 +539,13 @@ def _probe_outputs(lm: LoadedModel) -> int:
             fix += ("; a trace made with a fixed batch size (e.g. x.view(4, -1)) must be traced again with "
                     "x.view(x.shape[0], -1), or saved with torch.export")
         raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}", fix) from None
+    if isinstance(out, torch.Tensor) and out.shape == (2,):  # a binary model's (N,) logit, e.g. .squeeze(-1)
+        lm.module = _OneLogit(lm.module)
+        lm.source = {**lm.source, "output": "(N,) read as one logit"}
+        out = lm.logits(x)
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
-        raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)}, not N×K logits",
-                         "wrap it so forward returns a (batch, classes) tensor")
+        raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)} for a batch of 2 inputs, "
+                         "not N×K logits", "wrap it so forward returns a (batch, classes) tensor")
     _check_deterministic(lm)
     return int(out.shape[1])
 
