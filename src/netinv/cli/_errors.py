@@ -98,10 +98,11 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     """Run the typer app: usage errors (an unknown option, a missing argument) and netinv errors become one line and
     exit 2, netinv warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so
     that ``CliRunner`` invocations behave the same). Torch's CPU threads follow ``NETINV_THREADS`` (default ``auto``:
-    torch's threads minus the cores other work keeps busy)."""
+    torch's threads minus the cores other work keeps busy), and glibc keeps freed memory (``NETINV_MALLOC``,
+    :func:`~netinv._utils.device.keep_freed_memory`)."""
     import typer
 
-    from .._utils.device import cpu_threads
+    from .._utils.device import cpu_threads, keep_freed_memory
 
     ce = _click_exceptions()
     help_error = getattr(ce, "NoArgsIsHelpError", ())
@@ -110,6 +111,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     try:
         with cli_warnings():
             cpu_threads()
+            keep_freed_memory()  # large per-step tensors reuse freed memory instead of page-faulting it back
             code = app(standalone_mode=False)  # click's errors reach us, to be written as one line
     except SystemExit as e:
         code = e.code
