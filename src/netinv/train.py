@@ -21,7 +21,7 @@ from ._utils.runinfo import config_dict, environment
 from ._utils.seed import cuda_rng_state, keeps_global_rng, seed_everything, set_cuda_rng_state
 from .data import Dataset, TaskSplit, load_data, make_task
 from .models.checkpoint import FORMAT, save_checkpoint
-from .models.loaded import LoadedModel
+from .models.loaded import LoadedModel, predicted_class
 from .models.registry import parse_arch, spec_to_dict
 
 
@@ -71,7 +71,7 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    pred = (logits[:, 0] > 0).long() if logits.shape[1] == 1 else logits.argmax(1)
+    pred = predicted_class(logits)
     return (pred == y).sum()
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from netinv import ConfigError
 from netinv.apps.adversarial import (
     AdversarialConfig,
+    bound_perturbation,
     compare_adversarial,
     generator_attack,
     perturbation_norms,
@@ -22,7 +23,6 @@ from netinv.apps.adversarial import (
     random_targets,
     run_adversarial,
 )
-from netinv.attacks._generators import bound_perturbation
 from netinv.data import load_data, make_task
 from netinv.train import TrainConfig, train
 

@@ -10,9 +10,6 @@ spatial size K×K, which a valid (transposed) convolution then resamples to the 
 takes the flattened matrix at its first hidden layer). Dropout in the up-sampling path stays ACTIVE in eval mode
 (the paper's "heavy dropout", a source of diversity). The output goes through a sigmoid into the model's
 ``input_range`` in data space (identity when the range is unbounded).
-
-``PerturbationGenerator`` maps a real input and a one-hot target to a perturbation bounded by construction in L∞
-(a sigmoid into the feasible box) or L2 (scaled onto the ε-ball), for the adversarial application.
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ from torch import nn
 from .._errors import ConfigError
 from ._conditioning import Condition, Conditioning
 
-__all__ = ["ActiveDropout", "ConvGenerator", "GeneratorSpec", "MLPGenerator", "PerturbationGenerator",
-           "bound_perturbation"]
+__all__ = ["ActiveDropout", "ConvGenerator", "GeneratorSpec", "MLPGenerator"]
 
 
 class ActiveDropout(nn.Module):
@@ -176,55 +172,3 @@ class MLPGenerator(_Generate, nn.Module):
             h = torch.cat([h, c.matrix.flatten(1).to(h.dtype)], 1)
         x = self.l3(self.l2(h)).view(-1, *self.spec.input_shape)
         return _to_range(x, *self.spec.input_range)
-
-
-def bound_perturbation(raw: torch.Tensor, norm: str, eps: float, x: torch.Tensor | None = None,
-                       input_range: tuple[float, float] = (-math.inf, math.inf)) -> torch.Tensor:
-    """Map unconstrained N×... outputs to perturbations δ with ‖δ‖ ≤ ε and x + δ inside ``input_range``.
-
-    L∞: the feasible set {x + δ : ‖δ‖∞ ≤ ε, lo ≤ x + δ ≤ hi} is a box [l, u], and x + δ = l + (u − l)·σ(raw) lies
-    in it for any raw. (Clipping x + δ to the range instead leaves dead zones with zero gradient, e.g. a negative
-    δ on a 0 background pixel; measured on the digits CNN, a generator trained through them stalls at chance-level
-    targeted success.) L2: raw scaled onto the ε-ball when outside, δ = raw·min(1, ε/‖raw‖₂); the range is then
-    enforced by clipping (which only shrinks |δ|).
-    """
-    if norm == "linf":
-        if x is None:
-            return eps * torch.tanh(raw)
-        lo, hi = input_range
-        low, up = torch.clamp(x - eps, min=lo), torch.clamp(x + eps, max=hi)
-        return low + (up - low) * torch.sigmoid(raw) - x
-    if norm == "l2":
-        n = raw.flatten(1).norm(dim=1).clamp_min(1e-12)
-        return raw * torch.clamp(eps / n, max=1.0).view(-1, *([1] * (raw.dim() - 1)))
-    raise ConfigError(f"unknown norm {norm!r}", "use linf or l2")
-
-
-class PerturbationGenerator(nn.Module):
-    """δ = bound(g(x ⊕ one-hot target planes)): a small conv net for images, an MLP for flat inputs."""
-
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, norm: str, eps: float,
-                 width: int = 32, input_range: tuple[float, float] = (0.0, 1.0)) -> None:
-        super().__init__()
-        self.input_shape, self.num_classes, self.norm, self.eps = tuple(input_shape), num_classes, norm, eps
-        self.input_range = input_range
-        bound_perturbation(torch.zeros(1, 1), norm, eps)  # validates norm now, not at the first batch
-        if len(input_shape) == 3:
-            c = input_shape[0]
-            self.net: nn.Module = nn.Sequential(
-                nn.Conv2d(c + num_classes, width, 3, padding=1), nn.LeakyReLU(0.2),
-                nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
-                nn.Conv2d(width, c, 3, padding=1))
-        else:
-            d = math.prod(input_shape)
-            self.net = nn.Sequential(nn.Linear(d + num_classes, 8 * width), nn.LeakyReLU(0.2),
-                                     nn.Linear(8 * width, d))
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        hot = F.one_hot(target, self.num_classes).to(x.dtype)  # (N, K)
-        if x.dim() == 4:
-            planes = hot[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (N, K, H, W)
-            raw = self.net(torch.cat([x, planes], 1))
-        else:
-            raw = self.net(torch.cat([x.flatten(1), hot], 1)).view_as(x)
-        return bound_perturbation(raw, self.norm, self.eps, x, self.input_range)

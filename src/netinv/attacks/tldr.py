@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .._errors import ConfigError
+from .._errors import ConfigError, first_line
 from .._utils.runinfo import config_dict
 from ..losses.inversion import (
     ce_to_label,
@@ -151,9 +151,12 @@ def per_sample_grad_norm(model: LoadedModel, x: torch.Tensor, labels: torch.Tens
 
     try:
         g = vmap(grad(loss_one), in_dims=(None, 0, 0))(params, x, labels.to(x.device))  # name -> (N, *shape)
+    except torch.OutOfMemoryError:
+        raise  # not the model's fault: said as it is
     except Exception as e:  # torch.func refuses some modules (scripted, exported, in-place ops)
-        raise ConfigError(f"per-sample parameter gradients are not available for this model ({type(e).__name__})",
-                          "use grad_mode='batch' (--grad-mode batch) or grad_weight=0") from None
+        raise ConfigError(f"per-sample parameter gradients are not available for this model ({type(e).__name__}: "
+                          f"{first_line(e, 120)})", "use grad_mode='batch' (--grad-mode batch) or grad_weight=0") \
+            from None
     sq = sum(v.flatten(1).pow(2).sum(1) for v in g.values())  # (N,)
     out = sq.clamp_min(1e-24).sqrt()
     return out if create_graph else out.detach()

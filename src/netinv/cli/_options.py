@@ -42,6 +42,22 @@ def parse_floats(text: str | None, name: str, n: int | None = None) -> tuple[flo
     return vals
 
 
+def parse_ints(text: str | None, name: str) -> list[int] | None:
+    """``"0,3"`` -> [0, 3] (e.g. class indices); a one-line error otherwise."""
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"cannot read {name} {text!r}", f"write integers, e.g. {name} 0,3") from None
+
+
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """``--classes 0,3`` of the generator commands -> (0, 3)."""
+    ints = parse_ints(text, "--classes")
+    return tuple(ints) if ints is not None else None
+
+
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
     """``"1,8,8"`` -> (1, 8, 8)."""
     if text is None:

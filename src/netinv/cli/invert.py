@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from .._errors import ConfigError
 from .._utils.config import merge_config
 from ..attacks.generator import GeneratorConfig, GeneratorInversion
 from ..models.loading import load_model
@@ -22,18 +21,8 @@ from ._options import (
     SeedOpt,
     WeightsOpt,
     model_kwargs,
+    parse_classes,
 )
-
-
-def parse_classes(text: str | None) -> tuple[int, ...] | None:
-    """``"0,3"`` -> (0, 3); a one-line error otherwise."""
-    if text is None:
-        return None
-    try:
-        vals = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise ConfigError(f"cannot read --classes {text!r}", "write class indices, e.g. --classes 0,3") from None
-    return vals
 
 
 def invert(

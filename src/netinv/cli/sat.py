@@ -26,6 +26,7 @@ from ._options import (
     SeedOpt,
     WeightsOpt,
     model_kwargs,
+    parse_ints,
 )
 
 if TYPE_CHECKING:
@@ -64,15 +65,6 @@ def read_array(path: Path | None, name: str) -> np.ndarray | None:
     if key is None:
         raise ConfigError(f"{name} {path} has arrays {keys} but no 'x'", "save the inputs under the key x")
     return z[key]
-
-
-def parse_ints(text: str | None, name: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(t) for t in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"cannot read {name} {text!r}", f"write integers, e.g. {name} 0,3") from None
 
 
 def _config(encoding, solver, time_limit, candidates, seed, config) -> sat.QueryConfig:  # noqa: ANN001

@@ -23,8 +23,8 @@ from ._options import (
     WeightsOpt,
     evaluate_hint,
     model_kwargs,
+    parse_classes,
 )
-from .invert import parse_classes
 
 
 def tldr(

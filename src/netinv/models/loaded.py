@@ -14,6 +14,17 @@ from .._errors import ModelError
 from .._utils.shapes import check_layout
 
 
+def predicted_class(logits: torch.Tensor) -> torch.Tensor:
+    """Class indices of N×K logits, as every netinv model is read: one output is a binary task (class 1 iff the logit
+    is > 0), otherwise the argmax (ties to the lowest index, as ``torch.argmax``).
+
+    Example:
+        >>> predicted_class(torch.tensor([[0.5], [0.0]])).tolist(), predicted_class(torch.tensor([[1.0, 1.0]])).tolist()
+        ([1, 0], [0])
+    """
+    return (logits[:, 0] > 0).to(torch.int64) if logits.shape[1] == 1 else logits.argmax(1)
+
+
 @dataclass
 class LoadedModel:
     """A frozen classifier plus its input contract.
@@ -126,7 +137,7 @@ class LoadedModel:
         out = []
         for i in range(0, x.shape[0], batch_size):
             z = self.logits(x[i:i + batch_size].to(self.device))
-            out.append((z[:, 0] > 0).long() if self.binary else z.argmax(1))
+            out.append(predicted_class(z))
         return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ from .._errors import ConfigError, SolverError
 from .._utils.checkpoint import check_resume, load_state, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict
-from ..models.loaded import LoadedModel
+from ..models.loaded import LoadedModel, predicted_class
 from ._solver import DEFAULT_SOLVER, LimitedSolver, check_solver, run_forked
 from .cardinality import parse_encoding
 from .constraints import (
@@ -107,7 +107,7 @@ def _torch_predict(torch_model: Any, plain: PlainBNN, bits: np.ndarray, x: Any =
     with torch.no_grad():
         z = torch_model(x.to(next(torch_model.parameters()).device)).cpu()
     torch_model.train(was)
-    return ((z[:, 0] > 0).long() if z.shape[1] == 1 else z.argmax(1)).numpy()
+    return predicted_class(z).numpy()
 
 
 def _verify(torch_model: Any, plain: PlainBNN, bits: np.ndarray, want: np.ndarray, leave: bool = False) -> bool | None:

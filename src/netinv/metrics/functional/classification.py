@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..._errors import ConfigError, DataError
+from ...models.loaded import predicted_class
 
 
 def _check(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,6 +82,6 @@ def class_assignment(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, fl
         0.5
     """
     z, y = _check(logits, labels)
-    pred = (z[:, 0] > 0).to(torch.int64) if z.shape[1] == 1 else z.argmax(1)
+    pred = predicted_class(z)
     return {"assigned_fraction": float((pred == y).to(torch.float64).mean()),
             "mean_confidence": float(class_probabilities(z, y).to(torch.float64).mean())}
