@@ -171,8 +171,11 @@ def test_cli_path_alone_reads_an_npz(victim, tmp_path):
             patch("netinv.cli.adversarial.table", return_value=""):
         r = CliRunner().invoke(app, ["adversarial", "runs/v", "--path", str(tmp_path / "h.npz"), "--n", "5"])
     assert r.exit_code == 0, r.output
-    data = api.call_args.kwargs["data"]
-    assert torch.equal(data.x, split.heldout.x) and torch.equal(data.y, split.heldout.y)
+    assert api.call_args.kwargs["data"] == tmp_path / "h.npz"  # read by the API, as a Python user's path is
+    cfg = AdversarialConfig(gen_steps=5, pgd_steps=3)
+    by_path = run_adversarial(model, cfg, data=tmp_path / "h.npz", n=5, seed=2)
+    by_set = run_adversarial(model, cfg, data=split.heldout, n=5, seed=2)
+    assert torch.equal(by_path["PGD"].x_adv, by_set["PGD"].x_adv)
 
 
 

@@ -84,7 +84,8 @@ def test_a_mean_that_is_not_one_numeric_array_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="dtype"):
         load_model(f, mean=tmp_path / "words.npy", device="cpu")
     with pytest.raises(ModelError, match="does not fit inputs"):
-        load_model(f, mean=np.zeros((1, 4, 4)), device="cpu")
+        load_model(f, mean=np.zeros((1, 3, 5)), device="cpu")  # 15 values for 16 inputs
+    assert load_model(f, mean=np.zeros((1, 4, 4)), device="cpu").mean.shape == (16,)  # an image mean: reshaped
 
 
 def test_exported_graph_issues_are_named(tmp_path):

@@ -61,6 +61,9 @@ def test_plain_binarize_matches_the_model_with_a_mean(bnn_digits):
     assert (plain.predict(plain.binarize(x)) == lm.predict(x).numpy()).all()
     back = plain.to_data(plain.binarize(x))  # written back to data space the model reads the same bits
     assert (plain.binarize(back) == plain.binarize(x)).all()
+    assert (plain.binarize(x[:, 0]) == plain.binarize(x)).all()  # N×8×8 without the channel: the same values
+    with pytest.raises(ConfigError, match="does not fit the model"):
+        plain.binarize(x.reshape(500, 2, 32))  # rows of 32 cut the 8×8 images: refused
 
 
 def test_trained_bnn_learns_and_checkpoint_round_trip_is_bit_identical(bnn_digits, digits_all):

@@ -333,21 +333,33 @@ def table(results: dict[str, AdversarialResult], config: AdversarialConfig) -> s
     return "\n".join(lines)
 
 
-def run_adversarial(model: LoadedModel, config: AdversarialConfig = AdversarialConfig(), *, data: Dataset | None = None,
-                n: int = 200, seed: int = 0, out: str | Path | None = None,
-                show_progress: bool | None = None, resume: bool = False) -> dict[str, AdversarialResult]:
+def run_adversarial(model: LoadedModel | str | Path, config: AdversarialConfig = AdversarialConfig(), *,
+                    data: Dataset | str | Path | None = None, n: int = 200, seed: int = 0,
+                    out: str | Path | None = None, show_progress: bool | None = None,
+                    resume: bool = False) -> dict[str, AdversarialResult]:
     """:func:`compare_adversarial` on real inputs: ``n`` attacked inputs and disjoint generator-training inputs.
 
     Without ``data`` the model must be a netinv checkpoint: ``n`` of its held-out inputs are attacked and the
-    generator trains on its training set. With ``data``, a seeded shuffle gives ``n`` attacked inputs and the rest
-    train the generator (all of them when nothing is left). Data-set images ([0, 1]) are reshaped to the model's
-    input shape and mapped onto its ``input_range`` (:meth:`LoadedModel.from_unit`).
+    generator trains on its training set. With ``data`` (a data set, or an npz file / class folder read with the
+    model's own class indices, :func:`netinv.data.load_model_data`), a seeded shuffle gives ``n`` attacked inputs and
+    the rest train the generator (all of them when nothing is left). Data-set images ([0, 1]) are reshaped to the
+    model's input shape and mapped onto its ``input_range`` (:meth:`LoadedModel.from_unit`).
 
     Raises:
         ConfigError: no data and no recorded training data, or ``n`` < 1.
     """
     if n < 1:
         raise ConfigError(f"n must be positive, got {n}", "attack at least one input")
+    if isinstance(model, str | Path):
+        from ..models.loading import load_model
+
+        model = load_model(model)
+    if data is not None:
+        from ..data import load_model_data
+        from ..models.loading import check_compatible
+
+        data = load_model_data(data)  # npz / class folders: the model's own class indices, never renumbered
+        check_compatible(model, data, reshape=True)
     gen = torch.Generator().manual_seed(seed)
     if data is None:
         if "data" not in (model.meta or {}):

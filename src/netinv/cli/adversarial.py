@@ -8,8 +8,8 @@ import typer
 
 from .._utils.config import merge_config
 from ..apps.adversarial import AdversarialConfig, run_adversarial, table
-from ..data import load_data
-from ..models.loading import check_compatible, load_model
+from ..data import Dataset, load_data
+from ..models.loading import load_model
 from ._options import (
     CheckMd5Opt,
     ConfigOpt,
@@ -58,13 +58,9 @@ def adversarial(
     cfg = merge_config(AdversarialConfig(), {"norm": norm, "eps": eps, "pgd_steps": pgd_steps,
                                              "gen_steps": gen_steps}, yaml_file=config)
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
-    ds = None
-    if data is None and path is not None:  # --path alone: a file is an npz, a directory a class-folder tree
-        data = "folder" if path.is_dir() else "npz"
-    if data is not None:
-        # npz / class folders: the model's own class indices, never renumbered
+    ds: Dataset | Path | None = path if data is None else None  # --path alone: an npz file or a class folder
+    if data is not None:  # a named source (its own class indices, never renumbered)
         ds = load_data(data, root=root, path=path, check_md5=check_md5, relabel=False)
-        check_compatible(victim, ds, reshape=True)
     res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out, resume=resume)
     typer.echo(table(res, cfg))
     typer.echo(f"-> {out} (adversarial.json, adversarial.npz)")

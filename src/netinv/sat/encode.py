@@ -34,6 +34,7 @@ from pysat.formula import CNF, IDPool
 
 from .._errors import ConfigError, DataError, ModelError
 from .._utils.checkpoint import atomic_write_bytes
+from .._utils.shapes import same_layout
 from ..models.loaded import LoadedModel
 from .cardinality import Encoding, auto_encoding, cardinality, parse_encoding
 
@@ -165,8 +166,9 @@ class PlainBNN:
         d = self.num_inputs
         if tuple(t.shape) == tuple(self.input_shape) or t.shape == (d,):
             t = t.reshape(1, d)
-        elif t.ndim >= 2 and t[0].numel() == d and tuple(t.shape[1:]) in (tuple(self.input_shape), (d,)):
-            t = t.reshape(-1, d)
+        elif t.ndim >= 2 and t[0].numel() == d and (tuple(t.shape[1:]) in (tuple(self.input_shape), (d,))
+                                                    or same_layout(t.shape[1:], self.input_shape)):
+            t = t.reshape(-1, d)  # also N×8×8 for a 1×8×8 model: the same values in the same order
         else:
             raise ConfigError(f"input of shape {tuple(t.shape)} does not fit the model's {tuple(self.input_shape)}",
                               f"give N×{'×'.join(map(str, self.input_shape))} data-space inputs")
