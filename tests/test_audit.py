@@ -169,6 +169,8 @@ def test_api_misuse_is_one_netinv_error(parity_victim, tmp_path):
     model, _ = parity_victim
     with pytest.raises(ConfigError, match="not a KKTConfig"):
         audit(model, out=tmp_path / "a", config={"iterations": 3}, device="cpu")
+    with pytest.raises(ConfigError, match="not a KKTConfig"):  # said before the model is even loaded
+        audit(tmp_path / "no-such-model", out=tmp_path / "a", config={"iterations": 3})
     with pytest.raises(ConfigError, match="out is None"):
         audit(model, out=None, device="cpu")
     with pytest.raises(DataError, match="got a ndarray for a data set"):

@@ -7,7 +7,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, DataError
 from ._utils.runinfo import config_dict
@@ -17,6 +17,9 @@ from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate, 
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
 from .report.render import render
+
+if TYPE_CHECKING:
+    from .attacks.kkt import KKTConfig
 
 
 @dataclass
@@ -38,8 +41,9 @@ class AuditResult:
 
 
 def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | str | Path | None = None,
-          heldout: Dataset | str | Path | None = None, config: Any = None, m: int | None = None, seed: int = 0,
-          device: str = "auto", resume: bool = False, model_options: dict[str, Any] | None = None) -> AuditResult:
+          heldout: Dataset | str | Path | None = None, config: KKTConfig | None = None, m: int | None = None,
+          seed: int = 0, device: str = "auto", resume: bool = False,
+          model_options: dict[str, Any] | None = None) -> AuditResult:
     """Reconstruct, evaluate, report.
 
     Args:
@@ -48,7 +52,7 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
         train / heldout: the training set (members) and non-members: data sets, or npz files / class folders read
             with the model's own class indices (:func:`netinv.data.load_model_data`); default: the ones a netinv
             checkpoint records.
-        config: a ``KKTConfig`` (default: the attack's defaults).
+        config: a ``KKTConfig`` (default: the attack's defaults), checked before the model is loaded.
         m: number of candidates. Default: twice the training set (Haim et al.).
         seed: seeds the attack and the evaluation.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -84,6 +88,11 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
            model_options: dict[str, Any] | None, caught: list[str]) -> AuditResult:
     from .attacks.kkt import KKTConfig, KKTReconstruction
 
+    cfg = config if config is not None else KKTConfig()
+    if not isinstance(cfg, KKTConfig):  # before any loading: a wrong argument is said at once
+        raise ConfigError(f"config is a {type(cfg).__name__}, not a KKTConfig",
+                          "pass config=KKTConfig(iterations=...) (netinv.attacks.KKTConfig)")
+    cfg.validate()
     lm = load_model(model, device=device, **(model_options or {}))
     train = load_model_data(train) if train is not None else None
     heldout = load_model_data(heldout) if heldout is not None else None
@@ -97,10 +106,6 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
     heldout = drop_members(train, heldout)
     acc_train, acc_heldout = model_fit(lm, train, heldout, stacklevel=4)
-    cfg = config if config is not None else KKTConfig()
-    if not isinstance(cfg, KKTConfig):
-        raise ConfigError(f"config is a {type(cfg).__name__}, not a KKTConfig",
-                          "pass config=KKTConfig(iterations=...) (netinv.attacks.KKTConfig)")
     t0 = time.perf_counter()
     n = m if m is not None else 2 * len(train)
     cands = KKTReconstruction(lm, cfg).invert(n, seed=seed, out=out / "kkt", resume=resume)
