@@ -15,11 +15,15 @@ class NetinvError(Exception):
         text = f"{problem} — {fix}" if fix else problem
         flag = next((f for f in _FLAG.findall(fix) if f != "help"), None)
         if flag:  # the CLI prints problem and fix; a Python caller reads str(e), so the flag is translated once
-            text += f" (from Python: --{flag} is {flag.replace('-', '_')}, as an argument or a config field)"
+            name = _PYTHON_NAMES.get(flag, flag.replace("-", "_"))
+            text += f" (from Python: --{flag} is {name}, as an argument or a config field)"
         super().__init__(text)
 
 
 _FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
+#: CLI flags whose Python argument is not the flag's own name
+_PYTHON_NAMES = {"m": "n", "train": "train (train_npz in evaluate_dir)",
+                 "heldout": "heldout (heldout_npz in evaluate_dir)"}
 
 
 class DataError(NetinvError):

@@ -211,3 +211,29 @@ def test_temporary_files_a_killed_write_left_are_removed(tmp_path):
     atomic_write_bytes(tmp_path / "state.pt", b"whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == [f".state.pt.{os.getpid()}.zz12cd_3", ".state.pt.original",
                                                           "state.pt"]
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    """A file far larger inside than on disk (a zip bomb's float conversion, a forged IDX count) ended in a
+    MemoryError traceback; the CLI now says it in one line with exit 2."""
+    import typer
+
+    from netinv.cli._errors import run_cli as run_app
+
+    app = typer.Typer()
+
+    @app.command()
+    def load() -> None:
+        raise MemoryError
+
+    from netinv.cli import _errors
+
+    monkeypatch.setattr(sys, "argv", ["netinv"])
+    monkeypatch.setenv("NETINV_MALLOC", "system")  # leave this test process's allocator alone
+    monkeypatch.setattr(_errors.signals, "start_relay", lambda: None)  # and its signal handling
+    monkeypatch.setattr(_errors.signal, "signal", lambda *a: None)
+    with pytest.raises(SystemExit) as e:
+        run_app(app)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of memory — the input")

@@ -305,3 +305,51 @@ def test_every_npz_reader_names_a_torn_or_pickled_file_in_one_data_error(tmp_pat
     assert read_arrays(tmp_path / "one.npy", allow_npy=True)[""].tolist() == [0, 1, 2]
     with pytest.raises(DataError, match="is a single .npy array, not an npz"):
         read_arrays(tmp_path / "one.npy")
+    # a 200-byte .npy whose header claims 10¹¹ float64 values: refused before numpy allocates 745 GiB
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**11,)})
+    (tmp_path / "forged.npy").write_bytes(buf.getvalue() + b"\0" * 64)
+    with pytest.raises(DataError, match="claims an array of shape \\(100000000000,\\).*truncated or forged"):
+        read_arrays(tmp_path / "forged.npy", allow_npy=True)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as z:
+        z.writestr("x.npy", buf.getvalue() + b"\0" * 64)
+        z.writestr("notes.txt", b"hello")
+    with pytest.raises(DataError, match="\\(x.npy\\) claims an array"):
+        read_arrays(tmp_path / "forged.npz")
+    with zipfile.ZipFile(tmp_path / "raw.npz", "w") as z:
+        z.writestr("x.npy", (lambda b: (np.save(b, np.zeros(3)), b.getvalue())[1])(io.BytesIO()))
+        z.writestr("notes.txt", b"hello")  # numpy returns such a member as bytes
+    with pytest.raises(DataError, match="member 'notes.txt' is not a numpy array"):
+        read_arrays(tmp_path / "raw.npz")
+    assert read_arrays(tmp_path / "raw.npz", keys=("x",))["x"].tolist() == [0, 0, 0]
+    # a data set with an extra object array it does not use still loads: only x, y, classes, indices are read
+    np.savez(tmp_path / "extra.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.array([0, 1, 0, 1]),
+             names=np.array([{"a": 1}] * 4, dtype=object))
+    assert len(load_npz(tmp_path / "extra.npz")) == 4
+    # every reader goes through it: a torn warm start, SAT inputs, a sweep pool member, a plain BNN
+    from typer.testing import CliRunner
+
+    from netinv.attacks.sweep import pool_candidates
+    from netinv.cli._errors import format_error
+    from netinv.cli.app import app
+    from netinv.sat import PlainBNN
+
+    torn = tmp_path / "torn.npz"
+    torn.write_bytes(b"PK\x03\x04garbage")
+    from netinv.cli.reconstruct import read_start
+
+    with pytest.raises(DataError, match="cannot read the warm start .*torn.npz"):
+        read_start(torn)
+    r = CliRunner().invoke(app, ["sat", "infer", str(torn), "--inputs", str(torn)])
+    assert format_error(r.exception).startswith("error: cannot read --inputs") and "\n" not in format_error(
+        r.exception)
+    with pytest.raises(DataError, match="cannot read a trial's candidates"):
+        pool_candidates([run], [0])
+    from netinv._errors import ModelError
+
+    with pytest.raises(ModelError, match="cannot read plain BNN"):
+        PlainBNN.load(torn)

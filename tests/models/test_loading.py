@@ -351,3 +351,44 @@ def test_an_implausible_input_shape_is_one_model_error(net, shape):
     """A forged run.json or a typo must not reach an allocator traceback."""
     with pytest.raises(ModelError, match="input shape"):
         load_model(net, input_shape=shape, device="cpu")
+
+
+_EVIL = """
+import sys, torch
+from torch import nn
+class M(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = nn.Linear(64, 2, bias=False)
+    def forward(self, x):
+        t = torch.from_file({marker!r}, shared=True, size=8)  # maps (and creates) any file the user can write
+        t.fill_(1.0)
+        return self.l(x.flatten(1)) + t.sum() * 0
+m = M().eval()
+if {kind!r} == "ts":
+    torch.jit.save(torch.jit.script(m), {out!r})
+else:
+    lib = torch.library.Library("aten", "IMPL")  # what an attacker runs on their own machine to export it
+    lib.impl("from_file", lambda f, shared=None, size=0, **k: torch.empty(size, device="meta"), "Meta")
+    ep = torch.export.export(m, (torch.zeros(2, 1, 8, 8),), dynamic_shapes=({{0: torch.export.Dim("batch")}},))
+    torch.export.save(ep, {out!r})
+"""
+
+
+@pytest.mark.parametrize("kind", ["ts", "pt2"])
+def test_a_model_file_that_reaches_the_file_system_is_refused_before_it_runs(tmp_path, kind):
+    """A TorchScript or .pt2 model is a program: torch.from_file in its forward wrote into any file the user can
+    write (an audit overwrote a shell script through netinv.load_model). Refused before the model runs."""
+    import subprocess
+    import sys
+
+    marker, out = tmp_path / "MARKER", tmp_path / f"evil.{kind}"
+    script = tmp_path / "make_evil.py"  # scripting needs the class's source in a file
+    script.write_text(_EVIL.format(marker=str(marker), out=str(out), kind=kind))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 or not out.exists():
+        pytest.skip(f"this torch cannot build the crafted {kind} model: {r.stderr[-300:]}")
+    assert not marker.exists()  # building it did not run it
+    with pytest.raises(ModelError, match="calls .*from_file.*reach files or processes"):
+        load_model(out, input_shape=(1, 8, 8) if kind == "ts" else None, device="cpu")
+    assert not marker.exists()  # and neither did loading it

@@ -156,6 +156,9 @@ def test_corrupt_checkpoint_gives_model_error(parity_victim, tmp_path):
     (lambda m: m["arch"].update(widths=[-5]), "does not describe a model"),
     (lambda m: m.update(input_range="ab"), "does not describe a model"),
     (lambda m: m.update(mean_subtracted=True), "cannot read the mean image"),
+    (lambda m: m.update(input_range=[float("nan"), float("nan")]), "input_range \\[nan, nan\\] is not a finite"),
+    (lambda m: m.update(input_range=[1, 0]), "not a finite LO < HI"),
+    (lambda m: m["arch"].update(input_shape=[1, 65536, 65536]), "does not describe a model|do not fit"),
 ])
 def test_an_edited_checkpoint_is_one_model_error(parity_victim, tmp_path, edit, match):
     import shutil
@@ -241,6 +244,58 @@ def test_an_edited_data_record_is_one_data_error(parity_victim, edit, match):
     edit(record)
     with pytest.raises(DataError, match=match):
         split_from_record(record)
+
+
+def test_a_record_never_makes_netinv_download(tmp_path, monkeypatch):
+    """A checkpoint's meta.json may come from anyone: its load_args must not fetch files into a folder it names."""
+    from netinv import DataError
+    from netinv.data import _download
+
+    monkeypatch.setattr(_download.urllib.request, "urlopen",
+                        lambda *a, **k: pytest.fail("a record made netinv download"))
+    record = {"load_args": {"name": "mnist", "root": str(tmp_path / "elsewhere"), "download": True},
+              "task": {"task": "parity"}, "train_indices": [0], "heldout_indices": [1]}
+    with pytest.raises(DataError):
+        split_from_record(record)
+    assert not any((tmp_path / "elsewhere").rglob("*.gz"))
+
+
+@pytest.mark.parametrize("raw, match", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),  # used to be a RecursionError traceback
+    (b'{"format": "\xff\xfe"}', "not UTF-8"),  # UnicodeDecodeError
+    (b"[1, 2]", "a JSON list, not an object"),  # AttributeError: 'list' object has no attribute 'get'
+])
+def test_a_meta_json_that_is_not_one_object_is_one_model_error(parity_victim, tmp_path, raw, match):
+    import shutil
+
+    _, ckpt = parity_victim
+    shutil.copytree(ckpt, tmp_path / "bad")
+    (tmp_path / "bad" / "meta.json").write_bytes(raw)
+    with pytest.raises(ModelError, match=match):
+        load_checkpoint(tmp_path / "bad")
+
+
+def test_a_checkpoint_mean_with_a_forged_header_or_nan_is_refused(parity_victim, digits_parity, tmp_path):
+    import io
+    import shutil
+
+    import numpy as np
+
+    model = train(digits_parity, "mlp:8", TrainConfig(lr=0.2, epochs=5, mean_subtract=True), out=tmp_path / "m",
+                  device="cpu", show_progress=False)
+    assert model.mean is not None
+    for name, payload in (("forged", None), ("nan", np.full((1, 8, 8), np.nan, np.float32))):
+        bad = tmp_path / name
+        shutil.copytree(tmp_path / "m", bad)
+        if payload is None:  # 144 bytes claiming 10¹² float32 values: refused before anything is allocated
+            buf = io.BytesIO()
+            np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                                       "shape": (10**12,)})
+            (bad / "mean.npy").write_bytes(buf.getvalue() + b"\0" * 16)
+        else:
+            np.save(bad / "mean.npy", payload)
+        with pytest.raises(ModelError, match="cannot read the mean image .*(truncated or forged|not all finite)"):
+            load_checkpoint(bad)
 
 
 def test_first_line_skips_blank_lines():

@@ -83,6 +83,9 @@ def test_the_cli_reads_plain_files_and_round_trips_its_export(tmp_path):
     (lambda a: a.update(out_weight=a["out_weight"] * 0.5), "out_weight must be integers.* binarise the weights"),
     (lambda a: a.update(meta={"bias_den": 2.5}), "bias_den is 2.5, not an integer"),  # used to be read as 2
     (lambda a: a.update(meta={"input_shape": [1, 3, 3]}), "input_shape \\[1, 3, 3\\] has 9 inputs but w0 takes 10"),
+    (lambda a: a.update(meta={"layers": -1}), "lacks arrays"),  # used to be an IndexError
+    (lambda a: a.update(meta={"bias_den": 1e999}), "bias_den is inf"),  # used to be an OverflowError
+    (lambda a: a.update(fixed_bits=np.full(D, 0.5)), "fixed_bits must be integers.* store -1 \\(free\\), 0 or 1"),
 ])
 def test_a_malformed_plain_file_is_refused_with_its_fix(tmp_path, change, match):
     a = user_bnn()
@@ -133,6 +136,19 @@ def test_bias_rounding_that_changes_a_decision_is_named():
         m.out.bias.copy_(torch.tensor([0.0, edge + 0.001]))
     with pytest.warns(UserWarning, match="not multiples of 1/256"):
         from_model(m)
+    # a rounding that moves a bound between two values deciding every input alike is not named: with the output
+    # rows all-agreeing / all-disagreeing (4 units), 2.001 and 2.0 both give "0 beats 1" for 2 agreements or more
+    m4 = random_bnn(D, (4,), 2, seed=0)
+    with torch.no_grad():
+        m4.out.weight.copy_(torch.tensor([[1.0] * 4, [-1.0] * 4]))
+        m4.out.bias.copy_(torch.tensor([0.0, 2.001]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = from_model(m4)
+    bits = all_inputs(D).numpy().astype(np.int64)
+    h = np.where((bits * 2 - 1) @ plain.weights[0].T.astype(np.int64) >= plain.thresholds[0], 1, -1)
+    exact = h @ np.array([[1] * 4, [-1] * 4]).T + np.array([0.0, 2.001])
+    assert np.array_equal(plain.predict(bits), exact.argmax(1))  # silent, and rightly: no input changes class
 
 
 def test_load_bnn_reads_a_plain_file_and_refuses_model_options_for_it(tmp_path):
@@ -163,12 +179,13 @@ def test_zero_output_weights_are_encoded_exactly(outputs):
             a["out_weight"][2, :3] = 0  # rows that differ by 1 and by 2 in one comparison
         plain = PlainBNN(**{**_fields(a), "num_outputs": outputs})
         truth = plain.predict(bits)
-        f = encode(plain)
+        encoding = ("totalizer", "seqcounter", "sortnet", "adder")[seed % 4]  # every counter, two nets each
+        f = encode(plain, encoding)
         res = infer(f, bits.astype(np.float32), QueryConfig(time_limit=30))
-        assert np.array_equal(res.sat_classes, truth), f"seed {seed}: the CNF disagrees with the integer model"
+        assert np.array_equal(res.sat_classes, truth), f"seed {seed} ({encoding}): the CNF disagrees"
         inv = invert(f, config=QueryConfig(candidates=0, enumerate_max=0), show_progress=False)
         reachable = set(np.unique(truth).tolist())
-        assert {o.cls for o in inv.outcomes if o.status.name == "SAT"} == reachable, f"seed {seed}"
+        assert {o.cls for o in inv.outcomes if o.status.name == "SAT"} == reachable, f"seed {seed} ({encoding})"
         assert all(o.method == "solver" for o in inv.outcomes)
 
 

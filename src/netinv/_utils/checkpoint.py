@@ -118,6 +118,27 @@ def _resume_view(settings: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(settings, default=_json_default))
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that holds one object (run.json, meta.json: files that may come from anyone).
+
+    Raises:
+        ValueError: naming why not: unreadable, not UTF-8, invalid JSON, nested too deeply, or not an object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(e.strerror or type(e).__name__) from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def finished_run(out: str | Path | None, state_file: str, result_file: str, settings: dict[str, Any], *,
                  record_file: str = "run.json",
                  view: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> bool:
@@ -129,10 +150,8 @@ def finished_run(out: str | Path | None, state_file: str, result_file: str, sett
             or not (Path(out) / record_file).is_file():
         return False
     try:
-        record = json.loads((Path(out) / record_file).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if not isinstance(record, dict):
+        record = read_json_object(Path(out) / record_file)
+    except ValueError:
         return False
     recorded = view(record) if view is not None else {k: record.get(k) for k in settings}
     check_resume({"settings": recorded}, settings, Path(out) / record_file)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+#: values in one input (67 M: a 3×4096×4096 image passes; a forged shape does not)
+MAX_INPUT_VALUES = 1 << 26
+
 
 def _boundaries(shape: Sequence[int]) -> set[int]:
     """Cumulative products of the non-singleton dimensions: where the shape splits the flat row of values."""

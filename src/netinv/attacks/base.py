@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._utils.checkpoint import atomic_write_bytes, write_json
+from .._utils.checkpoint import atomic_write_bytes, read_json_object, write_json
 from ..models.loaded import LoadedModel
 
 
@@ -71,17 +71,18 @@ class Candidates:
 def load_candidates(out: str | Path, name: str = "candidates.npz") -> Candidates:
     """A finished run's :class:`Candidates` from ``out/name`` and ``out/run.json`` (what :meth:`Candidates.save`
     wrote)."""
-    import json
 
-    from .._errors import DataError, first_line
+    from .._errors import DataError
     from ..data.npz import read_arrays
 
     out = Path(out)
     arrays = {k: torch.from_numpy(v) for k, v in read_arrays(out / name, what="candidates").items() if k != "meta"}
+    if not {"x", "y"} <= set(arrays):
+        raise DataError(f"{out / name} has arrays {sorted(arrays)}, not x and y", "rerun the attack to rewrite it")
     try:
-        info = json.loads((out / "run.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read {out / 'run.json'}: {first_line(e)}", "rerun the attack to rewrite it") from None
+        info = read_json_object(out / "run.json")
+    except ValueError as e:
+        raise DataError(f"cannot read {out / 'run.json'}: {e}", "rerun the attack to rewrite it") from None
     x, y, score = arrays.pop("x"), arrays.pop("y"), arrays.pop("score", None)
     return Candidates(x, y, score, arrays, info)
 

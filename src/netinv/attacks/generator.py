@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import torch
 
-from .._errors import ConfigError
+from .._errors import ConfigError, first_line
+from .._utils.checkpoint import read_json_object
 from .._utils.runinfo import config_dict
 from ..losses.inversion import ce_to_label, feature_cosine, feature_orthogonality, kl_to_target
 from ..models.loaded import LoadedModel
@@ -146,17 +147,33 @@ class GeneratorInversion(GeneratorTrainer, Attack):
 
 
 def load_generator(out: str | Path) -> torch.nn.Module:
-    """Rebuild the generator an ``invert(out=...)`` run wrote (``run.json`` spec + ``generator.safetensors``)."""
-    import json
+    """Rebuild the generator an ``invert(out=...)`` run wrote (``run.json`` spec + ``generator.safetensors``).
 
+    The spec is built on the meta device first and its tensor shapes compared with the weights file, so a forged
+    run.json cannot make netinv allocate a network larger than the weights it ships.
+
+    Raises:
+        ConfigError: no generator run in ``out``, or a spec and weights that do not match.
+    """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     out = Path(out)
+    fix = "point at a directory written by netinv invert (run.json and generator.safetensors)"
     try:
-        spec_d = json.loads((out / "run.json").read_text())["generator"]
-    except (OSError, KeyError, json.JSONDecodeError):
-        raise ConfigError(f"{out} holds no generator run", "point at a directory written by netinv invert") from None
-    spec = GeneratorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_d.items()})
+        spec_d = read_json_object(out / "run.json")["generator"]
+        spec = GeneratorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_d.items()})
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
+        with safe_open(str(out / "generator.safetensors"), "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as e:
+        raise ConfigError(f"{out} holds no readable generator run ({type(e).__name__}: {first_line(e, 120)})",
+                          fix) from None
+    except Exception as e:  # safetensors' own errors (a corrupt header)
+        raise ConfigError(f"cannot read {out / 'generator.safetensors'}: {first_line(e, 120)}", fix) from None
+    if stored != expected:
+        raise ConfigError(f"the generator spec in {out / 'run.json'} does not match generator.safetensors", fix)
     g = spec.build()
     g.load_state_dict(load_file(str(out / "generator.safetensors")))
     return g.eval()

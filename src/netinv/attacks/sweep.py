@@ -407,6 +407,8 @@ def pool_candidates(dirs: list[Path], trial_ids: list[int] | None = None) -> Can
         if not f.is_file():
             raise ConfigError(f"{f} is missing", "pool on the machine that ran the trial, or copy its folder here")
         z = read_arrays(f, what="a trial's candidates", fix="rerun that trial (sweep --resume) or remove its folder")
+        if not {"x", "y"} <= set(z):
+            raise ConfigError(f"{f} has arrays {sorted(z)}, not x and y", "rerun that trial or remove its folder")
         for k, v in z.items():
             if k not in ("meta", "trial"):  # each run's own seed; the pool's record is the sweep's run.json
                 parts.setdefault(k, []).append(v)

@@ -133,6 +133,12 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
             raise
         print(format_error(e), file=sys.stderr)
         sys.exit(2)
+    except MemoryError:  # a file far larger inside than on disk (a zip bomb, a forged image count) or a huge model
+        if os.environ.get("NETINV_DEBUG") == "1":
+            raise
+        print("error: out of memory — the input (a data set, model or candidate file) holds more than this machine "
+              "can load; check its size, or use a smaller subset", file=sys.stderr)
+        sys.exit(2)
     if code == 130:  # typer turns Ctrl-C (and SIGTERM, through _terminate) into a silent exit 130
         from .._utils import checkpoint
 

@@ -85,7 +85,8 @@ def load_model_data(data: str | Path | Dataset) -> Dataset:
 
 
 def split_from_record(record: dict) -> TaskSplit:
-    """Rebuild the members / non-members of a checkpoint's ``meta['data']`` (reloads the source, same indices).
+    """Rebuild the members / non-members of a checkpoint's ``meta['data']`` (reloads the source, same indices; files
+    the record names are read, never downloaded: fetch them yourself with ``netinv data show NAME --download``).
 
     Raises:
         DataError: the record is incomplete or does not fit its source (an edited or foreign checkpoint), or the
@@ -97,6 +98,7 @@ def split_from_record(record: dict) -> TaskSplit:
         unknown = set(args) - {"name", "root", "path", "split", "download", "check_md5", "relabel"}
         if unknown:
             raise ValueError(f"unknown load_args {sorted(unknown)}")
+        args["download"] = False  # a record is data from anyone: it never makes netinv fetch files to where it says
         task = record["task"].get("task")
         src = load_data(**args)
         names, groups = parse_task(task, src.classes)

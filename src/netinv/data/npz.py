@@ -10,6 +10,7 @@ must already lie in [0, 1] (a model on another range gets them mapped onto its `
 
 from __future__ import annotations
 
+import math
 import warnings
 import zipfile
 import zlib
@@ -49,15 +50,17 @@ def _check_inflated_size(path: Path, what: str = "", fix: str = "check that it i
                         "file: a small archive holding gigabytes is usually not image data")
 
 
-def read_arrays(path: str | Path, *, what: str = "the file", allow_npy: bool = False,
+def read_arrays(path: str | Path, *, what: str = "file", allow_npy: bool = False, keys: tuple[str, ...] | None = None,
                 fix: str = "save it with np.savez (numeric arrays, no pickles)") -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (with ``allow_npy``, the one array of an ``.npy`` under the key ``""``), read
-    without unpickling: the one reader behind every npz netinv takes (data sets, candidates, warm starts, sweep
-    pools, SAT inputs), so a missing, truncated, pickled or inflating file is the same one-line error everywhere.
+    """The arrays of an ``.npz`` (``keys``: only those present of these; default all) — with ``allow_npy``, the one
+    array of an ``.npy`` under the key ``""`` — read without unpickling: the one reader behind every npz netinv takes
+    (data sets, candidates, warm starts, sweep pools, SAT inputs, plain BNNs), so a missing, truncated, pickled or
+    inflating file is the same one-line error everywhere. Each array's header is checked against the bytes that
+    hold it before anything is allocated (a 200-byte file may claim 10¹¹ values).
 
     Raises:
-        DataError: ``what`` at ``path`` is missing, not a numpy file, corrupt, holds object arrays, or would inflate
-            beyond :data:`MAX_INFLATED_BYTES`.
+        DataError: ``what`` at ``path`` is missing, not a numpy file, corrupt, holds object arrays or a member that
+            is not an array, or would inflate beyond :data:`MAX_INFLATED_BYTES`.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,15 +70,49 @@ def read_arrays(path: str | Path, *, what: str = "the file", allow_npy: bool = F
         raise DataError(f"{what} {path} is " + ("a single .npy array, not an npz" if kind == "npy" else
                                                 "not an npz file (it is neither a zip archive nor a .npy array)"), fix)
     try:
-        if kind == "npz":
-            _check_inflated_size(path, what, fix)
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        return {"": np.load(path, allow_pickle=False)}
+        if kind == "npy":
+            with open(path, "rb") as fh:
+                _check_header(fh, path.stat().st_size, what, path, fix)
+            return {"": np.load(path, allow_pickle=False)}
+        _check_inflated_size(path, what, fix)
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if keys is None or info.filename.removesuffix(".npy") in keys:
+                    with z.open(info) as fh:
+                        _check_header(fh, info.file_size, what, path, fix, info.filename)
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] for k in f.files if keys is None or k in keys}
     except ValueError as e:  # allow_pickle=False: numpy refuses object arrays and pickles, never runs them
-        raise DataError(f"{what} {path} cannot be read without unpickling ({first_line(e, 120)})", fix) from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"cannot read {what} {path}: {first_line(e, 120)}", fix) from None
+        msg = first_line(e, 120)
+        if "allow_pickle" in msg or "pickle" in msg.lower():
+            raise DataError(f"{what} {path} holds object arrays, which cannot be read without unpickling", fix) \
+                from None
+        raise DataError(f"cannot read {what} {path}: {msg}", fix) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError) as e:
+        raise DataError(f"cannot read {what} {path}: {first_line(e, 120) or type(e).__name__}", fix) from None
+    bad = [k for k, v in out.items() if not isinstance(v, np.ndarray)]
+    if bad:
+        raise DataError(f"{what} {path}: member {bad[0]!r} is not a numpy array", fix)
+    return out
+
+
+def _check_header(fh: Any, size: int, what: str, path: Path, fix: str, member: str = "") -> None:
+    """Refuse a .npy (or npz member) whose header claims more bytes than the file holds: a forged shape would
+    otherwise be allocated before numpy notices the data is missing."""
+    if not member.endswith(".npy") and member:
+        return  # not an array: reported after loading
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    except ValueError:
+        return  # numpy's own load reports a malformed header below
+    if dtype.hasobject:
+        return  # refused by allow_pickle=False below, with its own message
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > size:
+        raise DataError(f"{what} {path}{f' ({member})' if member else ''} claims an array of shape {shape} "
+                        f"({claimed / 2**20:.3g} MiB) in {size} bytes: truncated or forged", fix)
 
 
 def _inputs(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -163,8 +200,9 @@ def load_npz(path: Path, *, relabel: bool = True) -> Dataset:
         DataError: missing file or arrays, pickled object arrays, bad dtypes, shapes, ranges or labels.
     """
     path = Path(path)
-    arrays = read_arrays(path, what="npz file", fix="save the data with np.savez(path, x=x, y=y) (numeric x and y, a "
-                         "string array classes, no object arrays)")
+    arrays = read_arrays(path, what="npz file", keys=("x", "y", "classes", "indices"),
+                         fix="save the data with np.savez(path, x=x, y=y) (numeric x and y, a string array classes, "
+                             "no object arrays)")
     if not {"x", "y"} <= set(arrays):
         raise DataError(f"{path} has arrays {sorted(arrays)}, not x and y", "save with np.savez(path, x=x, y=y)")
     x, layout = _inputs(arrays["x"], path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from .._errors import ConfigError, DataError, ModelError
-from .._utils.checkpoint import write_json
+from .._utils.checkpoint import read_json_object, write_json
 from .._utils.shapes import same_layout
 from ..data import Dataset
 from ..data.npz import read_arrays
@@ -334,6 +333,7 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     x, y = _read_candidates(npz)
     recorded, recorded_options = _recorded_model(run_dir)
     options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    named = model is not None
     from_record = model is None or (isinstance(model, str | Path) and recorded is not None
                                     and (str(model) == recorded or Path(model).resolve() == Path(recorded).resolve()))
     if model is None and recorded is not None and _names_code(recorded, recorded_options):
@@ -365,10 +365,13 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
                          + (f"; {e.fix}" if e.fix else "")) from None
     if from_record and lm is not None:
         digest = _recorded_digest(run_dir)
-        if digest is not None and digest != lm.digest():  # the file at the recorded path was replaced since
-            raise ModelError(f"the model now at {model} is not the one the attack ran on (its weights differ from "
-                             f"the model_sha256 in {run_dir / 'run.json'})", "name the attacked model with --model, "
-                             "or rerun the attack on this one")
+        if digest is not None and digest != lm.digest():  # the file at the recorded path was replaced since, or
+            # other options were given: margins and class figures would be those of another model
+            raise ModelError(f"the model {model} as loaded now is not the one the attack ran on (its weights, mean, "
+                             f"input shape or input range differ from the model_sha256 in {run_dir / 'run.json'})",
+                             "rerun the attack on this model, or give the attacked model with the options it was "
+                             "attacked with" if named else "the file was replaced since the attack: give the attacked "
+                             "model with --model, or rerun the attack on this one")
     if (train_npz is None) != (heldout_npz is None):
         raise ConfigError("only one of --train / --heldout was given", "give both npz files, or neither")
     if train_npz is not None:
@@ -567,21 +570,30 @@ def _names_code(recorded: str, options: dict[str, Any]) -> bool:
     return "weights" in options or (":" in recorded and not Path(recorded).exists())
 
 
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/run.json`` ({} when there is none).
+
+    Raises:
+        DataError: a run.json that is not one readable JSON object (it may come from anyone).
+    """
+    if not (run_dir / "run.json").exists():
+        return {}
+    try:
+        return read_json_object(run_dir / "run.json")
+    except ValueError as e:
+        raise DataError(f"cannot read {run_dir / 'run.json'}: {e}", "restore it, or remove it and give the model "
+                        "and data sets yourself (--model, --train, --heldout)") from None
+
+
 def _recorded_seed(run_dir: Path) -> int:
     """The seed an attack recorded in ``run.json`` (0 when there is none)."""
-    try:
-        seed = json.loads((run_dir / "run.json").read_text()).get("seed")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return 0
+    seed = _run_record(run_dir).get("seed")
     return seed if type(seed) is int else 0
 
 
 def _recorded_digest(run_dir: Path) -> str | None:
     """The ``model_sha256`` an attack recorded in ``run.json`` (the attacked weights' digest), or None."""
-    try:
-        digest = json.loads((run_dir / "run.json").read_text()).get("model_sha256")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
+    digest = _run_record(run_dir).get("model_sha256")
     return digest if isinstance(digest, str) else None
 
 
@@ -589,10 +601,7 @@ def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``; it may
     have moved since), or a factory model (``{"format": "factory", "factory": "pkg.mod:fn", "weights": FILE}``), and the
     ``load_model`` options it was attacked with (weights, mean, input shape and range)."""
-    try:
-        rec = json.loads((run_dir / "run.json").read_text()).get("model")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None, {}
+    rec = _run_record(run_dir).get("model")
     options: dict[str, Any] = {}
     if isinstance(rec, dict) and rec.get("format") == "factory" and isinstance(rec.get("factory"), str):
         path = rec["factory"]  # reloaded by load_model, which says what is missing (evaluate_dir adds --model)
@@ -601,6 +610,9 @@ def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
         path = rec.get("path") if isinstance(rec, dict) else rec
         if not isinstance(path, str):
             return None, {}
+        if not Path(path).is_absolute() and ":" not in path:  # netinv records absolute paths; another is read
+            # beside run.json, never from wherever the command happens to run (pkg.mod:fn is refused below)
+            path = str(run_dir / path)
     if isinstance(rec, dict):
         for key in ("mean", "input_shape", "input_range"):
             v = rec.get(key)

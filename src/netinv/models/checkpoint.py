@@ -4,7 +4,7 @@ mean-subtracted. Loading rebuilds the module from the spec: no pickle anywhere."
 
 from __future__ import annotations
 
-import json
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._errors import ModelError, first_line
-from .._utils.checkpoint import write_json
-from ..data.npz import numpy_file_kind
+from .._errors import DataError, ModelError, first_line
+from .._utils.checkpoint import read_json_object, write_json
+from .._utils.shapes import MAX_INPUT_VALUES
+from ..data.npz import numpy_file_kind, read_arrays
 from .loaded import LoadedModel
 from .registry import spec_from_dict, spec_to_dict
 
@@ -63,8 +64,8 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
 
     path = Path(path)
     try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        meta = read_json_object(path / "meta.json")
+    except ValueError as e:
         raise ModelError(f"cannot read {path / 'meta.json'}: {e}", "point at a directory written by netinv train") \
             from None
     if meta.get("format") != FORMAT:
@@ -77,6 +78,10 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
             expected = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
         input_shape, num_outputs = tuple(int(n) for n in spec.input_shape), int(spec.num_outputs)
         lo, hi = (float(v) for v in meta.get("input_range", (0, 1)))
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"input_range [{lo}, {hi}] is not a finite LO < HI")
+        if math.prod(input_shape) > MAX_INPUT_VALUES:
+            raise ValueError(f"input_shape {list(input_shape)} has more than {MAX_INPUT_VALUES} values")
     except Exception as e:
         raise ModelError(f"{path / 'meta.json'} does not describe a model netinv can build: {first_line(e)}"[:300],
                          fix) from None
@@ -101,10 +106,11 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         try:
             if numpy_file_kind(path / "mean.npy") != "npy":  # an npz or other file named mean.npy
                 raise ValueError("not one array saved with np.save")
-            arr = np.load(path / "mean.npy", allow_pickle=False)
-            if arr.dtype.kind != "f" or arr.size != int(np.prod(input_shape)):
-                raise ValueError(f"{arr.dtype} array of {arr.size} values for inputs {input_shape}")
-        except (OSError, ValueError) as e:
+            arr = read_arrays(path / "mean.npy", what="mean image", allow_npy=True)[""]  # forged headers refused
+            if arr.dtype.kind != "f" or arr.size != int(np.prod(input_shape)) or not np.isfinite(arr).all():
+                raise ValueError(f"{arr.dtype} array of {arr.size} values for inputs {input_shape}"
+                                 + ("" if arr.dtype.kind != "f" or np.isfinite(arr).all() else ", not all finite"))
+        except (OSError, ValueError, DataError) as e:
             raise ModelError(f"cannot read the mean image {path / 'mean.npy'}: {first_line(e)}"[:300], fix) from None
         mean = torch.from_numpy(arr.astype(np.float32)).reshape(input_shape)
     return LoadedModel(module, input_shape, num_outputs, (lo, hi),

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._errors import ModelError, first_line, informative_line
+from .._errors import DataError, ModelError, first_line, informative_line
 from .._utils.device import resolve_device
-from .._utils.shapes import check_layout, same_layout
+from .._utils.shapes import MAX_INPUT_VALUES, check_layout, same_layout
 from ..data import Dataset
-from ..data.npz import numpy_file_kind
+from ..data.npz import numpy_file_kind, read_arrays
 from .checkpoint import is_checkpoint, load_checkpoint
 from .loaded import LoadedModel
 
@@ -92,7 +92,6 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
     return lm
 
 
-MAX_INPUT_VALUES = 1 << 26  # values in one input (67 M: a 3×4096×4096 image passes; a forged shape does not)
 
 
 def _checked_shape(shape: Any) -> tuple[int, ...]:
@@ -141,6 +140,7 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
         if kind == "export":
             return _load_export(path, input_shape)
         if kind == "torchscript":
+            _check_torchscript_source(path)  # its code runs from torch.jit.load on (__setstate__): read it first
             try:
                 with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have such files
                     warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*jit")
@@ -149,12 +149,61 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
                 raise ModelError(f"cannot load TorchScript file {path}: {first_line(e)}",
                                  "export it instead: torch.export.save(torch.export.export(model.eval(), (example,)), "
                                  "path)") from None
+            _check_ops(_torchscript_ops(module), path)
             return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
                          "a weights-only file needs a factory: pass package.module:factory --weights FILE")
     if ":" in spec and not path.exists():
         return _load_factory(spec, weights, input_shape)
     raise ModelError(f"model {spec!r} not found", "give a checkpoint dir, .pt2, TorchScript file or pkg.mod:factory")
+
+
+#: what a classifier never computes with, and what reaches outside the process: files, other processes, the network
+#: (a .pt2 or TorchScript model is a program; these are refused before it runs)
+_UNSAFE_OPS = ("from_file", "aten::save", "aten.save", "load_tensor", "rpc_", "c10d", "symm_mem", "nvshmem")
+
+
+def _check_ops(ops: set[str], path: Path) -> None:
+    bad = sorted(o for o in ops if any(u in o for u in _UNSAFE_OPS))
+    if bad:
+        raise ModelError(f"refusing {path}: its graph calls {', '.join(bad[:3])}, which reach files or processes "
+                         "outside the model", "a classifier computes with tensor operations only: export the model "
+                         "without them (and do not run a model file you do not trust)")
+
+
+def _check_torchscript_source(path: Path) -> None:
+    """The serialized code of a TorchScript archive (``code/``, run from load time on through ``__setstate__``),
+    scanned for :data:`_UNSAFE_OPS` before ``torch.jit.load`` sees it."""
+    found: set[str] = set()
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if "/code/" in f"/{info.filename}" and info.filename.endswith(".py") and info.file_size < 1 << 26:
+                text = z.read(info).decode("utf-8", errors="replace")
+                found |= {u for u in _UNSAFE_OPS if u.replace("aten::", "torch.").replace("aten.", "torch.") in text
+                          or u in text}
+    _check_ops(found, path)
+
+
+def _torchscript_ops(module: Any) -> set[str]:
+    """Every operator a scripted module's forward runs (nested blocks included)."""
+    ops: set[str] = set()
+
+    def walk(block: Any) -> None:
+        for node in block.nodes():
+            ops.add(node.kind())
+            for b in node.blocks():
+                walk(b)
+
+    graph = getattr(module, "inlined_graph", None)
+    if graph is not None:
+        walk(graph)
+    return ops
+
+
+def _export_ops(ep: Any) -> set[str]:
+    """Every call target of an exported program's graphs (submodules such as control-flow branches included)."""
+    return {str(node.target) for gm in ep.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
+            for node in gm.graph.nodes if node.op == "call_function"}
 
 
 def _zip_kind(path: Path) -> str | None:
@@ -224,6 +273,7 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
                              "available") from None
         raise ModelError(f"cannot load torch.export archive {path}: {msg}",
                          "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
+    _check_ops(_export_ops(ep), path)
     ep = _program_on_cpu(ep)  # an archive exported on a GPU: its weights, constants and graph devices to the CPU
     # the example input recorded at export time: (N, *input_shape)
     vals = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"
@@ -464,15 +514,17 @@ def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[s
 def _read_mean(mean: str | Path | torch.Tensor | np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     if isinstance(mean, str | Path):
         try:
-            if numpy_file_kind(mean) is None:
+            kind = numpy_file_kind(mean)
+            if kind is None:
                 raise ValueError("not a .npy file")
-            loaded = np.load(mean, allow_pickle=False)
         except (OSError, ValueError) as e:
             raise ModelError(f"cannot read mean image {mean}: {e}", "pass a .npy array saved with np.save") from None
-        if not isinstance(loaded, np.ndarray):  # an .npz archive
-            loaded.close()
+        if kind == "npz":
             raise ModelError(f"{mean} is an npz archive, not one array", "save the mean with np.save(path, mean)")
-        mean = loaded
+        try:
+            mean = read_arrays(mean, what="mean image", allow_npy=True)[""]  # forged headers refused
+        except DataError as e:
+            raise ModelError(e.problem, "pass a .npy array saved with np.save") from None
     arr = np.asarray(mean.cpu() if isinstance(mean, torch.Tensor) else mean)
     if arr.dtype.kind not in "biuf":
         raise ModelError(f"mean image has dtype {arr.dtype}, not numbers", "save a float array with np.save")
@@ -505,17 +557,6 @@ def _check_finite(module: nn.Module) -> None:
                                                                      "earlier checkpoint or retrain")
 
 
-class _OneLogit(nn.Module):
-    """A binary classifier that returns one logit per input as an (N,) vector, seen as the (N, 1) netinv takes."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x).unsqueeze(-1)
-
-
 @torch.no_grad()
 def _probe_outputs(lm: LoadedModel) -> int:
     x = torch.zeros((2, *lm.input_shape), device=lm.device)
@@ -540,9 +581,9 @@ def _probe_outputs(lm: LoadedModel) -> int:
                     "x.view(x.shape[0], -1), or saved with torch.export")
         raise ModelError(f"the model fails on inputs shaped {tuple(lm.input_shape)}: {msg}", fix) from None
     if isinstance(out, torch.Tensor) and out.shape == (2,):  # a binary model's (N,) logit, e.g. .squeeze(-1)
-        lm.module = _OneLogit(lm.module)
-        lm.source = {**lm.source, "output": "(N,) read as one logit"}
-        out = lm.logits(x)
+        raise ModelError("the model returns one value per input, shape (N,), not N×K logits (a binary model that "
+                         "squeezes its one logit?)", "wrap it to return N×1, e.g. forward(x) = model(x)[:, None], "
+                         "and save or export that")
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)} for a batch of 2 inputs, "
                          "not N×K logits", "wrap it so forward returns a (batch, classes) tensor")

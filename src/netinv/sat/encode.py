@@ -219,12 +219,15 @@ class PlainBNN:
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
             n = int(meta.get("layers", sum(1 for k in z if k.startswith("w") and k[1:].isdigit())))
+            if n > len(z):  # more layers than arrays: name the first missing ones, never list 10⁸ of them
+                raise ModelError(f"plain BNN {path} claims {n} layers but holds {len(z)} arrays", fix)
             missing = [k for k in (*(f"w{i}" for i in range(n)), *(f"k{i}" for i in range(n)), "out_weight",
                                    "out_bias") if k not in z]
-            if n == 0 or missing:
+            if n < 1 or missing:
                 raise ModelError(f"plain BNN {path} lacks arrays {missing or ['w0', 'k0']}", fix)
             den = meta.get("bias_den", 1)
-            if isinstance(den, bool) or not isinstance(den, int | float) or den != int(den):
+            if isinstance(den, bool) or not isinstance(den, int | float) or not math.isfinite(den) \
+                    or den != int(den):
                 raise ModelError(f"plain BNN {path}: bias_den is {den!r}, not an integer",
                                  "give bias_den as a positive integer (the output bias is out_bias / bias_den; "
                                  "0.001 is out_bias=1, bias_den=1000)")
@@ -241,7 +244,7 @@ class PlainBNN:
                        z["x_hi"] if "x_hi" in z else np.ones(d, np.float32),
                        int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
                        z["mean"] if "mean" in z else None, str(Path(path).resolve()))
-        except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
+        except (KeyError, ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
             raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], fix) from None
 
 
@@ -258,6 +261,7 @@ def _integral(name: str, a: Any) -> np.ndarray:
             bad = a[~np.isfinite(a) | (a != np.round(a))][0]
             fix = ("round the thresholds up (s·z >= k with integer z: k = ceil(k))" if name.startswith("k") else
                    "express the output biases as integer numerators over meta bias_den" if name == "out_bias" else
+                   "store -1 (free), 0 or 1 per input bit" if name == "fixed_bits" else
                    "binarise the weights to -1, 0, +1 (sign, with any BatchNorm direction folded in)")
             raise ModelError(f"plain BNN: {name} must be integers, has {bad!r}", fix)
         a = a.astype(np.int64)
@@ -337,11 +341,24 @@ def _bias_bounds(v: np.ndarray, bias: list[Fraction]) -> list[int]:
     return [math.ceil((bias[d] - bias[c] + int(w.sum())) / 2) for (c, d), (_, w) in zip(pairs, terms, strict=True)]
 
 
+def _effective_bounds(v: np.ndarray, bias: list[Fraction]) -> list[tuple[int, bool]]:
+    """Per comparison, the bound the CNF encodes and whether its literals count once (every weight 2: the count and
+    the bound halved) rather than with their weights; bounds at or below 0 (always true) read 0, above the count
+    (never) read count + 1, so two bias vectors with the same result decide every input alike."""
+    out = []
+    for (_, w), bound in zip(_output_terms(v), _bias_bounds(v, bias), strict=True):
+        halve = bool(len(w)) and bool((w == 2).all())
+        bound, total = (-(-bound // 2), len(w)) if halve else (bound, int(w.sum()))
+        out.append((min(max(bound, 0), total + 1), halve))
+    return out
+
+
 def _warn_bias_rounding(latent: np.ndarray, plain: PlainBNN) -> None:
     """Warn when netinv's rounding of the output biases to 1/``bias_den`` changes a class decision."""
     exact = [Fraction(float(b)) for b in latent]
     rounded = [Fraction(int(b), plain.bias_den) for b in plain.out_bias]
-    if exact != rounded and _bias_bounds(plain.out_weight, exact) != _bias_bounds(plain.out_weight, rounded):
+    if exact != rounded and _effective_bounds(plain.out_weight, exact) != _effective_bounds(plain.out_weight,
+                                                                                          rounded):
         warnings.warn(f"the BNN's output biases are not multiples of 1/{plain.bias_den}: netinv's BNN rounds them "
                       "(as in its training), and that changes the class of some inputs against the exact biases. "
                       "If your model adds the exact biases, give its plain .npz with integer out_bias over a "
@@ -452,17 +469,15 @@ def _encode_output(plain: PlainBNN, hid: list[int], vp: IDPool, clauses: list, e
     every weight of a comparison is 2 (two ±1 rows) the bound is halved instead; otherwise the literal's second copy
     is a fresh variable equal to it, since the cardinality encodings take distinct variables."""
     v = plain.out_weight.astype(np.int64)
-    bounds = _bias_bounds(v, [Fraction(int(b), plain.bias_den) for b in plain.out_bias])
+    bounds = _effective_bounds(v, [Fraction(int(b), plain.bias_den) for b in plain.out_bias])
     enc = enc if enc is not Encoding.AUTO else auto_encoding(v.shape[1])
     used.append(enc.value)
     names = [("y", 1)] if plain.num_outputs == 1 else \
         [("g", c, d) for c in range(v.shape[0]) for d in range(c + 1, v.shape[0])]
-    for name, (units, w), bound in zip(names, _output_terms(v), bounds, strict=True):
+    for name, (units, w), (bound, halved) in zip(names, _output_terms(v), bounds, strict=True):
         row = v[0] if plain.num_outputs == 1 else v[name[1]] - v[name[2]]
         lits = [hid[j] if row[j] > 0 else -hid[j] for j in units]
-        if len(w) and (w == 2).all():
-            bound = -(-bound // 2)  # 2·#true >= bound  <->  #true >= ceil(bound / 2)
-        else:
+        if not halved:  # (halved: 2·#true >= bound  <->  #true >= ceil(bound / 2), each literal once)
             for lit, wj, j in zip(list(lits), w, units, strict=True):
                 if wj == 2:  # a copy e <-> lit, so the literal counts twice over distinct variables
                     e = vp.id(("w2", *name, int(j)))
