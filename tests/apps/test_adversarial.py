@@ -183,3 +183,19 @@ def test_a_checkpoint_interval_below_one_is_refused(victim):
     model, _ = victim
     with pytest.raises(ConfigError, match="checkpoint_every=0"):
         run_adversarial(model, AdversarialConfig(gen_steps=5, pgd_steps=2, checkpoint_every=0), n=4)
+
+
+def test_cli_named_source_is_seen_as_the_checkpoints_task(victim):
+    """`--data digits` on a model trained on classes:0,1,2,3 was refused (label 9 outside 0..3) with a fix naming
+    a --task option adversarial does not have; the checkpoint's own task is applied to the source."""
+    from netinv.cli.app import app
+
+    model, _ = victim
+    assert model.meta["data"]["task"]["task"] == "classes:0,1,2,3"
+    with patch("netinv.cli.adversarial.load_model", return_value=model), \
+            patch("netinv.cli.adversarial.run_adversarial") as api, \
+            patch("netinv.cli.adversarial.table", return_value=""):
+        r = CliRunner().invoke(app, ["adversarial", "runs/v", "--data", "digits", "--n", "5"])
+    assert r.exit_code == 0, r.output
+    data = api.call_args.kwargs["data"]
+    assert data.classes == ["0", "1", "2", "3"] and set(data.y.tolist()) == {0, 1, 2, 3} and len(data) == 720

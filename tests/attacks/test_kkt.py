@@ -410,6 +410,9 @@ def test_cli_rejects_a_bad_setting_in_one_line(tmp_path):
     with pytest.raises(ConfigError) as e:
         kkt_config({"optimizer": "lbfgs"})
     assert format_error(e.value).count("\n") == 0 and "optimizer" in str(e.value)
+    with pytest.raises(ConfigError, match="--alpha 10.0 sets the smooth surrogate that --exact-relu drops"):
+        kkt_config({"alpha": 10.0}, exact_relu=True)  # it was dropped silently (run.json said alpha null)
+    assert kkt_config({}, exact_relu=True).alpha is None
 
 
 def _bias_free_cnn() -> nn.Module:

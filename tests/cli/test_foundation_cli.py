@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -177,6 +178,9 @@ def test_the_next_hint_names_the_data_a_user_model_needs(parity_victim):
     assert evaluate_hint(model, Path("runs/k")) == "next: netinv evaluate runs/k"
     bare = load_model(model.module, input_shape=(1, 8, 8), device="cpu")
     assert evaluate_hint(bare, Path("runs/k")).endswith("--train MEMBERS.npz --heldout NONMEMBERS.npz")
+    factory = dataclasses.replace(bare, source={"format": "factory", "factory": "mymod:make", "weights": "/w.pt"})
+    assert evaluate_hint(factory, Path("runs/k")) == ("next: netinv evaluate runs/k --model mymod:make --weights /w.pt "
+                                                      "--train MEMBERS.npz --heldout NONMEMBERS.npz")
 
 
 def test_sigterm_stops_like_ctrl_c_and_keeps_the_checkpoint(parity_victim, tmp_path):
@@ -237,3 +241,10 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out of memory — the input")
+
+
+def test_a_reader_that_leaves_early_gives_the_sigpipe_exit_code_and_no_message():
+    """`netinv data list | true` exited 1 (click's EPIPE exit) like a failure; it is 141, as for SIGPIPE."""
+    r = subprocess.run(f"{sys.executable} -m netinv data list | true; echo $" + "{PIPESTATUS[0]}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() in ("141", "0") and "Traceback" not in r.stderr and "error" not in r.stderr  # 0: no EPIPE

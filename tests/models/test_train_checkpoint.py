@@ -132,6 +132,10 @@ def test_bad_architecture_strings(arch, match):
 def test_unknown_arch_option_and_logistic_on_multiclass(digits_parity):
     with pytest.raises(ConfigError, match="no option"):
         parse_arch("mlp:8", (64,), 1, channels=3)
+    for bad in ("first", "xyz"):  # accepted and ignored before (a cnn with biases was trained)
+        with pytest.raises(ConfigError, match=f"bias='{bad}' is not allowed for a cnn"):
+            parse_arch("cnn:4", (1, 8, 8), 1, bias=bad)
+    assert parse_arch("cnn:4", (1, 8, 8), 1, bias="none").bias is False
     split = make_task(load_data("digits"), "classes:0,1,2", n_per_class=5, heldout_per_class=5)
     with pytest.raises(ConfigError, match="logistic loss needs a binary task"):
         train(split, "mlp:8", TrainConfig(loss="logistic", epochs=1), device="cpu", show_progress=False)
@@ -338,3 +342,16 @@ def test_an_npz_named_mean_npy_is_one_model_error(parity_victim, tmp_path):
         np.savez(f, mean=np.zeros(64, np.float32))
     with pytest.raises(ModelError, match="cannot read the mean image .*not one array"):
         load_checkpoint(bad)
+
+
+def test_a_checkpoint_refuses_a_mean_or_weights_it_would_ignore_or_contradict(parity_victim, tmp_path):
+    """`--mean` silently changed what a checkpoint computes (and `info` then said mean_subtracted); `--weights` was
+    silently dropped. Both are refused, as a contradicting --input-range already was."""
+    import numpy as np
+
+    _, ckpt = parity_victim
+    np.save(tmp_path / "mean.npy", np.full((1, 8, 8), 0.3, np.float32))
+    with pytest.raises(ModelError, match="records its own mean image"):
+        load_model(ckpt, mean=tmp_path / "mean.npy", device="cpu")
+    with pytest.raises(ModelError, match="--weights .* applies to a package.module:factory model"):
+        load_model(ckpt, weights=tmp_path / "nothing.pt", device="cpu")

@@ -89,3 +89,24 @@ def test_class_is_accepted_for_classes_as_the_issue_and_sample_spell_it():
     assert fn.call_args.args[1] == [3]
     _, fn = _run(["count", "ckpt", "--class", "1,2"], "count")
     assert fn.call_args.args[1] == [1, 2]
+
+
+def test_a_config_files_seed_is_used_unless_seed_is_given(tmp_path):
+    """`seed: 7` in --config was overwritten by the unset --seed flag's default 0 (train and sat)."""
+    (tmp_path / "c.yaml").write_text("seed: 7\ntime_limit: 3\n")
+    _, fn = _run(["invert", "ckpt", "--config", str(tmp_path / "c.yaml")], "invert")
+    cfg = fn.call_args.args[3]
+    assert cfg.seed == 7 and cfg.time_limit == 3
+    _, fn = _run(["invert", "ckpt", "--config", str(tmp_path / "c.yaml"), "--seed", "2"], "invert")
+    assert fn.call_args.args[3].seed == 2  # the flag still wins
+    _, fn = _run(["invert", "ckpt"], "invert")
+    assert fn.call_args.args[3].seed == 0
+    from netinv.cli.app import app
+
+    (tmp_path / "t.yaml").write_text("seed: 5\nepochs: 1\n")
+    with patch("netinv.cli.train.train_api") as api:
+        api.return_value.meta = {"data": {"train_indices": [0]}, "train_accuracy": 1.0, "test_accuracy": 1.0,
+                                 "final_loss": 0.0, "epochs_run": 1, "wall_time_s": 0.0}
+        r = runner.invoke(app, ["train", "--config", str(tmp_path / "t.yaml"), "--out", str(tmp_path / "v")])
+    assert r.exit_code == 0, r.output
+    assert api.call_args.args[2].seed == 5 and api.call_args.args[2].epochs == 1

@@ -113,8 +113,14 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
             cpu_threads()
             keep_freed_memory()  # large per-step tensors reuse freed memory instead of page-faulting it back
             code = app(standalone_mode=False)  # click's errors reach us, to be written as one line
+            sys.stdout.flush()  # inside the try: a reader that left (`| head`) is said below, not at exit
     except SystemExit as e:
         code = e.code
+        if code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":  # click's own EPIPE exit: as below
+            code = 141
+    except BrokenPipeError:  # `netinv info M | head -2`: the reader has all it wanted; exit as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        sys.exit(141)
     except ce.UsageError as e:
         if isinstance(e, help_error):
             _show_help_error(e)

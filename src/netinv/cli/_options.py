@@ -13,6 +13,9 @@ ModelArg = Annotated[str, typer.Argument(help="netinv checkpoint dir, .pt2 expor
                                               "package.module:factory (with --weights)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present), cpu or cuda")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="random seed, recorded in every output")]
+#: for commands whose --config file may set the seed: unset, the file's seed (else the config's default, 0) is used
+ConfigSeedOpt = Annotated[int | None, typer.Option("--seed", help="random seed, recorded in every output (default: "
+                                                                  "the --config file's seed, else 0)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output directory")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last checkpoint")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags override it)")]
@@ -83,4 +86,10 @@ def evaluate_hint(model: Any, out: Path) -> str:
     """The ``next:`` command after an attack: a model that records no members and non-members needs them given."""
     meta = getattr(model, "meta", None)
     has_data = isinstance(meta, dict) and isinstance(meta.get("data"), dict)
-    return f"next: netinv evaluate {out}" + ("" if has_data else " --train MEMBERS.npz --heldout NONMEMBERS.npz")
+    source = getattr(model, "source", None) or {}
+    named = ""  # evaluate never imports a factory recorded in run.json: the hint names it, as the user must (its
+    if source.get("format") == "factory":  # shape, mean and range then come from the record)
+        named = f" --model {source.get('factory')}" + (f" --weights {source['weights']}" if source.get("weights")
+                                                      else "")
+    return (f"next: netinv evaluate {out}{named}"
+            + ("" if has_data else " --train MEMBERS.npz --heldout NONMEMBERS.npz"))

@@ -8,7 +8,7 @@ import typer
 
 from .._utils.config import merge_config
 from ..apps.adversarial import AdversarialConfig, run_adversarial, table
-from ..data import Dataset, load_data
+from ..data import Dataset, load_data, task_view
 from ..models.loading import load_model
 from ._options import (
     CheckMd5Opt,
@@ -59,8 +59,11 @@ def adversarial(
                                              "gen_steps": gen_steps}, yaml_file=config)
     victim = load_model(model, **model_kwargs(weights, input_shape, input_range, mean, device))
     ds: Dataset | Path | None = path if data is None else None  # --path alone: an npz file or a class folder
-    if data is not None:  # a named source (its own class indices, never renumbered)
+    if data is not None:  # a named source, seen as the checkpoint's task when it records one (parity, classes:…)
         ds = load_data(data, root=root, path=path, check_md5=check_md5, relabel=False)
+        record = victim.meta.get("data") if isinstance(victim.meta, dict) else None
+        if isinstance(record, dict) and (record.get("load_args") or {}).get("name") == data:
+            ds = task_view(ds, (record.get("task") or {}).get("task"))
     res = run_adversarial(victim, cfg, data=ds, n=n, seed=seed, out=out, resume=resume)
     typer.echo(table(res, cfg))
     typer.echo(f"-> {out} (adversarial.json, adversarial.npz)")

@@ -36,22 +36,31 @@ app = typer.Typer(no_args_is_help=True, help="Reconstruct training data from a t
 
 
 def kkt_config(overrides: dict, exact_relu: bool = False, yaml_file: Path | None = None) -> KKTConfig:
-    """Defaults <- YAML <- flags (``None`` = not given), type-checked; ``exact_relu`` drops the surrogate."""
+    """Defaults <- YAML <- flags (``None`` = not given), type-checked; ``exact_relu`` drops the surrogate (and
+    refuses an --alpha given with it, which it would ignore)."""
+    if exact_relu and overrides.get("alpha") is not None:
+        raise ConfigError(f"--alpha {overrides['alpha']} sets the smooth surrogate that --exact-relu drops",
+                          "give one of them")
     cfg = merge_config(KKTConfig(), overrides, yaml_file=yaml_file)
     return dataclasses.replace(cfg, alpha=None) if exact_relu else cfg
 
 
 ItersOpt = typer.Option(None, "--iterations", help="optimisation steps (default 1500)")
 OptimOpt = typer.Option(None, "--optimizer", help="adam (default) or sgd (momentum 0.9, Haim et al.)")
-LrXOpt = typer.Option(None, "--lr-x", help="step on the candidate inputs")
-LrLamOpt = typer.Option(None, "--lr-lam", help="step on the multipliers λ")
-InitOpt = typer.Option(None, "--init-scale", help="x0 = randn·init_scale in the model's input space")
-LamMinOpt = typer.Option(None, "--lam-min", help="floor of the dual-feasibility penalty (units of λ scale)")
-AlphaOpt = typer.Option(None, "--alpha", help="ReLU backward -> sigmoid(α·z) during the attack")
+_K = KKTConfig()  # the defaults the help names
+LrXOpt = typer.Option(None, "--lr-x", help=f"step on the candidate inputs (default {_K.lr_x:g})")
+LrLamOpt = typer.Option(None, "--lr-lam", help=f"step on the multipliers λ (default {_K.lr_lam:g})")
+InitOpt = typer.Option(None, "--init-scale", help="x0 = randn·init_scale in the model's input space "
+                                                 f"(default {_K.init_scale:g})")
+LamMinOpt = typer.Option(None, "--lam-min", help="floor of the dual-feasibility penalty, in units of ‖θ‖² / (L · mean "
+                                                  f"|Φ| on box-uniform inputs), docs/kkt.md (default {_K.lam_min:g})")
+AlphaOpt = typer.Option(None, "--alpha", help=f"ReLU backward -> sigmoid(α·z) during the attack (default "
+                                              f"{_K.alpha:g})")
 ExactOpt = typer.Option(False, "--exact-relu", help="no smooth surrogate: the exact ReLU backward")
 SignOpt = typer.Option(None, "--lam-sign", help="nonneg (classifiers) or any (regression / general losses)")
 DtypeOpt = typer.Option(None, "--dtype", help="float32 (default) or float64")
-CkptOpt = typer.Option(None, "--checkpoint-every", help="iterations between resumable states")
+CkptOpt = typer.Option(None, "--checkpoint-every", help=f"iterations between resumable states (default "
+                                                         f"{_K.checkpoint_every})")
 MOpt = typer.Option(None, "--m", "--n", help="number of candidates (default: 2× the training set when the model "
                    "records it, else 100 per class)")
 StartOpt = typer.Option(None, "--start", help="warm start: an npz with x (one start per candidate, data space) and "

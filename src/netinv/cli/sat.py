@@ -18,12 +18,12 @@ from .._utils.config import merge_config
 from ..data.npz import read_arrays
 from ._options import (
     ConfigOpt,
+    ConfigSeedOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
     MeanOpt,
     ResumeOpt,
-    SeedOpt,
     WeightsOpt,
     model_kwargs,
     parse_ints,
@@ -36,11 +36,14 @@ app = typer.Typer(no_args_is_help=True, help="Exact inversion of binarised nets 
 
 EncodingOpt = typer.Option(None, "--encoding", help="auto, totalizer, seqcounter, sortnet or adder")
 SolverOpt = typer.Option(None, "--solver", help="PySAT back end: g42 (default), cd195, m22, ...")
-TimeOpt = typer.Option(None, "--time-limit", help="seconds (per class for invert/count); UNKNOWN when hit")
+TimeOpt = typer.Option(None, "--time-limit", help="seconds of search per class (invert, count), per input (infer) "
+                                                  "or per query (sample, robust), not counting the encoding; UNKNOWN "
+                                                  "when hit (default 60)")
 CandOpt = typer.Option(None, "--candidates", help="cheap model-checked random inputs tried first (0: none; a "
-                                                "constrained space of at most enumerate_max inputs is still "
-                                                "enumerated)")
-QOutOpt = typer.Option(None, "--out", "-o", help="write result.json, preimages.npz and preimages.png here")
+                                                "constrained space of at most 1 000 000 inputs is still "
+                                                "enumerated; enumerate_max in --config) (default 1024)")
+QOutOpt = typer.Option(None, "--out", "-o", help="write result.json here (and preimages.npz / preimages.png "
+                                                 "when inputs were found: invert, sample, robust)")
 
 
 def _sat_api() -> ModuleType:
@@ -141,7 +144,7 @@ def infer(model: ModelArg, inputs: Path = typer.Option(..., "--inputs", help=".n
           encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
           out: Path | None = QOutOpt, config: ConfigOpt = None, weights: WeightsOpt = None,
           input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None, mean: MeanOpt = None,
-          seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+          seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu") -> None:
     """Classify inputs through the CNF and check agreement with the PyTorch model."""
     cfg = _config(encoding, solver, time_limit, None, seed, config)
     x = read_array(inputs, "--inputs")
@@ -158,7 +161,7 @@ def invert(model: ModelArg, classes: str | None = ClassesOpt,
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+           mean: MeanOpt = None, seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu") -> None:
     """A preimage per class, or a proof that the class is unreachable."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
     cons = _constraints(fixed, mask, center, radius, min_on, max_on)
@@ -175,7 +178,7 @@ def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the cl
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+           mean: MeanOpt = None, seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu") -> None:
     """N distinct, diverse preimages of a class with their pairwise Hamming distances."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
     cons = _constraints(fixed, mask, center, radius, min_on, max_on)
@@ -193,7 +196,7 @@ def count(model: ModelArg, classes: str | None = ClassesOpt,
           radius: int | None = RadiusOpt, min_on: int | None = MinOnOpt, max_on: int | None = MaxOnOpt,
           encoding: str | None = EncodingOpt, time_limit: float | None = TimeOpt, out: Path | None = QOutOpt,
           config: ConfigOpt = None, weights: WeightsOpt = None, input_shape: InputShapeOpt = None,
-          input_range: InputRangeOpt = None, mean: MeanOpt = None, seed: SeedOpt = 0,
+          input_range: InputRangeOpt = None, mean: MeanOpt = None, seed: ConfigSeedOpt = None,
           device: DeviceOpt = "cpu", resume: ResumeOpt = False) -> None:
     """Approximate number of preimages per class and the share of the input space it owns."""
     cfg = _config(encoding, None, time_limit, None, seed, config)
@@ -210,7 +213,7 @@ def robust(model: ModelArg, input: Path = typer.Option(..., "--input", help=".np
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-           mean: MeanOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "cpu") -> None:
+           mean: MeanOpt = None, seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu") -> None:
     """Is every input within Hamming distance RADIUS classified the same? Counterexample or proof."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
     x = read_array(input, "--input")

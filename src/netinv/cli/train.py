@@ -9,7 +9,17 @@ import typer
 from .._utils.config import merge_config
 from ..train import TrainConfig
 from ..train import train as train_api
-from ._options import CheckMd5Opt, ConfigOpt, DataOpt, DataPathOpt, DeviceOpt, OutOpt, ResumeOpt, RootOpt, SeedOpt
+from ._options import (
+    CheckMd5Opt,
+    ConfigOpt,
+    ConfigSeedOpt,
+    DataOpt,
+    DataPathOpt,
+    DeviceOpt,
+    OutOpt,
+    ResumeOpt,
+    RootOpt,
+)
 
 _D = TrainConfig()  # the defaults the help names
 
@@ -41,7 +51,7 @@ def train(
     mean_subtract: bool | None = typer.Option(None, "--mean-subtract/--no-mean-subtract",
                                               help="subtract the members' mean image (default off)"),
     config: ConfigOpt = None,
-    seed: SeedOpt = 0,
+    seed: ConfigSeedOpt = None,
     device: DeviceOpt = "auto",
     download: bool = typer.Option(False, help="download missing data files"),
     check_md5: CheckMd5Opt = False,

@@ -8,7 +8,7 @@ import torch
 
 from .._errors import DataError, first_line
 from ._dataset import Dataset
-from .tasks import TaskSplit, make_task, parse_task
+from .tasks import TaskSplit, make_task, parse_task, task_view
 
 #: source name -> one-line description (``netinv data list``).
 SOURCES: dict[str, str] = {
@@ -105,7 +105,7 @@ def split_from_record(record: dict) -> TaskSplit:
         lut = torch.full((src.num_classes,), 0, dtype=torch.int64)
         for new, g in enumerate(groups):
             lut[torch.tensor(g)] = new
-        data = src if task in (None, "all") else src.relabel(lut[src.y], names)
+        data = src if task in (None, "all") else src.relabel(lut[src.y], names)  # rows stay where the indices say
         idx = {k: [int(i) for i in record[k]] for k in ("train_indices", "heldout_indices")}
         bad = [i for v in idx.values() for i in v if not 0 <= i < len(data)]
         if bad:
@@ -155,4 +155,4 @@ def _load(name: str, *, root: str | Path | None, path: str | Path | None, split:
 
 
 __all__ = ["SOURCES", "Dataset", "TaskSplit", "default_root", "load_data", "load_model_data", "make_task",
-           "parse_task", "split_from_record"]
+           "parse_task", "split_from_record", "task_view"]

@@ -68,6 +68,28 @@ def parse_task(task: str | None, classes: list[str]) -> tuple[list[str], list[li
                       "use all, parity, vehicles-animals, classes:0,1,2 or groups:0,2/1,3")
 
 
+def task_view(data: Dataset, task: str | None) -> Dataset:
+    """``data`` relabelled for ``task`` (the class indices a model trained on that task predicts); rows of classes
+    outside the task are left out.
+
+    Example:
+        >>> from netinv.data import load_data
+        >>> v = task_view(load_data("digits"), "classes:3,7")
+        >>> v.classes, sorted(set(v.y.tolist())), len(v)
+        (['3', '7'], [0, 1], 362)
+    """
+    if task in (None, "all"):
+        return data
+    names, groups = parse_task(task, data.classes)
+    lut = torch.full((data.num_classes,), -1, dtype=torch.int64)
+    for new, g in enumerate(groups):
+        lut[torch.tensor(g)] = new
+    new_y = lut[data.y]
+    view = data.relabel(new_y.clamp_min(0), names, task=task)
+    keep = torch.nonzero(new_y >= 0).flatten()
+    return view if len(keep) == len(data) else view.subset(keep)
+
+
 def make_task(data: Dataset, task: str | None = None, *, n_per_class: int | None = None,
               heldout_per_class: int | None = None, seed: int = 0) -> TaskSplit:
     """Relabel ``data`` for ``task``, draw ``n_per_class`` members per task class and disjoint held-out non-members.

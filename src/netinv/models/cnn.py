@@ -40,6 +40,8 @@ class CNNSpec:
             raise ConfigError(f"cnn needs C×H×W inputs, the data has shape {tuple(input_shape)}",
                               "use mlp for flat inputs")
         if isinstance(options.get("bias"), str):
+            if options["bias"] not in ("all", "none"):  # "first" is an MLP layout: a CNN has no such choice
+                raise ConfigError(f"bias={options['bias']!r} is not allowed for a cnn", "use all or none")
             options["bias"] = options["bias"] != "none"
         return cls(tuple(input_shape), parse_ints("cnn", args, (32, 64)), num_outputs, **options)
 

@@ -10,6 +10,7 @@ import io
 import json
 import math
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -62,6 +63,12 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
         lm = _wrap(model, input_shape, {"format": "module", "class": type(model).__name__})
     else:
         lm = _load_path(str(model), weights, input_shape)
+    if weights is not None and lm.source.get("format") != "factory":
+        raise ModelError(f"--weights {weights} applies to a package.module:factory model, not to a "
+                         f"{lm.source.get('format', 'loaded')} model (it has its weights)", "drop --weights")
+    if mean is not None and lm.source.get("format") == "netinv" and not isinstance(model, LoadedModel):
+        raise ModelError(f"--mean {mean if isinstance(mean, str | Path) else '(an array)'} given for a netinv "
+                         "checkpoint, which records its own mean image (or that it has none)", "drop --mean")
     if input_shape is not None and tuple(input_shape) != tuple(lm.input_shape):
         raise ModelError(f"--input-shape {tuple(input_shape)} differs from the model's {tuple(lm.input_shape)}",
                          "drop --input-shape or give the shape the model was built for")
@@ -495,6 +502,13 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
         module.load_state_dict(state)
     except FileNotFoundError:
         raise ModelError(f"weights file {wpath} not found", "check the --weights path") from None
+    except pickle.UnpicklingError as e:  # weights_only refused a Python object: say so, not torch's advice to
+        # rerun with weights_only=False (which would run the file's code)
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        raise ModelError(f"refusing weights {wpath}: they hold pickled Python objects"
+                         + (f" ({found.group(1)})" if found else "") + ", which could run code when loaded",
+                         "save the model's state_dict (tensors only), e.g. with safetensors: "
+                         "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')") from None
     except Exception as e:
         raise ModelError(f"cannot load weights {wpath} into {spec}: {informative_line(e)}",
                          "the weights must be a state_dict (tensors only) of the factory's model") from None
