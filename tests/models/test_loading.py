@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -390,6 +392,43 @@ def test_a_model_file_that_reaches_the_file_system_is_refused_before_it_runs(tmp
     if r.returncode != 0 or not out.exists():
         pytest.skip(f"this torch cannot build the crafted {kind} model: {r.stderr[-300:]}")
     assert not marker.exists()  # building it did not run it
-    with pytest.raises(ModelError, match="calls .*from_file.*reach files or processes"):
+    with pytest.raises(ModelError, match="from_file.*which netinv does not run from a file"):
         load_model(out, input_shape=(1, 8, 8) if kind == "ts" else None, device="cpu")
     assert not marker.exists()  # and neither did loading it
+
+
+def test_the_model_file_screen_reads_names_not_spellings_and_operator_arguments(tmp_path):
+    """Bypasses a review found: `torch . save` (TorchScript tokenises its code, so the spaced call is the same one), a
+    __setstate__ (it runs inside torch.jit.load), code padded past a size limit, and an operator passed as the
+    argument of a higher-order op in a .pt2 graph. And a legitimate module named grpc_models is not refused."""
+    import types
+    import zipfile
+
+    from netinv.models.loading import _check_torchscript_source, _export_ops
+
+    def archive(name: str, code: str) -> Path:
+        with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("m/code/__torch__/grpc_models.py", code)
+        return tmp_path / name
+
+    ok = archive("ok.pt", "class MLP(Module):\n  rpc_scale : float\n  def forward(self: __torch__.grpc_models.MLP, x: "
+                          "Tensor) -> Tensor:\n    return torch.linear(x, self.w)\n")
+    _check_torchscript_source(ok)  # names that merely contain rpc_ or grpc are not calls
+    for name, code, match in (
+            ("spaced.pt", "def forward(self, x):\n    _0 = torch . save(x, 'p')\n    return x\n", "torch.save"),
+            ("setstate.pt", "def __setstate__(self, s: Tuple[int]) -> NoneType:\n    return None\n", "__setstate__"),
+            ("big.pt", "# " + "x" * (1 << 26) + "\n", "larger than 64 MiB")):
+        with pytest.raises(ModelError, match=match):
+            _check_torchscript_source(archive(name, code))
+
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    hop = torch.ops.higher_order.run_and_save_rng_state
+    g.call_function(hop, (torch.ops.aten.from_file.default, "/tmp/victim", True, 8))
+    g.output(x)
+    ep = types.SimpleNamespace(graph_module=torch.fx.GraphModule(torch.nn.Module(), g))
+    assert _export_ops(ep) == {"aten.from_file.default", "run_and_save_rng_state"}
+    g2 = torch.fx.Graph()
+    y = g2.call_function(torch.ops.aten.relu.default, (g2.placeholder("x"),))
+    g2.output(g2.call_function(__import__("operator").getitem, ((y,), 0)))
+    assert _export_ops(types.SimpleNamespace(graph_module=torch.fx.GraphModule(torch.nn.Module(), g2))) == set()

@@ -64,8 +64,10 @@ def load_model(model: str | Path | nn.Module | LoadedModel, *, weights: str | Pa
     else:
         lm = _load_path(str(model), weights, input_shape)
     if weights is not None and lm.source.get("format") != "factory":
-        raise ModelError(f"--weights {weights} applies to a package.module:factory model, not to a "
-                         f"{lm.source.get('format', 'loaded')} model (it has its weights)", "drop --weights")
+        kind = {"export": "torch.export archive", "torchscript": "TorchScript file", "netinv": "netinv checkpoint",
+                "module": "module"}.get(lm.source.get("format"), "loaded model")
+        raise ModelError(f"--weights {weights} applies to a package.module:factory model, not to a {kind} (it has "
+                         "its weights)", "drop --weights")
     if mean is not None and lm.source.get("format") == "netinv" and not isinstance(model, LoadedModel):
         raise ModelError(f"--mean {mean if isinstance(mean, str | Path) else '(an array)'} given for a netinv "
                          "checkpoint, which records its own mean image (or that it has none)", "drop --mean")
@@ -156,7 +158,7 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
                 raise ModelError(f"cannot load TorchScript file {path}: {first_line(e)}",
                                  "export it instead: torch.export.save(torch.export.export(model.eval(), (example,)), "
                                  "path)") from None
-            _check_ops(_torchscript_ops(module), path)
+            _check_ops(_torchscript_ops(module), path)  # what the source scan could not see (forked bodies)
             return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
                          "a weights-only file needs a factory: pass package.module:factory --weights FILE")
@@ -166,51 +168,113 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
 
 
 #: what a classifier never computes with, and what reaches outside the process: files, other processes, the network
-#: (a .pt2 or TorchScript model is a program; these are refused before it runs)
-_UNSAFE_OPS = ("from_file", "aten::save", "aten.save", "load_tensor", "rpc_", "c10d", "symm_mem", "nvshmem")
+#: (a .pt2 or TorchScript model is a program; these are refused before it runs). Matched against whole names.
+_UNSAFE_NAMES = frozenset({"from_file", "save", "load", "load_tensor", "rpc", "rpc_sync", "rpc_async", "rpc_remote",
+                           "c10d", "_c10d_functional", "_c10d_functional_autograd", "distributed", "symm_mem",
+                           "system", "popen", "exec", "eval", "open"})
+#: higher-order operators an exported classifier may hold (control flow, grad / autocast regions); others (e.g.
+#: run_and_save_rng_state) call an operator passed as an argument and are refused
+_SAFE_HIGHER_ORDER = frozenset({"cond", "while_loop", "map_impl", "scan", "invoke_subgraph",
+                                "wrap_with_set_grad_enabled", "wrap_with_autocast", "auto_functionalized"})
+#: operator namespaces of PyTorch's tensor library
+_SAFE_NAMESPACES = frozenset({"aten", "prims", "quantized_decomposed"})
 
 
-def _check_ops(ops: set[str], path: Path) -> None:
-    bad = sorted(o for o in ops if any(u in o for u in _UNSAFE_OPS))
-    if bad:
-        raise ModelError(f"refusing {path}: its graph calls {', '.join(bad[:3])}, which reach files or processes "
-                         "outside the model", "a classifier computes with tensor operations only: export the model "
-                         "without them (and do not run a model file you do not trust)")
+def _check_ops(ops: set[str], path: Path, what: str = "its graph calls") -> None:
+    if ops:
+        raise ModelError(f"refusing {path}: {what} {', '.join(sorted(ops)[:3])}, which netinv does not run from a "
+                         "file (files, processes, the network, or operators outside PyTorch's tensor library)",
+                         "a classifier computes with tensor operations only: export the model without them (and "
+                         "do not run a model file you do not trust)")
 
 
 def _check_torchscript_source(path: Path) -> None:
-    """The serialized code of a TorchScript archive (``code/``, run from load time on through ``__setstate__``),
-    scanned for :data:`_UNSAFE_OPS` before ``torch.jit.load`` sees it."""
+    """The serialized code of a TorchScript archive (``code/``, Python syntax, run from load time on through
+    ``__setstate__``), tokenised and its dotted names checked against :data:`_UNSAFE_NAMES` before
+    ``torch.jit.load`` sees it; a ``__setstate__`` (code that runs while loading) and oversized code are refused."""
+    import io
+    import tokenize
+
     found: set[str] = set()
     with zipfile.ZipFile(path) as z:
-        for info in z.infolist():
-            if "/code/" in f"/{info.filename}" and info.filename.endswith(".py") and info.file_size < 1 << 26:
-                text = z.read(info).decode("utf-8", errors="replace")
-                found |= {u for u in _UNSAFE_OPS if u.replace("aten::", "torch.").replace("aten.", "torch.") in text
-                          or u in text}
-    _check_ops(found, path)
+        code = [i for i in z.infolist() if "/code/" in f"/{i.filename}" and i.filename.endswith(".py")]
+        if sum(i.file_size for i in code) > 1 << 26:
+            _check_ops({"code larger than 64 MiB"}, path, "it holds")
+        for info in code:
+            text = z.read(info).decode("utf-8", errors="replace")
+            try:
+                tokens = [t for t in tokenize.generate_tokens(io.StringIO(text).readline)
+                          if t.type in (tokenize.NAME, tokenize.OP)]
+            except (tokenize.TokenError, SyntaxError, IndentationError):
+                _check_ops({"unreadable code"}, path, "it holds")
+            dotted: list[str] = []
+            for k, t in enumerate(tokens):  # join NAME (. NAME)*: `torch . save` is torch.save
+                if t.type == tokenize.NAME and not (k and tokens[k - 1].string == "."):
+                    parts, m = [t.string], k
+                    while m + 2 < len(tokens) and tokens[m + 1].string == "." and tokens[m + 2].type == tokenize.NAME:
+                        parts.append(tokens[m + 2].string)
+                        m += 2
+                    dotted.append(".".join(parts))
+            for name in dotted:
+                parts = name.split(".")
+                if name.startswith(("torch.", "ops.")) and any(p in _UNSAFE_NAMES for p in parts[1:]):
+                    found.add(name)
+                if parts[-1] == "__setstate__" or name == "__setstate__":
+                    found.add("__setstate__ (code run while loading)")
+    _check_ops(found, path, "its code references")
 
 
 def _torchscript_ops(module: Any) -> set[str]:
-    """Every operator a scripted module's forward runs (nested blocks included)."""
-    ops: set[str] = set()
+    """The operators of a scripted module's forward (nested blocks and forked subgraphs included) outside
+    PyTorch's tensor library or in :data:`_UNSAFE_NAMES`."""
+    bad: set[str] = set()
 
-    def walk(block: Any) -> None:
-        for node in block.nodes():
-            ops.add(node.kind())
+    def walk(graph: Any) -> None:
+        for node in graph.nodes():
+            ns, _, name = node.kind().partition("::")
+            if name in _UNSAFE_NAMES or ns in ("prim", "aten") and any(u in name for u in ("rpc", "c10d")) \
+                    or ns not in ("aten", "prim"):
+                bad.add(node.kind())
             for b in node.blocks():
                 walk(b)
+            if node.hasAttribute("Subgraph"):  # prim::fork keeps its body here, not in a block
+                walk(node.g("Subgraph"))
 
     graph = getattr(module, "inlined_graph", None)
     if graph is not None:
         walk(graph)
-    return ops
+    return bad
 
 
 def _export_ops(ep: Any) -> set[str]:
-    """Every call target of an exported program's graphs (submodules such as control-flow branches included)."""
-    return {str(node.target) for gm in ep.graph_module.modules() if isinstance(gm, torch.fx.GraphModule)
-            for node in gm.graph.nodes if node.op == "call_function"}
+    """The call targets of an exported program's graphs (control-flow submodules included), and every operator
+    passed as an argument, outside an allowlist: ``aten`` / ``prims`` operators not in :data:`_UNSAFE_NAMES`,
+    Python's ``operator`` and ``math`` functions and torch's ``sym_*`` helpers, and :data:`_SAFE_HIGHER_ORDER`."""
+    from torch.utils._pytree import tree_leaves
+
+    def allowed(f: Any) -> bool:
+        if isinstance(f, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
+            return f.namespace in _SAFE_NAMESPACES and f.__name__.split(".")[0] not in _UNSAFE_NAMES
+        if isinstance(f, torch._ops.HigherOrderOperator):
+            return f.name() in _SAFE_HIGHER_ORDER
+        module = getattr(f, "__module__", None) or ""
+        return module in ("_operator", "operator", "math") or (module.startswith("torch") and getattr(
+            f, "__name__", "").startswith(("sym_", "_sym_", "_check", "_assert")))  # shape guards of dynamic dims
+
+    bad: set[str] = set()
+    for gm in ep.graph_module.modules():
+        if not isinstance(gm, torch.fx.GraphModule):
+            continue
+        for node in gm.graph.nodes:
+            if node.op != "call_function":
+                continue
+            for f in (node.target, *(a for a in tree_leaves((node.args, node.kwargs)) if callable(a)
+                                     and not isinstance(a, torch.fx.Node | torch.nn.Module))):
+                if not allowed(f):
+                    ops = (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)
+                    bad.add(str(f) if isinstance(f, ops) else
+                            f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__name__)}")
+    return bad
 
 
 def _zip_kind(path: Path) -> str | None:
