@@ -86,6 +86,8 @@ def test_the_cli_reads_plain_files_and_round_trips_its_export(tmp_path):
     (lambda a: a.update(meta={"layers": -1}), "lacks arrays"),  # used to be an IndexError
     (lambda a: a.update(meta={"bias_den": 1e999}), "bias_den is inf"),  # used to be an OverflowError
     (lambda a: a.update(fixed_bits=np.full(D, 0.5)), "fixed_bits must be integers.* store -1 \\(free\\), 0 or 1"),
+    (lambda a: a.update(x_lo=np.full(D, np.nan, np.float32)), "x_lo must be finite"),  # NaN pixels in preimages
+    (lambda a: a.update(meta={"threshold": float("nan")}), "threshold must be finite"),
 ])
 def test_a_malformed_plain_file_is_refused_with_its_fix(tmp_path, change, match):
     a = user_bnn()

@@ -27,15 +27,19 @@ from ._options import (
     model_kwargs,
 )
 
+_A = AdversarialConfig()  # the defaults the help names
+
 
 def adversarial(
     model: ModelArg,
     out: OutOpt = Path("runs/adversarial"),
     norm: str | None = typer.Option(None, help="linf (default) or l2"),
-    eps: float | None = typer.Option(None, help="perturbation budget in the chosen norm (data space)"),
+    eps: float | None = typer.Option(None, help=f"perturbation budget in the chosen norm, data space (default "
+                                                f"{_A.eps:g})"),
     n: int = typer.Option(200, "--n", help="inputs to attack"),
-    pgd_steps: int | None = None,
-    gen_steps: int | None = typer.Option(None, help="training steps of the perturbation generator"),
+    pgd_steps: int | None = typer.Option(None, help=f"targeted PGD steps (default {_A.pgd_steps})"),
+    gen_steps: int | None = typer.Option(None, help=f"training steps of the perturbation generator (default "
+                                                    f"{_A.gen_steps})"),
     data: str | None = typer.Option(None, "--data", help="inputs to attack (default: the checkpoint's held-out "
                                                          "set; the generator trains on its training set)"),
     path: DataPathOpt = None,

@@ -20,9 +20,14 @@ def list_sources() -> None:
 
 
 @app.command("show")
-def show(name: str, path: DataPathOpt = None, root: RootOpt = None, split: str = "train",
+def show(name: str = typer.Argument(help="a source of netinv data list: digits, mnist, fashion-mnist, cifar10, "
+                                          "npz, folder"),
+         path: DataPathOpt = None, root: RootOpt = None,
+         split: str = typer.Option("train", help="train or test (MNIST / CIFAR-10 files)"),
          download: bool = typer.Option(False, help="download missing files (with checksum)"),
          check_md5: CheckMd5Opt = False) -> None:
-    """Load a data source and print its size, shape, range and class counts."""
+    """Load a data source and print its size, shape, range and class counts.
+
+    Example: netinv data show digits  (or: netinv data show mnist --root ~/data --download)"""
     ds = load_data(name, root=root, path=path, split=split, download=download, check_md5=check_md5)
     typer.echo(json.dumps(ds.summary(), indent=2))

@@ -24,6 +24,8 @@ from ._options import (
     parse_classes,
 )
 
+_G = GeneratorConfig()  # the defaults the help names
+
 
 def invert(
     model: ModelArg,
@@ -31,19 +33,23 @@ def invert(
     classes: str | None = typer.Option(None, help="invert only these class indices, e.g. 0,3 (default: all)"),
     conditioning: str | None = typer.Option(None, help="vector+matrix (default), soft, hot, matrix, embedding, "
                                                        "hot+matrix"),
-    n: int | None = typer.Option(None, "--n", help="samples to draw (default: samples_per_class × classes)"),
-    steps: int | None = typer.Option(None, help="generator training steps"),
-    batch_size: int | None = None,
-    lr: float | None = None,
-    latent_dim: int | None = None,
-    width: int | None = None,
-    dropout: float | None = typer.Option(None, help="dropout in the up-sampling path (active while generating)"),
+    n: int | None = typer.Option(None, "--n", help=f"samples to draw (default {_G.samples_per_class} per class; "
+                                                   "samples_per_class in --config)"),
+    steps: int | None = typer.Option(None, help=f"generator training steps (default {_G.steps})"),
+    batch_size: int | None = typer.Option(None, help=f"generated samples per step (default {_G.batch_size})"),
+    lr: float | None = typer.Option(None, help=f"Adam step of the generator (default {_G.lr:g})"),
+    latent_dim: int | None = typer.Option(None, help=f"size of the noise vector z (default {_G.latent_dim})"),
+    width: int | None = typer.Option(None, help=f"channels of the last up-sampling block (default {_G.width})"),
+    dropout: float | None = typer.Option(None, help="dropout in the up-sampling path (active while generating; "
+                                                    f"default {_G.dropout:g})"),
     feature_layer: str | None = typer.Option(None, help="auto (input of the last linear layer), logits, or a "
                                                         "submodule name [:input]"),
-    kl_weight: float | None = None,
-    ce_weight: float | None = None,
-    cosine_weight: float | None = None,
-    ortho_weight: float | None = None,
+    kl_weight: float | None = typer.Option(None, help=f"α, KL to the soft target (default {_G.kl_weight:g})"),
+    ce_weight: float | None = typer.Option(None, help=f"β, cross-entropy to the label (default {_G.ce_weight:g})"),
+    cosine_weight: float | None = typer.Option(None, help="γ, mean feature cosine similarity (default "
+                                                          f"{_G.cosine_weight:g})"),
+    ortho_weight: float | None = typer.Option(None, help=f"δ, feature Gram matrix vs identity (default "
+                                                         f"{_G.ortho_weight:g})"),
     stop_at: float | None = typer.Option(None, help="stop once this fraction of a monitor batch is assigned to its "
                                                     "class"),
     config: ConfigOpt = None,

@@ -11,19 +11,23 @@ from ..apps.ood import OODConfig, garbage_ood
 from ..models.loading import load_model
 from ._options import ConfigOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt
 
+_O = OODConfig()  # the defaults the help names
+
 
 def ood(
     model: str = typer.Argument(help="a netinv checkpoint directory (the garbage-class model retrains its "
                                      "architecture on its recorded data)"),
     out: OutOpt = Path("runs/ood"),
-    epochs: int | None = typer.Option(None, help="training epochs of the (n+1)-class model"),
+    epochs: int | None = typer.Option(None, help=f"training epochs of the (n+1)-class model (default {_O.epochs})"),
     per_epoch: int | None = typer.Option(None, help="inverted samples joining the garbage class each epoch"),
-    gen_steps: int | None = typer.Option(None, help="generator steps per epoch"),
+    gen_steps: int | None = typer.Option(None, help=f"generator steps per epoch (default {_O.gen_steps})"),
     noise_init: int | None = typer.Option(None, help="Gaussian-noise images the garbage class starts with"),
     conditioning: str | None = typer.Option(None, help="generator conditioning (hot, vector+matrix, ...)"),
-    lr: float | None = None,
-    batch_size: int | None = None,
-    weighted_ce: bool | None = typer.Option(None, "--weighted-ce/--no-weighted-ce"),
+    lr: float | None = typer.Option(None, help=f"Adam step of the (n+1)-class model (default {_O.lr:g})"),
+    batch_size: int | None = typer.Option(None, help=f"minibatch size (default {_O.batch_size})"),
+    weighted_ce: bool | None = typer.Option(None, "--weighted-ce/--no-weighted-ce",
+                                            help="weight the cross-entropy against the garbage class's share "
+                                                 "(default on, as the paper)"),
     config: ConfigOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",

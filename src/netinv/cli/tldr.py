@@ -26,6 +26,8 @@ from ._options import (
     parse_classes,
 )
 
+_T = TLDRConfig()  # the defaults the help names
+
 
 def tldr(
     model: ModelArg,
@@ -35,8 +37,8 @@ def tldr(
     conditioning: str | None = typer.Option(None, help="hot (default, the paper's), hot+matrix, soft, "
                                                        "vector+matrix, matrix, embedding"),
     steps: int | None = typer.Option(None, help="generator training steps (default 1000)"),
-    batch_size: int | None = None,
-    lr: float | None = None,
+    batch_size: int | None = typer.Option(None, help=f"generated samples per step (default {_T.batch_size})"),
+    lr: float | None = typer.Option(None, help=f"Adam step of the generator (default {_T.lr:g})"),
     kl_weight: float | None = typer.Option(None, help="α: KL to the one-hot target"),
     kl_pert_weight: float | None = typer.Option(None, help="α′: KL on perturbed samples"),
     ce_weight: float | None = typer.Option(None, help="β: cross-entropy to the label"),

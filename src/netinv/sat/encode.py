@@ -116,6 +116,11 @@ class PlainBNN:
             raise ModelError("plain BNN: fixed_bits must be -1 (free), 0 or 1", fix)
         if self.mean is not None and np.size(self.mean) != d:
             raise ModelError(f"plain BNN: mean has {np.size(self.mean)} values, expected {d}", fix)
+        finite = {"x_lo": self.x_lo, "x_hi": self.x_hi, "threshold": self.threshold,
+                  **({"mean": self.mean} if self.mean is not None else {})}
+        bad = [k for k, v in finite.items() if not np.isfinite(np.asarray(v, dtype=np.float64)).all()]
+        if bad:  # a NaN x_lo wrote NaN pixels into "found" preimages; a NaN threshold makes every bit 0
+            raise ModelError(f"plain BNN: {', '.join(bad)} must be finite numbers", fix)
 
     @property
     def num_inputs(self) -> int:
