@@ -432,3 +432,53 @@ def test_the_model_file_screen_reads_names_not_spellings_and_operator_arguments(
     y = g2.call_function(torch.ops.aten.relu.default, (g2.placeholder("x"),))
     g2.output(g2.call_function(__import__("operator").getitem, ((y,), 0)))
     assert _export_ops(types.SimpleNamespace(graph_module=torch.fx.GraphModule(torch.nn.Module(), g2))) == set()
+
+
+def test_an_export_archive_is_screened_before_torch_reads_it(tmp_path):
+    """A second review ran code inside torch.export.load itself: a symbolic size is read with sympy.sympify (eval),
+    and a data/aotinductor/ member is dlopen'ed. Both are refused before torch sees the archive; so are a getattr on
+    torch in TorchScript code and operators that change process-wide state (the RNG, autograd)."""
+    import types
+    import zipfile
+
+    from netinv.models.loading import _check_torchscript_source, _export_ops
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    ep = torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "ok.pt2")
+    assert load_model(tmp_path / "ok.pt2", device="cpu").num_outputs == 3  # a dynamic batch: symbolic sizes
+
+    def rewrite(name: str, edit) -> Path:
+        with zipfile.ZipFile(tmp_path / "ok.pt2") as zi, zipfile.ZipFile(tmp_path / name, "w") as zo:
+            for info in zi.infolist():
+                zo.writestr(info, edit(info.filename, zi.read(info)))
+            if name == "aoti.pt2":
+                root = zi.namelist()[0].split("/")[0]
+                zo.writestr(f"{root}/data/aotinductor/model/x.wrapper.so", b"\x7fELF")
+        return tmp_path / name
+
+    marker = tmp_path / "MARKER"
+
+    def evil_size(member: str, data: bytes) -> bytes:
+        if not member.endswith("models/model.json"):
+            return data
+        text = data.decode()
+        assert "expr_str" in text
+        return text.replace('"Symbol(', f'"__import__(\'os\').system(\'touch {marker}\') and 0 or Symbol(', 1).encode()
+
+    with pytest.raises(ModelError, match="symbolic size .* not a plain expression"):
+        load_model(rewrite("sympify.pt2", evil_size), device="cpu")
+    with pytest.raises(ModelError, match="holds .*data/aotinductor/model/x.wrapper.so"):
+        load_model(rewrite("aoti.pt2", lambda member, data: data), device="cpu")
+    assert not marker.exists()
+
+    with zipfile.ZipFile(tmp_path / "g.pt", "w") as z:
+        z.writestr("m/code/__torch__/m.py", "def forward(self, x):\n    f = getattr(torch, 'save')\n    return x\n")
+    with pytest.raises(ModelError, match="getattr on torch"):
+        _check_torchscript_source(tmp_path / "g.pt")
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    g.call_function(torch.ops.aten.manual_seed.default, (1234,))
+    g.output(x)
+    assert _export_ops(types.SimpleNamespace(graph_module=torch.fx.GraphModule(nn.Module(), g))) == {
+        "aten.manual_seed.default"}

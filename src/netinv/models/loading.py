@@ -171,7 +171,11 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
 #: (a .pt2 or TorchScript model is a program; these are refused before it runs). Matched against whole names.
 _UNSAFE_NAMES = frozenset({"from_file", "save", "load", "load_tensor", "rpc", "rpc_sync", "rpc_async", "rpc_remote",
                            "c10d", "_c10d_functional", "_c10d_functional_autograd", "distributed", "symm_mem",
-                           "system", "popen", "exec", "eval", "open"})
+                           "system", "popen", "exec", "eval", "open",
+                           # process-wide state a model has no business changing (the RNG, autograd, caches)
+                           "manual_seed", "seed", "initial_seed", "set_grad_enabled", "_set_item", "wait", "set",
+                           "set_", "set_data", "record_stream", "_cufft_set_plan_cache_max_size",
+                           "_cufft_clear_plan_cache", "_sobol_engine_initialize_state_"})
 #: higher-order operators an exported classifier may hold (control flow, grad / autocast regions); others (e.g.
 #: run_and_save_rng_state) call an operator passed as an argument and are refused
 _SAFE_HIGHER_ORDER = frozenset({"cond", "while_loop", "map_impl", "scan", "invoke_subgraph",
@@ -215,6 +219,9 @@ def _check_torchscript_source(path: Path) -> None:
                         parts.append(tokens[m + 2].string)
                         m += 2
                     dotted.append(".".join(parts))
+            for k, t in enumerate(tokens):  # getattr(torch, "save") names its target in a string
+                if t.string == "getattr" and k + 2 < len(tokens) and tokens[k + 2].string in ("torch", "ops"):
+                    found.add("getattr on torch")
             for name in dotted:
                 parts = name.split(".")
                 if name.startswith(("torch.", "ops.")) and any(p in _UNSAFE_NAMES for p in parts[1:]):
@@ -233,8 +240,8 @@ def _torchscript_ops(module: Any) -> set[str]:
         for node in graph.nodes():
             ns, _, name = node.kind().partition("::")
             if name in _UNSAFE_NAMES or ns in ("prim", "aten") and any(u in name for u in ("rpc", "c10d")) \
-                    or ns not in ("aten", "prim"):
-                bad.add(node.kind())
+                    or ns not in ("aten", "prim") or node.kind() in ("prim::CallMethod", "prim::CallFunction"):
+                bad.add(node.kind())  # (a call left after inlining runs code this walk cannot see: an interface)
             for b in node.blocks():
                 walk(b)
             if node.hasAttribute("Subgraph"):  # prim::fork keeps its body here, not in a block
@@ -289,6 +296,59 @@ def _zip_kind(path: Path) -> str | None:
     return None
 
 
+#: what an exported program's archive holds (torch.export.save, current and legacy layouts); anything else is refused
+_ARCHIVE_MEMBER = re.compile(
+    r"([^/]+/)?(models/[\w.-]+\.json|data/(weights|constants)/[\w.-]+|data/sample_inputs/[\w.-]+\.pt"
+    r"|extra/[\w.-]+|archive_format|archive_version|byteorder|version|\.data/[\w.-]+"
+    r"|serialized_(exported_program\.json|state_dict\.pt|constants\.pt|example_inputs\.pt))")
+#: the functions torch's symbolic sizes use (sympy and torch.utils._sympy.functions)
+_SYMPY_CALLS = frozenset({
+    "Symbol", "Integer", "Float", "Rational", "Max", "Min", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not",
+    "Abs", "Mod", "FloorDiv", "ModularIndexing", "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt",
+    "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv", "TruncToFloat",
+    "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity", "IsNonOverlappingAndDenseIndicator",
+    "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or"})
+
+
+def _expressions(obj: Any) -> Iterator[Any]:
+    """Every ``expr_str`` of a serialized program (symbolic sizes and guards)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "expr_str":
+                yield v
+            else:
+                yield from _expressions(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _expressions(v)
+
+
+def _plain_expression(text: Any) -> bool:
+    """Whether a symbolic size is arithmetic over symbols (``s77``), numbers and :data:`_SYMPY_CALLS` only: no
+    attribute, subscript, lambda or other name that ``sympy.sympify`` would evaluate."""
+    import ast
+
+    if not isinstance(text, str) or len(text) > 10_000:
+        return False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    ok = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant, ast.Load, ast.operator,
+          ast.unaryop, ast.cmpop, ast.boolop, ast.keyword, ast.Call, ast.Name)
+    for n in ast.walk(tree):
+        if not isinstance(n, ok):
+            return False
+        if isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _SYMPY_CALLS):
+            return False
+        if isinstance(n, ast.Name) and not (n.id in _SYMPY_CALLS or n.id in ("true", "false", "oo", "zoo", "nan")
+                                            or re.fullmatch(r"[a-z]+\d+", n.id)):
+            return False
+        if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | bool | str):
+            return False
+    return True
+
+
 def _check_archive_has_no_pickles(path: Path) -> None:
     """Refuse a ``.pt2`` archive from which ``torch.export.load`` would unpickle Python objects (code could run).
 
@@ -304,6 +364,14 @@ def _check_archive_has_no_pickles(path: Path) -> None:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():
                 name = info.filename
+                if not _ARCHIVE_MEMBER.fullmatch(name):  # e.g. data/aotinductor/*.so, which torch would dlopen
+                    raise ModelError(f"refusing {path}: it holds {name}, which is not part of an exported program's "
+                                     "graph, weights or sample inputs (native code or files torch would load)", fix)
+                if name.endswith(".json") and ("models/" in name or "serialized_exported_program" in name):
+                    bad = [e for e in _expressions(json.loads(z.read(info))) if not _plain_expression(e)]
+                    if bad:  # torch reads these with sympy.sympify, which evaluates them as Python
+                        raise ModelError(f"refusing {path}: its graph holds the symbolic size {str(bad[0])[:80]!r}, "
+                                         "which is not a plain expression (torch would run it as Python)", fix)
                 if name.endswith("_config.json") and ("data/weights/" in name or "data/constants/" in name):
                     # an allowlist, as torch decides by path_name prefix whatever use_pickle says: only plain tensor
                     # payloads (weight_*, tensor_*) that are not pickled pass
@@ -360,7 +428,11 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
         if all(isinstance(d, int) for d in dims[1:]):  # a given --input-shape that differs is refused by load_model
             input_shape = tuple(int(d) for d in dims[1:])
     _check_eval_mode(ep, path)
-    gm = ep.module()
+    try:
+        gm = ep.module()
+    except Exception as e:  # e.g. a graph whose generated code does not compile (a forged node argument)
+        raise ModelError(f"cannot build the program in {path}: {first_line(e)}",
+                         "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
     module = _batch_flexible(gm, batch, input_shape) if input_shape and batch else _Exported(gm)
     source = {"format": "export", "path": str(path.resolve()), "export_batch": batch, "runs_in_chunks_of": module.b}
     if module.b is not None and module.b < 64:  # e.g. x.view(1, -1) or x.reshape(x.shape[0], -1) traced at batch 1
