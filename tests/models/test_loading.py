@@ -482,3 +482,29 @@ def test_an_export_archive_is_screened_before_torch_reads_it(tmp_path):
     g.output(x)
     assert _export_ops(types.SimpleNamespace(graph_module=torch.fx.GraphModule(nn.Module(), g))) == {
         "aten.manual_seed.default"}
+
+
+def test_torch_reads_the_bytes_netinv_checked_and_case_tricks_are_refused(tmp_path, net):
+    """A third review hid members from the checks: a second central directory (Python's zipfile and PyTorch's
+    reader then see different archives) and names in another case (torch looks them up ignoring case). Torch now
+    loads a canonical copy of what was checked; case-duplicates and unexpected TorchScript members are refused."""
+    import zipfile
+
+    torch.jit.save(torch.jit.script(net.eval()), tmp_path / "ok.pt")
+    ok = load_model(tmp_path / "ok.pt", input_shape=(1, 8, 8), device="cpu")
+    assert torch.allclose(ok.logits(X), net(X), atol=1e-5)
+    with zipfile.ZipFile(tmp_path / "ok.pt") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    code = next(n for n in members if n.endswith(".py"))
+    for name, extra, match in (
+            ("case_dup.pt", {code.upper(): b"x = 1\n"}, "member names repeat \\(ignoring case\\)"),
+            ("upper.pt", {code.rsplit("/", 1)[0] + "/EXTRA.PY": b"x = 1\n"}, "unexpected member .*EXTRA.PY")):
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for n, data in {**members, **extra}.items():
+                z.writestr(n, data)
+        with pytest.raises(ModelError, match=match):
+            load_model(tmp_path / name, input_shape=(1, 8, 8), device="cpu")
+    prepended = tmp_path / "prepended.pt"  # leading bytes: zipfile adjusts its offsets, so the copy is what it read
+    prepended.write_bytes(b"\0" * 1000 + (tmp_path / "ok.pt").read_bytes())
+    again = load_model(prepended, input_shape=(1, 8, 8), device="cpu")
+    assert torch.allclose(again.logits(X), net(X), atol=1e-5)

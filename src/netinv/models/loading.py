@@ -14,6 +14,7 @@ import pickle
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,11 +150,14 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
         if kind == "export":
             return _load_export(path, input_shape)
         if kind == "torchscript":
-            _check_torchscript_source(path)  # its code runs from torch.jit.load on (__setstate__): read it first
             try:
-                with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have such files
-                    warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*jit")
-                    module = torch.jit.load(str(path), map_location="cpu")
+                with _canonical(path) as safe:  # torch reads exactly the bytes checked here
+                    _check_torchscript_source(safe, path)  # its code runs from torch.jit.load on (__setstate__)
+                    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have such files
+                        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*jit")
+                        module = torch.jit.load(str(safe), map_location="cpu")
+            except ModelError:
+                raise
             except Exception as e:
                 raise ModelError(f"cannot load TorchScript file {path}: {first_line(e)}",
                                  "export it instead: torch.export.save(torch.export.export(model.eval(), (example,)), "
@@ -192,15 +196,19 @@ def _check_ops(ops: set[str], path: Path, what: str = "its graph calls") -> None
                          "do not run a model file you do not trust)")
 
 
-def _check_torchscript_source(path: Path) -> None:
+def _check_torchscript_source(archive: Path, path: Path | None = None) -> None:
     """The serialized code of a TorchScript archive (``code/``, Python syntax, run from load time on through
     ``__setstate__``), tokenised and its dotted names checked against :data:`_UNSAFE_NAMES` before
     ``torch.jit.load`` sees it; a ``__setstate__`` (code that runs while loading) and oversized code are refused."""
     import io
     import tokenize
 
+    path = path or archive  # (the file named in messages; archive is the canonical copy torch will read)
     found: set[str] = set()
-    with zipfile.ZipFile(path) as z:
+    with zipfile.ZipFile(archive) as z:
+        strange = [i.filename for i in z.infolist() if not _SCRIPT_MEMBER.fullmatch(i.filename)]
+        if strange:  # e.g. CODE/__torch__.PY, which torch finds (it ignores case) and a scan of code/ would miss
+            _check_ops({strange[0]}, path, "it holds the unexpected member")
         code = [i for i in z.infolist() if "/code/" in f"/{i.filename}" and i.filename.endswith(".py")]
         if sum(i.file_size for i in code) > 1 << 26:
             _check_ops({"code larger than 64 MiB"}, path, "it holds")
@@ -296,6 +304,40 @@ def _zip_kind(path: Path) -> str | None:
     return None
 
 
+#: what a TorchScript archive holds (torch.jit.save); anything else is refused
+_SCRIPT_MEMBER = re.compile(
+    r"([^/]+/)?(data\.pkl|constants\.pkl|code/[\w./-]+\.py(\.debug_pkl)?|data/\d+|constants/\d+|traced_inputs/\d+"
+    r"|traced_inputs\.pkl|version|byteorder|\.data/[\w.-]+|extra/[\w.-]+)")
+
+
+@contextlib.contextmanager
+def _canonical(path: Path) -> Iterator[Path]:
+    """A fresh copy of a zip archive as Python's ``zipfile`` reads it (one central directory, no leading bytes),
+    for torch to load: PyTorch's own zip reader can see other members in a crafted file (a second central
+    directory, prepended bytes), so what netinv checks and what torch runs would differ. Member names that repeat
+    when case is ignored are refused (torch looks names up ignoring case)."""
+    import shutil
+    import tempfile
+
+    fix = "save the model again with torch.export.save / torch.jit.save"
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            low = [i.filename.lower() for i in infos]
+            if len(set(low)) != len(low):
+                dup = next(n for n in low if low.count(n) > 1)
+                raise ModelError(f"refusing {path}: member names repeat (ignoring case), e.g. {dup}", fix)
+            with tempfile.TemporaryDirectory(prefix="netinv-model-") as tmp:
+                copy = Path(tmp) / path.name
+                with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as out:
+                    for info in infos:
+                        with z.open(info) as src, out.open(info.filename, "w", force_zip64=True) as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                yield copy
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        raise ModelError(f"cannot read model archive {path}: {first_line(e)}", fix) from None
+
+
 #: what an exported program's archive holds (torch.export.save, current and legacy layouts); anything else is refused
 _ARCHIVE_MEMBER = re.compile(
     r"([^/]+/)?(models/[\w.-]+\.json|data/(weights|constants)/[\w.-]+|data/sample_inputs/[\w.-]+\.pt"
@@ -349,7 +391,7 @@ def _plain_expression(text: Any) -> bool:
     return True
 
 
-def _check_archive_has_no_pickles(path: Path) -> None:
+def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> None:
     """Refuse a ``.pt2`` archive from which ``torch.export.load`` would unpickle Python objects (code could run).
 
     torch 2.13 unpickles three kinds of entries: weights or constants flagged ``use_pickle`` in their config,
@@ -360,22 +402,24 @@ def _check_archive_has_no_pickles(path: Path) -> None:
     """
     fix = ("export the model with plain tensors: torch.export.save(torch.export.export(model.eval(), (example,)), "
            "path); never load an archive you do not trust with torch.export.load")
+    path = path or archive  # (the file named in messages; archive is the canonical copy torch will read)
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(archive) as z:
             for info in z.infolist():
                 name = info.filename
                 if not _ARCHIVE_MEMBER.fullmatch(name):  # e.g. data/aotinductor/*.so, which torch would dlopen
                     raise ModelError(f"refusing {path}: it holds {name}, which is not part of an exported program's "
                                      "graph, weights or sample inputs (native code or files torch would load)", fix)
-                if name.endswith(".json") and ("models/" in name or "serialized_exported_program" in name):
+                low = name.lower()  # torch looks members up ignoring case
+                if low.endswith(".json") and ("models/" in low or "serialized_exported_program" in low):
                     bad = [e for e in _expressions(json.loads(z.read(info))) if not _plain_expression(e)]
                     if bad:  # torch reads these with sympy.sympify, which evaluates them as Python
                         raise ModelError(f"refusing {path}: its graph holds the symbolic size {str(bad[0])[:80]!r}, "
                                          "which is not a plain expression (torch would run it as Python)", fix)
-                if name.endswith("_config.json") and ("data/weights/" in name or "data/constants/" in name):
+                if low.endswith("_config.json") and ("data/weights/" in low or "data/constants/" in low):
                     # an allowlist, as torch decides by path_name prefix whatever use_pickle says: only plain tensor
                     # payloads (weight_*, tensor_*) that are not pickled pass
-                    prefix = "weight_" if "data/weights/" in name else "tensor_"
+                    prefix = "weight_" if "data/weights/" in low else "tensor_"
                     cfg = json.loads(z.read(info))
                     entries = cfg.get("config", {}) if isinstance(cfg, dict) else None
                     if not isinstance(entries, dict):
@@ -387,7 +431,7 @@ def _check_archive_has_no_pickles(path: Path) -> None:
                     if flagged:
                         raise ModelError(f"refusing {path}: entries {flagged[:3]} of {name} are not plain tensors "
                                          "(pickled Python objects could run code when loaded)", fix)
-                elif name.endswith((".pt", ".pkl")):
+                elif low.endswith((".pt", ".pkl")):
                     try:
                         with warnings.catch_warnings():  # torch's notes on old pickle protocols: not for the user
                             warnings.simplefilter("ignore")
@@ -400,10 +444,13 @@ def _check_archive_has_no_pickles(path: Path) -> None:
 
 
 def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
-    _check_archive_has_no_pickles(path)
     try:
-        with _weights_only_loads():
-            ep = torch.export.load(str(path))
+        with _canonical(path) as safe:  # torch reads exactly the bytes checked here
+            _check_archive_has_no_pickles(safe, path)
+            with _weights_only_loads():
+                ep = torch.export.load(str(safe))
+    except ModelError:
+        raise
     except Exception as e:
         msg = first_line(e)
         if not torch.cuda.is_available() and _saved_on_gpu(path, e):  # torch.export.load has no map_location
