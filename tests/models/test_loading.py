@@ -508,3 +508,46 @@ def test_torch_reads_the_bytes_netinv_checked_and_case_tricks_are_refused(tmp_pa
     prepended.write_bytes(b"\0" * 1000 + (tmp_path / "ok.pt").read_bytes())
     again = load_model(prepended, input_shape=(1, 8, 8), device="cpu")
     assert torch.allclose(again.logits(X), net(X), atol=1e-5)
+
+
+def test_input_guards_and_attribute_names_of_a_pt2_cannot_carry_code(tmp_path):
+    """A fourth review ran code through two more fields torch turns into Python: `guards_code` (exec'ed on every
+    forward) and a parameter name (written unescaped into the generated forward). Both are refused."""
+    import json
+    import zipfile
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    ep = torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, tmp_path / "ok.pt2")
+    marker = tmp_path / "MARKER"
+
+    def rewrite(name: str, edit) -> Path:
+        with zipfile.ZipFile(tmp_path / "ok.pt2") as zi, zipfile.ZipFile(tmp_path / name, "w") as zo:
+            for info in zi.infolist():
+                data = zi.read(info)
+                if info.filename.endswith(".json"):
+                    data = json.dumps(edit(info.filename, json.loads(data))).encode()
+                zo.writestr(info, data)
+        return tmp_path / name
+
+    def guard(member: str, d: dict) -> dict:
+        if member.endswith("models/model.json"):
+            d["guards_code"] = [f"__import__('os').system('touch {marker}') == 0"]
+        return d
+
+    evil = "1.weight\"),__import__('os'),getattr(self,\"1"
+
+    def rename(member: str, d: object) -> object:
+        return json.loads(json.dumps(d).replace('"1.weight"', json.dumps(evil)))
+
+    with pytest.raises(ModelError, match="input guard .* not a plain comparison"):
+        load_model(rewrite("guard.pt2", guard), device="cpu")
+    with pytest.raises(ModelError, match="names the attribute .* not a dotted name"):
+        load_model(rewrite("name.pt2", rename), device="cpu")
+    assert not marker.exists()
+    assert load_model(tmp_path / "ok.pt2", device="cpu").num_outputs == 3
+    from netinv.models.loading import _plain_guard
+
+    # the guards honest exports hold (a shape branch; an automatic spatial dimension) pass
+    assert _plain_guard("L['x'].size()[0] > 2") and _plain_guard("(8*L['x'].size()[2]) == 64")
+    assert not _plain_guard("L['x'].size.__globals__") and not _plain_guard("open('f', 'w') is None")

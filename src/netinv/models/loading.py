@@ -391,6 +391,54 @@ def _plain_expression(text: Any) -> bool:
     return True
 
 
+#: a parameter, buffer or constant name (torch generates code from these)
+_DOTTED = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+
+
+def _attribute_names(obj: Any) -> Iterator[Any]:
+    """The names a serialized program gives its parameters, buffers, constants and subgraphs."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name"):
+                yield v
+            elif k == "as_graph" and isinstance(v, dict):
+                yield v.get("name")
+            yield from _attribute_names(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _attribute_names(v)
+
+
+def _plain_guard(text: Any) -> bool:
+    """Whether an input guard (``guards_code``) only compares input sizes: ``L['x'].size()[0] > 2``, arithmetic,
+    numbers, ``math`` and :data:`_SYMPY_CALLS` functions; torch ``exec``s these on every forward."""
+    import ast
+
+    if not isinstance(text, str) or len(text) > 10_000:
+        return False
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError):
+        return False
+    ok = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant, ast.Load, ast.operator,
+          ast.unaryop, ast.cmpop, ast.boolop, ast.Call, ast.Name, ast.Subscript, ast.Attribute)
+    for n in ast.walk(tree):
+        if not isinstance(n, ok):
+            return False
+        if isinstance(n, ast.Name) and not (n.id in ("L", "math") or n.id in _SYMPY_CALLS):
+            return False
+        if isinstance(n, ast.Attribute) and not (
+                n.attr in ("size", "stride", "storage_offset", "dim", "numel") and isinstance(n.value, ast.Subscript)
+                or isinstance(n.value, ast.Name) and n.value.id == "math"
+                and n.attr in ("floor", "ceil", "trunc", "isnan", "inf", "sqrt", "log2")):
+            return False
+        if isinstance(n, ast.Call) and n.keywords:
+            return False
+        if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | bool | str):
+            return False
+    return True
+
+
 def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> None:
     """Refuse a ``.pt2`` archive from which ``torch.export.load`` would unpickle Python objects (code could run).
 
@@ -412,10 +460,20 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                                      "graph, weights or sample inputs (native code or files torch would load)", fix)
                 low = name.lower()  # torch looks members up ignoring case
                 if low.endswith(".json") and ("models/" in low or "serialized_exported_program" in low):
-                    bad = [e for e in _expressions(json.loads(z.read(info))) if not _plain_expression(e)]
+                    program = json.loads(z.read(info))
+                    bad = [e for e in _expressions(program) if not _plain_expression(e)]
                     if bad:  # torch reads these with sympy.sympify, which evaluates them as Python
                         raise ModelError(f"refusing {path}: its graph holds the symbolic size {str(bad[0])[:80]!r}, "
                                          "which is not a plain expression (torch would run it as Python)", fix)
+                    guards = program.get("guards_code") if isinstance(program, dict) else None
+                    bad = [g for g in guards or [] if not _plain_guard(g)] if isinstance(guards, list) else [guards]
+                    if bad:  # torch compiles these into the forward's input check and runs them with exec
+                        raise ModelError(f"refusing {path}: its input guard {str(bad[0])[:80]!r} is not a plain "
+                                         "comparison of input sizes (torch would run it as Python)", fix)
+                    odd = [n for n in _attribute_names(program) if not isinstance(n, str) or not _DOTTED.fullmatch(n)]
+                    if odd:  # torch writes these into the code it generates for the forward, unescaped
+                        raise ModelError(f"refusing {path}: its program names the attribute {str(odd[0])[:80]!r}, "
+                                         "which is not a dotted name", fix)
                 if low.endswith("_config.json") and ("data/weights/" in low or "data/constants/" in low):
                     # an allowlist, as torch decides by path_name prefix whatever use_pickle says: only plain tensor
                     # payloads (weight_*, tensor_*) that are not pickled pass
@@ -424,6 +482,10 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                     entries = cfg.get("config", {}) if isinstance(cfg, dict) else None
                     if not isinstance(entries, dict):
                         raise ModelError(f"refusing {path}: {name} is not a payload config", fix)
+                    odd = [k for k in entries if not _DOTTED.fullmatch(k)]
+                    if odd:
+                        raise ModelError(f"refusing {path}: {name} names the attribute {odd[0][:80]!r}, which is not "
+                                         "a dotted name", fix)
                     flagged = [k for k, v in entries.items()
                                if not isinstance(v, dict) or v.get("use_pickle") is not False
                                or not isinstance(v.get("path_name"), str) or not v["path_name"].startswith(prefix)
@@ -460,6 +522,13 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
         raise ModelError(f"cannot load torch.export archive {path}: {msg}",
                          "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
     _check_ops(_export_ops(ep), path)
+    odd = [n for n in (*ep.state_dict, *ep.constants, *(str(node.target) for gm in ep.graph_module.modules()
+                                                       if isinstance(gm, torch.fx.GraphModule)
+                                                       for node in gm.graph.nodes if node.op == "get_attr"))
+           if not _DOTTED.fullmatch(str(n))]
+    if odd:  # torch writes these into the code it generates for the forward (ep.module()), unescaped
+        raise ModelError(f"refusing {path}: it names the attribute {str(odd[0])[:80]!r}, which is not a dotted name",
+                         "save the model again with torch.export.save")
     ep = _program_on_cpu(ep)  # an archive exported on a GPU: its weights, constants and graph devices to the CPU
     # the example input recorded at export time: (N, *input_shape)
     vals = [n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"
