@@ -4,6 +4,7 @@ or an ``nn.Module`` in memory. Nothing is unpickled beyond tensors."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import io
@@ -365,30 +366,33 @@ def _expressions(obj: Any) -> Iterator[Any]:
             yield from _expressions(v)
 
 
+def _expression_nodes(text: Any, extra: tuple[type, ...] = ()) -> list[ast.AST] | None:
+    """The AST nodes of a short Python expression made only of arithmetic, comparisons, calls, names, constants
+    (numbers and strings) and the ``extra`` node kinds; None for anything else (torch evaluates these strings)."""
+    if not isinstance(text, str) or len(text) > 10_000:
+        return None
+    try:
+        nodes = list(ast.walk(ast.parse(text, mode="eval")))
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    kinds = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant, ast.Load, ast.operator,
+             ast.unaryop, ast.cmpop, ast.boolop, ast.Call, ast.Name, *extra)
+    if not all(isinstance(n, kinds) for n in nodes) or any(
+            isinstance(n, ast.Constant) and not isinstance(n.value, int | float | bool | str) for n in nodes):
+        return None
+    return nodes
+
+
 def _plain_expression(text: Any) -> bool:
     """Whether a symbolic size is arithmetic over symbols (``s77``), numbers and :data:`_SYMPY_CALLS` only: no
     attribute, subscript, lambda or other name that ``sympy.sympify`` would evaluate."""
-    import ast
-
-    if not isinstance(text, str) or len(text) > 10_000:
-        return False
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError):
-        return False
-    ok = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant, ast.Load, ast.operator,
-          ast.unaryop, ast.cmpop, ast.boolop, ast.keyword, ast.Call, ast.Name)
-    for n in ast.walk(tree):
-        if not isinstance(n, ok):
-            return False
-        if isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _SYMPY_CALLS):
-            return False
-        if isinstance(n, ast.Name) and not (n.id in _SYMPY_CALLS or n.id in ("true", "false", "oo", "zoo", "nan")
-                                            or re.fullmatch(r"[a-z]+\d+", n.id)):
-            return False
-        if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | bool | str):
-            return False
-    return True
+    nodes = _expression_nodes(text, (ast.keyword,))
+    return nodes is not None and all(
+        not (isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _SYMPY_CALLS))
+        and not (isinstance(n, ast.Name) and not (n.id in _SYMPY_CALLS or n.id in ("true", "false", "oo", "zoo",
+                                                                                     "nan")
+                                                  or re.fullmatch(r"[a-z]+\d+", n.id)))
+        for n in nodes)
 
 
 #: a parameter, buffer or constant name (torch generates code from these)
@@ -412,19 +416,10 @@ def _attribute_names(obj: Any) -> Iterator[Any]:
 def _plain_guard(text: Any) -> bool:
     """Whether an input guard (``guards_code``) only compares input sizes: ``L['x'].size()[0] > 2``, arithmetic,
     numbers, ``math`` and :data:`_SYMPY_CALLS` functions; torch ``exec``s these on every forward."""
-    import ast
-
-    if not isinstance(text, str) or len(text) > 10_000:
+    nodes = _expression_nodes(text, (ast.Subscript, ast.Attribute))
+    if nodes is None:
         return False
-    try:
-        tree = ast.parse(text, mode="eval")
-    except (SyntaxError, ValueError, RecursionError):
-        return False
-    ok = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Constant, ast.Load, ast.operator,
-          ast.unaryop, ast.cmpop, ast.boolop, ast.Call, ast.Name, ast.Subscript, ast.Attribute)
-    for n in ast.walk(tree):
-        if not isinstance(n, ok):
-            return False
+    for n in nodes:
         if isinstance(n, ast.Name) and not (n.id in ("L", "math") or n.id in _SYMPY_CALLS):
             return False
         if isinstance(n, ast.Attribute) and not (
@@ -433,8 +428,6 @@ def _plain_guard(text: Any) -> bool:
                 and n.attr in ("floor", "ceil", "trunc", "isnan", "inf", "sqrt", "log2")):
             return False
         if isinstance(n, ast.Call) and n.keywords:
-            return False
-        if isinstance(n, ast.Constant) and not isinstance(n.value, int | float | bool | str):
             return False
     return True
 
