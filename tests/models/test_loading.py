@@ -544,6 +544,27 @@ def test_input_guards_and_attribute_names_of_a_pt2_cannot_carry_code(tmp_path):
         load_model(rewrite("guard.pt2", guard), device="cpu")
     with pytest.raises(ModelError, match="names the attribute .* not a dotted name"):
         load_model(rewrite("name.pt2", rename), device="cpu")
+
+    def arg_name(member: str, d: object) -> object:  # a fifth review: forward's argument names, unescaped too
+        def plant(o: object) -> None:
+            if isinstance(o, dict):
+                if "forward_arg_names" in o:  # the review's payload: a default argument, then a string that
+                    # swallows the text up to the name's second copy, so the generated forward still compiles
+                    o["forward_arg_names"] = [f"input=__import__('os').system('touch {marker}') and None):\n"
+                                              '    _ = ("""' + ",(["]
+                for v in o.values():
+                    plant(v)
+            elif isinstance(o, list):
+                for v in o:
+                    plant(v)
+
+        if member.endswith("models/model.json"):
+            assert "forward_arg_names" in json.dumps(d)
+            plant(d)
+        return d
+
+    with pytest.raises(ModelError, match="names the attribute \"input=__import__"):
+        load_model(rewrite("argname.pt2", arg_name), device="cpu")
     assert not marker.exists()
     assert load_model(tmp_path / "ok.pt2", device="cpu").num_outputs == 3
     from netinv.models.loading import _plain_guard

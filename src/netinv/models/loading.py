@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import io
 import json
+import keyword
 import math
 import os
 import pickle
@@ -399,6 +400,32 @@ def _plain_expression(text: Any) -> bool:
 _DOTTED = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
+def _identifier(name: Any) -> bool:
+    return isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+
+
+def _odd_value_names(obj: Any, parent: str | None = None) -> Iterator[Any]:
+    """Names a serialized program gives its values, nodes, inputs and forward arguments that are not plain Python
+    identifiers (torch writes them into the signature and body of the forward it generates), and module paths
+    (``fqn``) that are not dotted names."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if parent in ("tensor_values", "sym_int_values", "sym_float_values", "sym_bool_values",
+                          "custom_obj_values") and not _identifier(k):
+                yield k
+            if k in ("name", "as_name") and isinstance(v, str) and not _identifier(v) and not (
+                    v == "" and "arg" in obj and "kind" in obj):  # a higher-order op's unnamed argument
+                yield v
+            if k == "forward_arg_names" and isinstance(v, list):
+                yield from (a for a in v if not _identifier(a))
+            if k == "fqn" and v != "" and not (isinstance(v, str) and _DOTTED.fullmatch(v)):
+                yield v
+            yield from _odd_value_names(v, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _odd_value_names(v, parent)
+
+
 def _attribute_names(obj: Any) -> Iterator[Any]:
     """The names a serialized program gives its parameters, buffers, constants and subgraphs."""
     if isinstance(obj, dict):
@@ -464,6 +491,7 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                         raise ModelError(f"refusing {path}: its input guard {str(bad[0])[:80]!r} is not a plain "
                                          "comparison of input sizes (torch would run it as Python)", fix)
                     odd = [n for n in _attribute_names(program) if not isinstance(n, str) or not _DOTTED.fullmatch(n)]
+                    odd += list(_odd_value_names(program))
                     if odd:  # torch writes these into the code it generates for the forward, unescaped
                         raise ModelError(f"refusing {path}: its program names the attribute {str(odd[0])[:80]!r}, "
                                          "which is not a dotted name", fix)
