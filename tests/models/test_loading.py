@@ -572,3 +572,24 @@ def test_input_guards_and_attribute_names_of_a_pt2_cannot_carry_code(tmp_path):
     # the guards honest exports hold (a shape branch; an automatic spatial dimension) pass
     assert _plain_guard("L['x'].size()[0] > 2") and _plain_guard("(8*L['x'].size()[2]) == 64")
     assert not _plain_guard("L['x'].size.__globals__") and not _plain_guard("open('f', 'w') is None")
+
+
+class _BatchBranch(nn.Module):
+    """A shape branch: exported with an automatic batch, the program only accepts batches of 3 or more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.lin(x) * 2 if x.shape[0] > 2 else self.lin(x)
+
+
+def test_an_export_that_accepts_only_some_batch_sizes_names_the_re_export(tmp_path):
+    ep = torch.export.export(_BatchBranch().eval(), (torch.rand(4, 1, 8, 8),),
+                             dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    torch.export.save(ep, tmp_path / "b.pt2")  # its guards_code holds an honest size guard, which passes the screen
+    with pytest.raises(ModelError, match="Guard failed") as e:
+        load_model(tmp_path / "b.pt2", device="cpu")
+    assert "Dim('batch', min=1)" in e.value.fix

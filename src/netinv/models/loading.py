@@ -863,6 +863,9 @@ def _probe_outputs(lm: LoadedModel) -> int:
                              "convert it to float32 before saving (model.float(), then export or save again)") \
                 from None
         fix = "pass the right --input-shape"
+        if "Guard failed" in msg and lm.source.get("format") == "export":  # e.g. an export valid for batch >= 3
+            fix = ("the export accepts only some batch sizes (netinv probes with 2 and attacks in other sizes): "
+                   "export it again with dynamic_shapes=({0: torch.export.Dim('batch', min=1)},)")
         if lm.source.get("format") == "torchscript":
             fix += ("; a trace made with a fixed batch size (e.g. x.view(4, -1)) must be traced again with "
                     "x.view(x.shape[0], -1), or saved with torch.export")
