@@ -593,3 +593,29 @@ def test_an_export_that_accepts_only_some_batch_sizes_names_the_re_export(tmp_pa
     with pytest.raises(ModelError, match="Guard failed") as e:
         load_model(tmp_path / "b.pt2", device="cpu")
     assert "Dim('batch', min=1)" in e.value.fix
+
+
+def test_pytree_specs_and_guard_strings_cannot_carry_code():
+    """A sixth review: torch's treespec reader imports the module an `__enum__` context names, codegen writes a
+    spec's dict keys raw, and torch pastes a guard into a quoted message, so a string constant with a quote closes
+    it. Specs must be plain tuples / lists / dicts with identifier keys; a guard's strings only L['name'] keys."""
+    import json
+
+    from netinv.models.loading import _plain_guard, _plain_spec
+
+    leaf = {"type": None, "context": None, "children_spec": []}
+    args = {"type": "builtins.tuple", "context": "null", "children_spec": [leaf]}
+    kwargs = {"type": "builtins.dict", "context": json.dumps(["x"]), "children_spec": [leaf]}
+    honest = json.dumps([1, {"type": "builtins.tuple", "context": "null", "children_spec": [args, kwargs]}])
+    assert _plain_spec(honest) and _plain_spec(json.dumps([1, leaf])) and _plain_spec(None)
+    evil_key = json.loads(honest)
+    evil_key[1]["children_spec"][1]["context"] = json.dumps(["x=__import__('os').system('touch M')#'\n"])
+    enum = json.loads(honest)
+    enum[1]["children_spec"][1]["context"] = json.dumps([{"__enum__": True, "fqn": "this:s", "name": "a"}])
+    other = json.loads(honest)
+    other[1]["children_spec"][0]["type"] = "collections.defaultdict"
+    for spec in (evil_key, enum, other, [2, leaf]):
+        assert not _plain_spec(json.dumps(spec)), spec
+    assert _plain_guard("L['x'].size()[0] > 2")
+    assert not _plain_guard("L['input'].size()[0] != \"+str(__import__('os').system('touch M'))+\"")
+    assert not _plain_guard("L['x y'].size()[0] > 2")

@@ -440,6 +440,51 @@ def _attribute_names(obj: Any) -> Iterator[Any]:
             yield from _attribute_names(v)
 
 
+_SPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict"})
+
+
+def _specs(obj: Any) -> Iterator[Any]:
+    """The serialized pytree specs (``in_spec`` / ``out_spec``) of a program, anywhere in it."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k in ("in_spec", "out_spec"):
+                yield v
+            else:
+                yield from _specs(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _specs(v)
+
+
+def _plain_spec(text: Any) -> bool:
+    """Whether a serialized treespec is protocol 1 over tuples, lists, dicts with identifier keys and leaves."""
+    def node_ok(node: Any) -> bool:
+        if not isinstance(node, dict) or set(node) != {"type", "context", "children_spec"}:
+            return False
+        if node["type"] not in _SPEC_TYPES or not isinstance(node["children_spec"], list):
+            return False
+        if node["context"] is not None:
+            try:
+                ctx = json.loads(node["context"]) if isinstance(node["context"], str) else object()
+            except (ValueError, RecursionError):
+                return False
+            if node["type"] == "builtins.dict":
+                if not (isinstance(ctx, list) and len(ctx) == len(node["children_spec"])
+                        and all(_identifier(k) for k in ctx)):
+                    return False
+            elif ctx is not None:
+                return False
+        return all(node_ok(c) for c in node["children_spec"])
+
+    if text is None:
+        return True
+    try:
+        protocol, root = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return protocol == 1 and node_ok(root)
+
+
 def _plain_guard(text: Any) -> bool:
     """Whether an input guard (``guards_code``) only compares input sizes: ``L['x'].size()[0] > 2``, arithmetic,
     numbers, ``math`` and :data:`_SYMPY_CALLS` functions; torch ``exec``s these on every forward."""
@@ -456,7 +501,11 @@ def _plain_guard(text: Any) -> bool:
             return False
         if isinstance(n, ast.Call) and n.keywords:
             return False
-    return True
+    keys = {id(n.slice) for n in nodes if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+            and n.value.id == "L" and isinstance(n.slice, ast.Constant) and _identifier(n.slice.value)}
+    # a string is only ever an input's name, L['x']: torch pastes the guard into a quoted message, and a string
+    # holding a quote would close it
+    return all(not (isinstance(n, ast.Constant) and isinstance(n.value, str)) or id(n) in keys for n in nodes)
 
 
 def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> None:
@@ -490,6 +539,10 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                     if bad:  # torch compiles these into the forward's input check and runs them with exec
                         raise ModelError(f"refusing {path}: its input guard {str(bad[0])[:80]!r} is not a plain "
                                          "comparison of input sizes (torch would run it as Python)", fix)
+                    if not all(_plain_spec(spec) for spec in _specs(program)):  # torch's treespec reader imports
+                        # the modules a spec names (enum and defaultdict contexts) and codegen writes its keys raw
+                        raise ModelError(f"refusing {path}: its input or output spec is not plain tuples, lists and "
+                                         "dicts with identifier keys", fix)
                     odd = [n for n in _attribute_names(program) if not isinstance(n, str) or not _DOTTED.fullmatch(n)]
                     odd += list(_odd_value_names(program))
                     if odd:  # torch writes these into the code it generates for the forward, unescaped
@@ -863,7 +916,9 @@ def _probe_outputs(lm: LoadedModel) -> int:
                              "convert it to float32 before saving (model.float(), then export or save again)") \
                 from None
         fix = "pass the right --input-shape"
-        if "Guard failed" in msg and lm.source.get("format") == "export":  # e.g. an export valid for batch >= 3
+        if "kwarg keyword mismatch" in msg:  # exported as export(m, (), {"x": x}): netinv passes inputs by position
+            fix = "export it with the input passed by position: torch.export.export(model, (x,))"
+        elif "Guard failed" in msg and lm.source.get("format") == "export":  # e.g. an export valid for batch >= 3
             fix = ("the export accepts only some batch sizes (netinv probes with 2 and attacks in other sizes): "
                    "export it again with dynamic_shapes=({0: torch.export.Dim('batch', min=1)},)")
         if lm.source.get("format") == "torchscript":
