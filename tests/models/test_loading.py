@@ -619,3 +619,28 @@ def test_pytree_specs_and_guard_strings_cannot_carry_code():
     assert _plain_guard("L['x'].size()[0] > 2")
     assert not _plain_guard("L['input'].size()[0] != \"+str(__import__('os').system('touch M'))+\"")
     assert not _plain_guard("L['x y'].size()[0] > 2")
+
+
+def test_torchscript_pickles_may_name_only_module_classes_and_tensor_rebuilders(tmp_path, net):
+    """A seventh review: torch.jit's unpickler builds any registered C++ class a pickle names, and
+    __torch__.torch.classes.aten.OpaqueObject's __setstate__ unpickles a Python payload: code ran from data.pkl of a
+    model whose code and graph were clean. The pickles' globals are allowlisted before torch.jit.load."""
+    import pickle
+    import zipfile
+
+    from netinv.models.loading import _odd_pickle_globals
+
+    torch.jit.save(torch.jit.script(net.eval()), tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    assert all(not _odd_pickle_globals(data) for name, data in members.items() if name.endswith("pkl"))
+    payload = (b"\x80\x02c__torch__.torch.classes.aten\nOpaqueObject\n)\x81X\x04\x00\x00\x00AAAAb."
+               )  # GLOBAL, EMPTY_TUPLE, NEWOBJ, a string state, BUILD
+    assert _odd_pickle_globals(payload) == ["__torch__.torch.classes.aten OpaqueObject"]
+    assert _odd_pickle_globals(pickle.dumps(print, protocol=4)) == ["STACK_GLOBAL"]
+    data_pkl = next(n for n in members if n.endswith("/data.pkl"))
+    with zipfile.ZipFile(tmp_path / "evil.pt", "w") as z:
+        for name, data in members.items():
+            z.writestr(name, payload if name == data_pkl else data)
+    with pytest.raises(ModelError, match="pickled state names .*OpaqueObject"):
+        load_model(tmp_path / "evil.pt", input_shape=(1, 8, 8), device="cpu")

@@ -211,6 +211,12 @@ def _check_torchscript_source(archive: Path, path: Path | None = None) -> None:
         strange = [i.filename for i in z.infolist() if not _SCRIPT_MEMBER.fullmatch(i.filename)]
         if strange:  # e.g. CODE/__torch__.PY, which torch finds (it ignores case) and a scan of code/ would miss
             _check_ops({strange[0]}, path, "it holds the unexpected member")
+        for info in z.infolist():  # torch.jit's unpickler builds any registered C++ class a pickle names (one of
+            # them, aten.OpaqueObject, unpickles a Python payload in its __setstate__): globals are allowlisted
+            if info.filename.endswith("pkl"):
+                bad = _odd_pickle_globals(z.read(info))
+                if bad:
+                    _check_ops({f"{info.filename}: {bad[0]}"}, path, "its pickled state names")
         code = [i for i in z.infolist() if "/code/" in f"/{i.filename}" and i.filename.endswith(".py")]
         if sum(i.file_size for i in code) > 1 << 26:
             _check_ops({"code larger than 64 MiB"}, path, "it holds")
@@ -239,6 +245,28 @@ def _check_torchscript_source(archive: Path, path: Path | None = None) -> None:
                 if parts[-1] == "__setstate__" or name == "__setstate__":
                     found.add("__setstate__ (code run while loading)")
     _check_ops(found, path, "its code references")
+
+
+#: the globals torch.jit.save writes into a tensor model's pickles (module classes of code/, tensor rebuilding)
+_SCRIPT_GLOBAL = re.compile(r"__torch__(\.(?!torch\.classes\b)[\w.]+)? \w+|torch\._utils _rebuild_tensor_v2"
+                            r"|torch \w+Storage|collections OrderedDict|builtins complex"
+                            r"|torch\.jit\._pickle (build_\w+|restore_type_tag)")
+
+
+def _odd_pickle_globals(data: bytes) -> list[str]:
+    """The globals (and global-building opcodes) of a TorchScript pickle outside :data:`_SCRIPT_GLOBAL`."""
+    import pickletools
+
+    bad: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL" and not _SCRIPT_GLOBAL.fullmatch(str(arg)):
+                bad.append(str(arg))
+            elif op.name in ("STACK_GLOBAL", "INST", "OBJ", "EXT1", "EXT2", "EXT4"):
+                bad.append(op.name)
+    except Exception as e:  # pickletools raises ValueError and others on a malformed stream
+        bad.append(f"an unreadable pickle ({type(e).__name__})")
+    return bad
 
 
 def _torchscript_ops(module: Any) -> set[str]:
