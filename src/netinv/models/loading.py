@@ -291,6 +291,12 @@ def _torchscript_ops(module: Any) -> set[str]:
     return bad
 
 
+#: torch's own symbolic-shape helpers and shape checks an exported graph may call (torch.sym_max, torch._check …),
+#: as function objects: a name prefix would also admit e.g. torch.hub._check_repo_is_trusted
+_TORCH_SHAPE_FUNCTIONS = tuple(getattr(torch, n) for n in dir(torch)
+                               if n.startswith(("sym_", "_sym_", "_check", "_assert")) and callable(getattr(torch, n)))
+
+
 def _export_ops(ep: Any) -> set[str]:
     """The call targets of an exported program's graphs (control-flow submodules included), and every operator
     passed as an argument, outside an allowlist: ``aten`` / ``prims`` operators not in :data:`_UNSAFE_NAMES`,
@@ -303,8 +309,7 @@ def _export_ops(ep: Any) -> set[str]:
         if isinstance(f, torch._ops.HigherOrderOperator):
             return f.name() in _SAFE_HIGHER_ORDER
         module = getattr(f, "__module__", None) or ""
-        return module in ("_operator", "operator", "math") or (module.startswith("torch") and getattr(
-            f, "__name__", "").startswith(("sym_", "_sym_", "_check", "_assert")))  # shape guards of dynamic dims
+        return module in ("_operator", "operator", "math") or any(f is g for g in _TORCH_SHAPE_FUNCTIONS)
 
     bad: set[str] = set()
     for gm in ep.graph_module.modules():
@@ -471,6 +476,20 @@ def _attribute_names(obj: Any) -> Iterator[Any]:
 _SPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict"})
 
 
+def _program_inputs(obj: Any) -> Iterator[Any]:
+    """The arguments a serialized program (and each subgraph) takes: graph ``inputs`` and ``user_input`` specs."""
+    if isinstance(obj, dict):
+        if {"inputs", "outputs", "nodes"} <= set(obj) and isinstance(obj["inputs"], list):
+            yield from obj["inputs"]
+        if isinstance(obj.get("user_input"), dict):
+            yield obj["user_input"].get("arg")
+        for v in obj.values():
+            yield from _program_inputs(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _program_inputs(v)
+
+
 def _specs(obj: Any) -> Iterator[Any]:
     """The serialized pytree specs (``in_spec`` / ``out_spec``) of a program, anywhere in it."""
     if isinstance(obj, dict):
@@ -567,6 +586,12 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                     if bad:  # torch compiles these into the forward's input check and runs them with exec
                         raise ModelError(f"refusing {path}: its input guard {str(bad[0])[:80]!r} is not a plain "
                                          "comparison of input sizes (torch would run it as Python)", fix)
+                    kinds = sorted({k for arg in _program_inputs(program) for k in (arg if isinstance(arg, dict)
+                                                                                      else {"?": 0})}
+                                   - {"as_tensor", "as_sym_int"})
+                    if kinds:  # a string input becomes a guard torch generates code from (and no classifier's)
+                        raise ModelError(f"refusing {path}: its program takes a {kinds[0]} input, not a tensor",
+                                         fix)
                     if not all(_plain_spec(spec) for spec in _specs(program)):  # torch's treespec reader imports
                         # the modules a spec names (enum and defaultdict contexts) and codegen writes its keys raw
                         raise ModelError(f"refusing {path}: its input or output spec is not plain tuples, lists and "
@@ -647,7 +672,8 @@ def _load_export(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel
             input_shape = tuple(int(d) for d in dims[1:])
     _check_eval_mode(ep, path)
     try:
-        gm = ep.module()
+        gm = ep.module(check_guards=False)  # torch's input guards are code generated from the archive's strings;
+        # netinv probes the batch sizes itself (_batch_flexible)
     except Exception as e:  # e.g. a graph whose generated code does not compile (a forged node argument)
         raise ModelError(f"cannot build the program in {path}: {first_line(e)}",
                          "save it with torch.export.save(torch.export.export(model, (example,)), path)") from None
@@ -802,12 +828,7 @@ def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) ->
     dev = _device_of(gm) or "cpu"  # where the weights are
     gen = torch.Generator().manual_seed(0)
     probe, other = (torch.rand((b, *shape), generator=gen).to(dev) for _ in range(2))
-    with torch.no_grad():
-        try:
-            gm(torch.cat([probe, probe[:1]]))
-            return _Exported(gm)  # already dynamic in the batch
-        except Exception:
-            pass
+    with torch.no_grad():  # (no shortcut for graphs that accept other sizes: they may still mix the batch)
         try:
             ref, ref_other = gm(probe), gm(other)
         except Exception:  # fails on its own batch size too: load_model's probe reports why
@@ -816,6 +837,7 @@ def _batch_flexible(gm: torch.fx.GraphModule, b: int, shape: tuple[int, ...]) ->
             if node.op == "call_module" and "guards" in str(node.target) and not node.users:
                 gm.graph.erase_node(node)
         gm.recompile()
+        gm._forward_pre_hooks.clear()  # torch's check of the example's input shapes (without its guard code)
         try:
             twice = gm(torch.cat([probe, other]))
             if twice.shape[0] == 2 * b and torch.allclose(twice[:b], ref, atol=1e-5) \
@@ -946,7 +968,8 @@ def _probe_outputs(lm: LoadedModel) -> int:
         fix = "pass the right --input-shape"
         if "kwarg keyword mismatch" in msg:  # exported as export(m, (), {"x": x}): netinv passes inputs by position
             fix = "export it with the input passed by position: torch.export.export(model, (x,))"
-        elif "Guard failed" in msg and lm.source.get("format") == "export":  # e.g. an export valid for batch >= 3
+        elif ("Guard failed" in msg or "Expected input at" in msg) and lm.source.get("format") == "export":
+            # e.g. an export valid for batch >= 3 only
             fix = ("the export accepts only some batch sizes (netinv probes with 2 and attacks in other sizes): "
                    "export it again with dynamic_shapes=({0: torch.export.Dim('batch', min=1)},)")
         if lm.source.get("format") == "torchscript":
