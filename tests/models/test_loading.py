@@ -654,3 +654,43 @@ def test_torchscript_pickles_may_name_only_module_classes_and_tensor_rebuilders(
             z.writestr(name, payload if name == data_pkl else data)
     with pytest.raises(ModelError, match="pickled state names .*OpaqueObject"):
         load_model(tmp_path / "evil.pt", input_shape=(1, 8, 8), device="cpu")
+
+
+class _Hooked(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x.flatten(1))
+
+
+def _pre_hook(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+    return None
+
+
+def test_torchscript_hooks_and_foreign_operator_namespaces_are_refused(tmp_path):
+    """A ninth review: a scripted forward pre-hook (restored as a Python hook by torch.jit.load, outside the forward
+    graph the check walks) called torch.ops.inductor._reinterpret_tensor and read past a buffer. Code naming an
+    operator namespace outside the tensor library is refused in any method, and so is a model with hooks."""
+    import zipfile
+
+    from netinv.models.loading import _check_torchscript_source
+
+    with zipfile.ZipFile(tmp_path / "ns.pt", "w") as z:
+        z.writestr("m/code/__torch__.py", "def hook(self, x: Tuple[Tensor]):\n"
+                                          "    _0 = ops.inductor._reinterpret_tensor(self.buf, [64], [1], 0)\n")
+    with pytest.raises(ModelError, match="ops.inductor._reinterpret_tensor"):
+        _check_torchscript_source(tmp_path / "ns.pt")
+    m = _Hooked().eval()
+    m.register_forward_pre_hook(_pre_hook)
+    try:
+        scripted = torch.jit.script(m)
+    except Exception as e:  # a torch that cannot script hooks cannot save them either
+        pytest.skip(f"this torch does not script forward hooks: {e}")
+    torch.jit.save(scripted, tmp_path / "hooked.pt")
+    with pytest.raises(ModelError, match="forward hooks"):
+        load_model(tmp_path / "hooked.pt", input_shape=(1, 8, 8), device="cpu")
+    torch.jit.save(torch.jit.script(_Hooked().eval()), tmp_path / "plain.pt")
+    with pytest.raises(ModelError, match="input shape of .* is unknown"):  # its attributes are never asked
+        load_model(tmp_path / "plain.pt", device="cpu")

@@ -165,6 +165,9 @@ def _load_path(spec: str, weights: str | Path | None, input_shape: tuple[int, ..
                                  "export it instead: torch.export.save(torch.export.export(model.eval(), (example,)), "
                                  "path)") from None
             _check_ops(_torchscript_ops(module), path)  # what the source scan could not see (forked bodies)
+            hooked = _script_hooks(module)
+            if hooked:
+                _check_ops({f"forward hooks on {hooked[0]}"}, path, "it runs")
             return _wrap(module, input_shape, {"format": "torchscript", "path": str(path.resolve())})
         raise ModelError(f"{path} is neither a torch.export archive nor a TorchScript file",
                          "a weights-only file needs a factory: pass package.module:factory --weights FILE")
@@ -240,6 +243,9 @@ def _check_torchscript_source(archive: Path, path: Path | None = None) -> None:
                     found.add("getattr on torch")
             for name in dotted:
                 parts = name.split(".")
+                ops_at = parts.index("ops") if "ops" in parts[:2] else -1
+                if ops_at >= 0 and len(parts) > ops_at + 1 and parts[ops_at + 1] not in _SCRIPT_NAMESPACES:
+                    found.add(name)  # an operator outside PyTorch's tensor library, in any method or hook
                 if name.startswith(("torch.", "ops.")) and any(p in _UNSAFE_NAMES for p in parts[1:]):
                     found.add(name)
                 if parts[-1] == "__setstate__" or name == "__setstate__":
@@ -267,6 +273,21 @@ def _odd_pickle_globals(data: bytes) -> list[str]:
     except Exception as e:  # pickletools raises ValueError and others on a malformed stream
         bad.append(f"an unreadable pickle ({type(e).__name__})")
     return bad
+
+
+#: operator namespaces TorchScript code may call (``ops.aten.…``)
+_SCRIPT_NAMESPACES = frozenset({"aten", "prim", "prims", "quantized", "quantized_decomposed"})
+
+
+def _script_hooks(module: Any) -> list[str]:
+    """Submodules of a loaded TorchScript module with forward hooks: code the forward graph walk does not see."""
+    out = []
+    for name, m in module.named_modules():
+        c = getattr(m, "_c", None)
+        hooks = [*getattr(c, "_get_forward_pre_hooks", lambda: [])(), *getattr(c, "_get_forward_hooks", lambda: [])()]
+        if hooks or getattr(m, "_forward_pre_hooks", None) or getattr(m, "_forward_hooks", None):
+            out.append(name or "the model")
+    return out
 
 
 def _torchscript_ops(module: Any) -> set[str]:
@@ -892,8 +913,10 @@ def _load_factory(spec: str, weights: str | Path | None, input_shape: tuple[int,
 
 
 def _wrap(module: nn.Module, input_shape: tuple[int, ...] | None, source: dict[str, Any]) -> LoadedModel:
-    if input_shape is None:
-        shape = getattr(getattr(module, "spec", None), "input_shape", None)
+    if input_shape is None:  # a netinv spec on an in-memory module; a file's module is never asked (a TorchScript
+        # property would run code from the file)
+        shape = None if source.get("format") in ("torchscript", "export") else getattr(
+            getattr(module, "spec", None), "input_shape", None)
         if shape is None:
             raise ModelError(f"the input shape of {source.get('path', source.get('class', 'the model'))} is unknown",
                              "pass --input-shape C,H,W (e.g. 1,28,28) or D for flat inputs")
