@@ -408,17 +408,18 @@ _SYMPY_CALLS = frozenset({
     "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or"})
 
 
-def _expressions(obj: Any) -> Iterator[Any]:
-    """Every ``expr_str`` of a serialized program (symbolic sizes and guards)."""
+def _values_under(obj: Any, keys: tuple[str, ...]) -> Iterator[Any]:
+    """Every value stored under one of ``keys`` anywhere in a serialized program (e.g. ``expr_str``: symbolic sizes
+    and guards; ``in_spec`` / ``out_spec``: pytree specs)."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k == "expr_str":
+            if k in keys:
                 yield v
             else:
-                yield from _expressions(v)
+                yield from _values_under(v, keys)
     elif isinstance(obj, list):
         for v in obj:
-            yield from _expressions(v)
+            yield from _values_under(v, keys)
 
 
 def _expression_nodes(text: Any, extra: tuple[type, ...] = ()) -> list[ast.AST] | None:
@@ -511,19 +512,6 @@ def _program_inputs(obj: Any) -> Iterator[Any]:
             yield from _program_inputs(v)
 
 
-def _specs(obj: Any) -> Iterator[Any]:
-    """The serialized pytree specs (``in_spec`` / ``out_spec``) of a program, anywhere in it."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k in ("in_spec", "out_spec"):
-                yield v
-            else:
-                yield from _specs(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _specs(v)
-
-
 def _plain_spec(text: Any) -> bool:
     """Whether a serialized treespec is protocol 1 over tuples, lists, dicts with identifier keys and leaves."""
     def node_ok(node: Any) -> bool:
@@ -598,7 +586,7 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                 low = name.lower()  # torch looks members up ignoring case
                 if low.endswith(".json") and ("models/" in low or "serialized_exported_program" in low):
                     program = json.loads(z.read(info))
-                    bad = [e for e in _expressions(program) if not _plain_expression(e)]
+                    bad = [e for e in _values_under(program, ("expr_str",)) if not _plain_expression(e)]
                     if bad:  # torch reads these with sympy.sympify, which evaluates them as Python
                         raise ModelError(f"refusing {path}: its graph holds the symbolic size {str(bad[0])[:80]!r}, "
                                          "which is not a plain expression (torch would run it as Python)", fix)
@@ -613,8 +601,9 @@ def _check_archive_has_no_pickles(archive: Path, path: Path | None = None) -> No
                     if kinds:  # a string input becomes a guard torch generates code from (and no classifier's)
                         raise ModelError(f"refusing {path}: its program takes a {kinds[0]} input, not a tensor",
                                          fix)
-                    if not all(_plain_spec(spec) for spec in _specs(program)):  # torch's treespec reader imports
-                        # the modules a spec names (enum and defaultdict contexts) and codegen writes its keys raw
+                    specs = _values_under(program, ("in_spec", "out_spec"))
+                    if not all(_plain_spec(spec) for spec in specs):  # torch's treespec reader imports the modules
+                        # a spec names (enum and defaultdict contexts) and codegen writes its keys raw
                         raise ModelError(f"refusing {path}: its input or output spec is not plain tuples, lists and "
                                          "dicts with identifier keys", fix)
                     odd = [n for n in _attribute_names(program) if not isinstance(n, str) or not _DOTTED.fullmatch(n)]
