@@ -694,3 +694,29 @@ def test_torchscript_hooks_and_foreign_operator_namespaces_are_refused(tmp_path)
     torch.jit.save(torch.jit.script(_Hooked().eval()), tmp_path / "plain.pt")
     with pytest.raises(ModelError, match="input shape of .* is unknown"):  # its attributes are never asked
         load_model(tmp_path / "plain.pt", device="cpu")
+
+
+class _Alias(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(64, 3)
+        self.register_buffer("buf", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        peek = torch.ops.aten._reshape_alias(self.buf, [4], [1])  # a file can forge the size: no bounds check
+        return self.lin(x.flatten(1)) + peek.sum() * 0
+
+
+def test_operators_without_bounds_checks_are_refused(tmp_path):
+    """A tenth review: aten._reshape_alias with a size forged in the file read and wrote outside a tensor's memory
+    (a segfault in load_model), in both formats. Such operators are refused by name."""
+    from netinv.models.loading import _unsafe_name
+
+    for name in ("_reshape_alias", "as_strided", "resize_", "_sparse_coo_tensor_unsafe", "_unsafe_view", "set_",
+                 "_nested_view_from_buffer", "from_file"):
+        assert _unsafe_name(name), name
+    for name in ("linear", "conv2d", "relu", "view", "reshape", "flatten", "sum", "cat", "batch_norm", "set"):
+        assert _unsafe_name(name) == (name == "set"), name
+    torch.jit.save(torch.jit.script(_Alias().eval()), tmp_path / "alias.pt")
+    with pytest.raises(ModelError, match="_reshape_alias"):
+        load_model(tmp_path / "alias.pt", input_shape=(1, 8, 8), device="cpu")

@@ -185,6 +185,17 @@ _UNSAFE_NAMES = frozenset({"from_file", "save", "load", "load_tensor", "rpc", "r
                            "manual_seed", "seed", "initial_seed", "set_grad_enabled", "_set_item", "wait", "set",
                            "set_", "set_data", "record_stream", "_cufft_set_plan_cache_max_size",
                            "_cufft_clear_plan_cache", "_sobol_engine_initialize_state_"})
+#: operators that set sizes, strides or storage without bounds checks, or build tensors from unchecked indices:
+#: a file can make them read or write outside a tensor's memory (aten._reshape_alias with a forged size)
+_UNCHECKED_MEMORY = re.compile(r"_?unsafe|_reshape_alias|as_strided|resize_|^_?sparse_|sparse_(coo|csr|csc|bsr|bsc)"
+                               r"|^_nested|^set_|_mkldnn|_reinterpret|from_blob|_make_.*view|_unsafe_view")
+
+
+def _unsafe_name(name: str) -> bool:
+    """Whether an operator name (without namespace or overload) is one a classifier file may not call."""
+    return name in _UNSAFE_NAMES or bool(_UNCHECKED_MEMORY.search(name))
+
+
 #: higher-order operators an exported classifier may hold (control flow, grad / autocast regions); others (e.g.
 #: run_and_save_rng_state) call an operator passed as an argument and are refused
 _SAFE_HIGHER_ORDER = frozenset({"cond", "while_loop", "map_impl", "scan", "invoke_subgraph",
@@ -246,7 +257,7 @@ def _check_torchscript_source(archive: Path, path: Path | None = None) -> None:
                 ops_at = parts.index("ops") if "ops" in parts[:2] else -1
                 if ops_at >= 0 and len(parts) > ops_at + 1 and parts[ops_at + 1] not in _SCRIPT_NAMESPACES:
                     found.add(name)  # an operator outside PyTorch's tensor library, in any method or hook
-                if name.startswith(("torch.", "ops.")) and any(p in _UNSAFE_NAMES for p in parts[1:]):
+                if name.startswith(("torch.", "ops.")) and any(_unsafe_name(p) for p in parts[1:]):
                     found.add(name)
                 if parts[-1] == "__setstate__" or name == "__setstate__":
                     found.add("__setstate__ (code run while loading)")
@@ -298,7 +309,7 @@ def _torchscript_ops(module: Any) -> set[str]:
     def walk(graph: Any) -> None:
         for node in graph.nodes():
             ns, _, name = node.kind().partition("::")
-            if name in _UNSAFE_NAMES or ns in ("prim", "aten") and any(u in name for u in ("rpc", "c10d")) \
+            if _unsafe_name(name) or ns in ("prim", "aten") and any(u in name for u in ("rpc", "c10d")) \
                     or ns not in ("aten", "prim") or node.kind() in ("prim::CallMethod", "prim::CallFunction"):
                 bad.add(node.kind())  # (a call left after inlining runs code this walk cannot see: an interface)
             for b in node.blocks():
@@ -326,7 +337,7 @@ def _export_ops(ep: Any) -> set[str]:
 
     def allowed(f: Any) -> bool:
         if isinstance(f, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
-            return f.namespace in _SAFE_NAMESPACES and f.__name__.split(".")[0] not in _UNSAFE_NAMES
+            return f.namespace in _SAFE_NAMESPACES and not _unsafe_name(f.__name__.split(".")[0])
         if isinstance(f, torch._ops.HigherOrderOperator):
             return f.name() in _SAFE_HIGHER_ORDER
         module = getattr(f, "__module__", None) or ""
