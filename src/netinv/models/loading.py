@@ -188,7 +188,7 @@ _UNSAFE_NAMES = frozenset({"from_file", "save", "load", "load_tensor", "rpc", "r
 #: operators that set sizes, strides or storage without bounds checks, or build tensors from unchecked indices:
 #: a file can make them read or write outside a tensor's memory (aten._reshape_alias with a forged size)
 _UNCHECKED_MEMORY = re.compile(r"_?unsafe|_reshape_alias|as_strided|resize_|^_?sparse_|sparse_(coo|csr|csc|bsr|bsc)"
-                               r"|^_nested|^set_|_mkldnn|_reinterpret|from_blob|_make_.*view|_unsafe_view")
+                               r"|^_nested|^set_|_mkldnn|_reinterpret|from_blob|_make_.*view")
 
 
 def _unsafe_name(name: str) -> bool:
@@ -343,6 +343,7 @@ def _export_ops(ep: Any) -> set[str]:
         module = getattr(f, "__module__", None) or ""
         return module in ("_operator", "operator", "math") or any(f is g for g in _TORCH_SHAPE_FUNCTIONS)
 
+    ops = (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)
     bad: set[str] = set()
     for gm in ep.graph_module.modules():
         if not isinstance(gm, torch.fx.GraphModule):
@@ -353,7 +354,6 @@ def _export_ops(ep: Any) -> set[str]:
             for f in (node.target, *(a for a in tree_leaves((node.args, node.kwargs)) if callable(a)
                                      and not isinstance(a, torch.fx.Node | torch.nn.Module))):
                 if not allowed(f):
-                    ops = (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)
                     bad.add(str(f) if isinstance(f, ops) else
                             f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__name__)}")
     return bad
@@ -419,18 +419,22 @@ _SYMPY_CALLS = frozenset({
     "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or"})
 
 
+def _dicts(obj: Any, parent: str | None = None) -> Iterator[tuple[dict, str | None]]:
+    """Every JSON object of a serialized program with the key it sits under (a list passes its own key on): the one
+    walk behind the checks below."""
+    if isinstance(obj, dict):
+        yield obj, parent
+        for k, v in obj.items():
+            yield from _dicts(v, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _dicts(v, parent)
+
+
 def _values_under(obj: Any, keys: tuple[str, ...]) -> Iterator[Any]:
     """Every value stored under one of ``keys`` anywhere in a serialized program (e.g. ``expr_str``: symbolic sizes
     and guards; ``in_spec`` / ``out_spec``: pytree specs)."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k in keys:
-                yield v
-            else:
-                yield from _values_under(v, keys)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _values_under(v, keys)
+    return (v for d, _ in _dicts(obj) for k, v in d.items() if k in keys)
 
 
 def _expression_nodes(text: Any, extra: tuple[type, ...] = ()) -> list[ast.AST] | None:
@@ -470,40 +474,30 @@ def _identifier(name: Any) -> bool:
     return isinstance(name, str) and name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
 
 
-def _odd_value_names(obj: Any, parent: str | None = None) -> Iterator[Any]:
+def _odd_value_names(obj: Any) -> Iterator[Any]:
     """Names a serialized program gives its values, nodes, inputs and forward arguments that are not plain Python
     identifiers (torch writes them into the signature and body of the forward it generates), and module paths
     (``fqn``) that are not dotted names."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if parent in ("tensor_values", "sym_int_values", "sym_float_values", "sym_bool_values",
-                          "custom_obj_values") and not _identifier(k):
-                yield k
+    for d, parent in _dicts(obj):
+        if parent in ("tensor_values", "sym_int_values", "sym_float_values", "sym_bool_values", "custom_obj_values"):
+            yield from (k for k in d if not _identifier(k))
+        for k, v in d.items():
             if k in ("name", "as_name") and isinstance(v, str) and not _identifier(v) and not (
-                    v == "" and "arg" in obj and "kind" in obj):  # a higher-order op's unnamed argument
+                    v == "" and "arg" in d and "kind" in d):  # a higher-order op's unnamed argument
                 yield v
             if k == "forward_arg_names" and isinstance(v, list):
                 yield from (a for a in v if not _identifier(a))
             if k == "fqn" and v != "" and not (isinstance(v, str) and _DOTTED.fullmatch(v)):
                 yield v
-            yield from _odd_value_names(v, k)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _odd_value_names(v, parent)
 
 
 def _attribute_names(obj: Any) -> Iterator[Any]:
     """The names a serialized program gives its parameters, buffers, constants and subgraphs."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k in ("parameter_name", "buffer_name", "tensor_constant_name", "custom_obj_name"):
-                yield v
-            elif k == "as_graph" and isinstance(v, dict):
-                yield v.get("name")
-            yield from _attribute_names(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _attribute_names(v)
+    for d, _ in _dicts(obj):
+        yield from (v for k, v in d.items() if k in ("parameter_name", "buffer_name", "tensor_constant_name",
+                                                     "custom_obj_name"))
+        if isinstance(d.get("as_graph"), dict):
+            yield d["as_graph"].get("name")
 
 
 _SPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict"})
@@ -511,16 +505,11 @@ _SPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict
 
 def _program_inputs(obj: Any) -> Iterator[Any]:
     """The arguments a serialized program (and each subgraph) takes: graph ``inputs`` and ``user_input`` specs."""
-    if isinstance(obj, dict):
-        if {"inputs", "outputs", "nodes"} <= set(obj) and isinstance(obj["inputs"], list):
-            yield from obj["inputs"]
-        if isinstance(obj.get("user_input"), dict):
-            yield obj["user_input"].get("arg")
-        for v in obj.values():
-            yield from _program_inputs(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _program_inputs(v)
+    for d, _ in _dicts(obj):
+        if {"inputs", "outputs", "nodes"} <= set(d) and isinstance(d["inputs"], list):
+            yield from d["inputs"]
+        if isinstance(d.get("user_input"), dict):
+            yield d["user_input"].get("arg")
 
 
 def _plain_spec(text: Any) -> bool:
