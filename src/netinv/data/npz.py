@@ -35,14 +35,9 @@ def numpy_file_kind(path: str | Path) -> str | None:
     return "npz" if magic.startswith(b"PK\x03\x04") else "npy" if magic.startswith(b"\x93NUMPY") else None
 
 
-def _check_inflated_size(path: Path, what: str = "", fix: str = "check that it is an npz written by np.savez") -> None:
+def _check_inflated_size(infos: list[zipfile.ZipInfo], path: Path) -> None:
     """Refuse an npz whose arrays would inflate beyond :data:`MAX_INFLATED_BYTES` (read from the zip directory, before
     anything is decompressed): a few MB of compressed zeros can hold gigabytes."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"cannot read {what + ' ' if what else ''}{path}: {e}", fix) from None
     inflated, packed = sum(i.file_size for i in infos), sum(i.compress_size for i in infos)
     if inflated > MAX_INFLATED_BYTES:
         raise DataError(f"{path} inflates to {inflated / 2**30:.1f} GiB from {packed / 2**20:.1f} MiB, more than "
@@ -74,8 +69,8 @@ def read_arrays(path: str | Path, *, what: str = "file", allow_npy: bool = False
             with open(path, "rb") as fh:
                 _check_header(fh, path.stat().st_size, what, path, fix)
             return {"": np.load(path, allow_pickle=False)}
-        _check_inflated_size(path, what, fix)
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(path) as z:  # the directory and each array's header, before numpy reads anything
+            _check_inflated_size(z.infolist(), path)
             for info in z.infolist():
                 if keys is None or info.filename.removesuffix(".npy") in keys:
                     with z.open(info) as fh:

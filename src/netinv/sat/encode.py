@@ -313,24 +313,24 @@ def from_model(model: LoadedModel | torch.nn.Module | PlainBNN) -> PlainBNN:
 
 
 def _output_terms(v: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per output comparison, the hidden units it counts and their weights 1 or 2.
+    """Per output comparison, the hidden units it counts and their signed coefficients ``δ``.
 
-    One output (``z + b > 0``): the units with ``V_j != 0``, weight 1. Otherwise, for each pair c < d: the units
-    where ``δ = V_c − V_d`` is not 0, weight ``|δ|`` (2 where two ±1 rows differ, 1 where one of them is 0). The
-    literal of unit j is ``h_j`` where ``δ_j > 0`` (``V_j > 0`` for one output), else ``¬h_j``."""
+    One output (``z + b > 0``): the units with ``V_j != 0``, ``δ = V_j``. Otherwise, for each pair c < d: the units
+    where ``δ = V_c − V_d`` is not 0. A unit's weight is ``|δ|`` (2 where two ±1 rows differ, 1 where one of them is
+    0); its literal is ``h_j`` where ``δ_j > 0``, else ``¬h_j``."""
     v = v.astype(np.int64)
     if v.shape[0] == 1:
         j = np.flatnonzero(v[0])
-        return [(j, np.ones(len(j), np.int64))]
+        return [(j, v[0, j])]
     out = []
     for c in range(v.shape[0]):
         for d in range(c + 1, v.shape[0]):
             j = np.flatnonzero(v[c] != v[d])
-            out.append((j, np.abs(v[c, j] - v[d, j])))
+            out.append((j, v[c, j] - v[d, j]))
     return out
 
 
-def _bias_bounds(v: np.ndarray, bias: list[Fraction]) -> list[int]:
+def _bias_bounds(terms: list[tuple[np.ndarray, np.ndarray]], bias: list[Fraction]) -> list[int]:
     """The output layer's cardinality bounds over :func:`_output_terms` (weighted counts of true literals) for
     exact rational biases.
 
@@ -338,20 +338,21 @@ def _bias_bounds(v: np.ndarray, bias: list[Fraction]) -> list[int]:
     is the weighted count of its true literals. One output: ``2A − W + b > 0  <->  A >= floor((W − b) / 2) + 1``;
     class c beats d: ``2A − W >= b_d − b_c  <->  A >= ceil((b_d − b_c + W) / 2)``.
     """
-    terms = _output_terms(v)
     if len(bias) == 1:
-        w = int(terms[0][1].sum())
+        w = int(np.abs(terms[0][1]).sum())
         return [math.floor((w - bias[0]) / 2) + 1]
     pairs = [(c, d) for c in range(len(bias)) for d in range(c + 1, len(bias))]
-    return [math.ceil((bias[d] - bias[c] + int(w.sum())) / 2) for (c, d), (_, w) in zip(pairs, terms, strict=True)]
+    return [math.ceil((bias[d] - bias[c] + int(np.abs(delta).sum())) / 2)
+            for (c, d), (_, delta) in zip(pairs, terms, strict=True)]
 
 
-def _effective_bounds(v: np.ndarray, bias: list[Fraction]) -> list[tuple[int, bool]]:
+def _effective_bounds(terms: list[tuple[np.ndarray, np.ndarray]], bias: list[Fraction]) -> list[tuple[int, bool]]:
     """Per comparison, the bound the CNF encodes and whether its literals count once (every weight 2: the count and
     the bound halved) rather than with their weights; bounds at or below 0 (always true) read 0, above the count
     (never) read count + 1, so two bias vectors with the same result decide every input alike."""
     out = []
-    for (_, w), bound in zip(_output_terms(v), _bias_bounds(v, bias), strict=True):
+    for (_, delta), bound in zip(terms, _bias_bounds(terms, bias), strict=True):
+        w = np.abs(delta)
         halve = bool(len(w)) and bool((w == 2).all())
         bound, total = (-(-bound // 2), len(w)) if halve else (bound, int(w.sum()))
         out.append((min(max(bound, 0), total + 1), halve))
@@ -362,8 +363,8 @@ def _warn_bias_rounding(latent: np.ndarray, plain: PlainBNN) -> None:
     """Warn when netinv's rounding of the output biases to 1/``bias_den`` changes a class decision."""
     exact = [Fraction(float(b)) for b in latent]
     rounded = [Fraction(int(b), plain.bias_den) for b in plain.out_bias]
-    if exact != rounded and _effective_bounds(plain.out_weight, exact) != _effective_bounds(plain.out_weight,
-                                                                                          rounded):
+    terms = _output_terms(plain.out_weight)
+    if exact != rounded and _effective_bounds(terms, exact) != _effective_bounds(terms, rounded):
         warnings.warn(f"the BNN's output biases are not multiples of 1/{plain.bias_den}: netinv's BNN rounds them "
                       "(as in its training), and that changes the class of some inputs against the exact biases. "
                       "If your model adds the exact biases, give its plain .npz with integer out_bias over a "
@@ -474,17 +475,17 @@ def _encode_output(plain: PlainBNN, hid: list[int], vp: IDPool, clauses: list, e
     every weight of a comparison is 2 (two ±1 rows) the bound is halved instead; otherwise the literal's second copy
     is a fresh variable equal to it, since the cardinality encodings take distinct variables."""
     v = plain.out_weight.astype(np.int64)
-    bounds = _effective_bounds(v, [Fraction(int(b), plain.bias_den) for b in plain.out_bias])
+    terms = _output_terms(v)
+    bounds = _effective_bounds(terms, [Fraction(int(b), plain.bias_den) for b in plain.out_bias])
     enc = enc if enc is not Encoding.AUTO else auto_encoding(v.shape[1])
     used.append(enc.value)
     names = [("y", 1)] if plain.num_outputs == 1 else \
         [("g", c, d) for c in range(v.shape[0]) for d in range(c + 1, v.shape[0])]
-    for name, (units, w), (bound, halved) in zip(names, _output_terms(v), bounds, strict=True):
-        row = v[0] if plain.num_outputs == 1 else v[name[1]] - v[name[2]]
-        lits = [hid[j] if row[j] > 0 else -hid[j] for j in units]
+    for name, (units, delta), (bound, halved) in zip(names, terms, bounds, strict=True):
+        lits = [hid[j] if dj > 0 else -hid[j] for j, dj in zip(units, delta, strict=True)]
         if not halved:  # (halved: 2·#true >= bound  <->  #true >= ceil(bound / 2), each literal once)
-            for lit, wj, j in zip(list(lits), w, units, strict=True):
-                if wj == 2:  # a copy e <-> lit, so the literal counts twice over distinct variables
+            for lit, dj, j in zip(list(lits), delta, units, strict=True):
+                if abs(dj) == 2:  # a copy e <-> lit, so the literal counts twice over distinct variables
                     e = vp.id(("w2", *name, int(j)))
                     clauses += [[-e, lit], [e, -lit]]
                     lits.append(e)
