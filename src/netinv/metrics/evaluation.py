@@ -331,7 +331,8 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
     if not npz.is_file() and (run_dir / "samples.npz").is_file():
         npz = run_dir / "samples.npz"
     x, y = _read_candidates(npz)
-    recorded, recorded_options = _recorded_model(run_dir)
+    record = _run_record(run_dir)  # read once: the model, its digest and the seed the attack recorded
+    recorded, recorded_options = _recorded_model(record, run_dir)
     options = {k: v for k, v in (model_options or {}).items() if v is not None}
     named = model is not None
     from_record = model is None or (isinstance(model, str | Path) and recorded is not None
@@ -364,8 +365,8 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
                          f"name it: --model {model} --weights FILE (and --input-shape / --mean as in the attack)"
                          + (f"; {e.fix}" if e.fix else "")) from None
     if from_record and lm is not None:
-        digest = _recorded_digest(run_dir)
-        if digest is not None and digest != lm.digest():  # the file at the recorded path was replaced since, or
+        digest = record.get("model_sha256")
+        if isinstance(digest, str) and digest != lm.digest():  # the file at the recorded path was replaced since, or
             # other options were given: margins and class figures would be those of another model
             raise ModelError(f"the model {model} as loaded now is not the one the attack ran on (its weights, mean, "
                              f"input shape or input range differ from the model_sha256 in {run_dir / 'run.json'})",
@@ -383,7 +384,7 @@ def evaluate_dir(run_dir: str | Path, model: LoadedModel | str | Path | None = N
         raise DataError("no training / held-out sets for this evaluation",
                         "give a netinv checkpoint as the model, or --train T.npz --heldout H.npz")
     if seed is None:
-        seed = _recorded_seed(run_dir)
+        seed = record["seed"] if type(record.get("seed")) is int else 0
     return evaluate(x, train, heldout, model=lm, candidate_labels=y, seed=seed, out=run_dir, n_best=n_best,
                     config=config)
 
@@ -585,23 +586,12 @@ def _run_record(run_dir: Path) -> dict[str, Any]:
                         "and data sets yourself (--model, --train, --heldout)") from None
 
 
-def _recorded_seed(run_dir: Path) -> int:
-    """The seed an attack recorded in ``run.json`` (0 when there is none)."""
-    seed = _run_record(run_dir).get("seed")
-    return seed if type(seed) is int else 0
-
-
-def _recorded_digest(run_dir: Path) -> str | None:
-    """The ``model_sha256`` an attack recorded in ``run.json`` (the attacked weights' digest), or None."""
-    digest = _run_record(run_dir).get("model_sha256")
-    return digest if isinstance(digest, str) else None
-
-
-def _recorded_model(run_dir: Path) -> tuple[str | None, dict[str, Any]]:
+def _recorded_model(record: dict[str, Any], run_dir: Path) -> tuple[str | None, dict[str, Any]]:
     """The model an attack recorded under the key ``model`` in ``run.json`` (a path, or a dict with ``path``; it may
     have moved since), or a factory model (``{"format": "factory", "factory": "pkg.mod:fn", "weights": FILE}``), and the
-    ``load_model`` options it was attacked with (weights, mean, input shape and range)."""
-    rec = _run_record(run_dir).get("model")
+    ``load_model`` options it was attacked with (weights, mean, input shape and range). ``record``: the run.json
+    read by :func:`_run_record`."""
+    rec = record.get("model")
     options: dict[str, Any] = {}
     if isinstance(rec, dict) and rec.get("format") == "factory" and isinstance(rec.get("factory"), str):
         path = rec["factory"]  # reloaded by load_model, which says what is missing (evaluate_dir adds --model)
