@@ -49,8 +49,12 @@ class SolverError(NetinvError):
 
 def first_line(error: BaseException, limit: int = 200) -> str:
     """The first non-blank line of an exception's message (its type name when there is none), at most ``limit`` chars:
-    what a one-line error quotes of an error from torch or numpy."""
-    return ([ln.strip() for ln in str(error).splitlines() if ln.strip()] or [type(error).__name__])[0][:limit]
+    what a one-line error quotes of an error from torch or numpy (a cut line ends in '…')."""
+    return _cut(([ln.strip() for ln in str(error).splitlines() if ln.strip()] or [type(error).__name__])[0], limit)
+
+
+def _cut(line: str, limit: int) -> str:
+    return line if len(line) <= limit else line[:limit - 1] + "…"
 
 
 def informative_line(error: BaseException, limit: int = 200) -> str:
@@ -62,8 +66,8 @@ def informative_line(error: BaseException, limit: int = 200) -> str:
         return type(error).__name__
     for ln in reversed(lines):
         if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln):
-            return ln[:limit]
-    return next((ln for ln in lines if not ln.endswith(":")), lines[0])[:limit]
+            return _cut(ln, limit)
+    return _cut(next((ln for ln in lines if not ln.endswith(":")), lines[0]), limit)
 
 
 def check_finite_loss(loss: float, what: str, fix: str, *, at: str = "", setting: str = "") -> None:

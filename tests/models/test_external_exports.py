@@ -309,7 +309,7 @@ def test_the_python_api_takes_paths_and_warns_on_renumbered_labels(tmp_path):
     np.savez(tmp_path / "h.npz", x=g.random((8, 1, 8, 8)).astype(np.float32), y=np.arange(8))
     x = torch.rand(6, 1, 8, 8)
     ev = evaluate(x, tmp_path / "t.npz", tmp_path / "h.npz", model=f)
-    lm = load_model(f, device="cpu")
+    lm = load_model(f)  # the device evaluate picks for a path (auto): CUDA where there is one
     ref = evaluate(x, load_data("npz", path=tmp_path / "t.npz", relabel=False),
                    load_data("npz", path=tmp_path / "h.npz", relabel=False), model=lm)
     assert torch.equal(ev.train_margin, ref.train_margin)

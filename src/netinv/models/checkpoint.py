@@ -83,23 +83,23 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         if math.prod(input_shape) > MAX_INPUT_VALUES:
             raise ValueError(f"input_shape {list(input_shape)} has more than {MAX_INPUT_VALUES} values")
     except Exception as e:
-        raise ModelError(f"{path / 'meta.json'} does not describe a model netinv can build: {first_line(e)}"[:300],
+        raise ModelError(f"{path / 'meta.json'} does not describe a model netinv can build: {first_line(e)}",
                          fix) from None
     try:
         with safe_open(str(path / "model.safetensors"), framework="pt") as f:
             stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e:
-        raise ModelError(f"cannot read {path / 'model.safetensors'}: {first_line(e)}"[:300], fix) from None
+        raise ModelError(f"cannot read {path / 'model.safetensors'}: {first_line(e)}", fix) from None
     if stored != expected:
         diff = sorted(set(stored.items()) ^ set(expected.items()))[:3]
         raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture "
-                         f"(e.g. {diff})"[:300], fix)
+                         f"(e.g. {str(diff)[:200]})", fix)
     module = spec.build()
     try:
         module.load_state_dict(load_file(str(path / "model.safetensors")))
     except Exception as e:
-        raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture ({e})"[:300],
-                         fix) from None
+        raise ModelError(f"weights in {path / 'model.safetensors'} do not fit the recorded architecture "
+                         f"({first_line(e)})", fix) from None
     module.eval()
     mean = None
     if meta.get("mean_subtracted"):
@@ -111,7 +111,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
                 raise ValueError(f"{arr.dtype} array of {arr.size} values for inputs {input_shape}"
                                  + ("" if arr.dtype.kind != "f" or np.isfinite(arr).all() else ", not all finite"))
         except (OSError, ValueError, DataError) as e:
-            raise ModelError(f"cannot read the mean image {path / 'mean.npy'}: {first_line(e)}"[:300], fix) from None
+            raise ModelError(f"cannot read the mean image {path / 'mean.npy'}: {first_line(e)}", fix) from None
         mean = torch.from_numpy(arr.astype(np.float32)).reshape(input_shape)
     return LoadedModel(module, input_shape, num_outputs, (lo, hi),
                        mean, meta.get("classes"), meta, {"format": "netinv", "path": str(Path(path).resolve())})

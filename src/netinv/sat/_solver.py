@@ -7,7 +7,8 @@ import multiprocessing as mp
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pysat.solvers import Solver, SolverNames
@@ -33,13 +34,41 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _child(conn: Any, fn: Callable, args: tuple) -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by the parent while it forked
+    # the parent handles Ctrl-C and kills this process; SIGTERM sent to it alone ends it (the fork copied the
+    # parent's holding handlers, below)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         conn.send(("done", fn(*args, lambda item: conn.send(("item", item)))))
     except BaseException as e:  # report, never hang the parent
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
+
+
+@contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Ctrl-C / SIGTERM arriving during a fork ran their handler inside Python's after-fork hooks, which ignore
+    exceptions: the KeyboardInterrupt was dropped and the run went on. Their handlers only record them here, and the
+    recorded signals are raised again right after. (Blocking the signals in this thread did not do it: another thread,
+    torch's or the CLI's signal relay, took them, and the handler still ran inside the hooks.)"""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers run (and are set) in the main thread
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    if any(h is None for h in old.values()):  # a handler set outside Python: cannot be put back, leave it
+        yield
+        return
+    for s in _STOP_SIGNALS:
+        signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for s in held:
+            signal.raise_signal(s)
 
 
 def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[Any], None] | None = None
@@ -55,13 +84,8 @@ def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
-    # Ctrl-C / SIGTERM arriving during fork would raise inside the after-fork hooks, where Python ignores exceptions
-    # (the run went on): held while forking, delivered right after
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
+    with _stop_signals_held():
         proc.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
     send.close()
     deadline = time.monotonic() + max(time_limit, 0.0)
     try:
@@ -80,7 +104,7 @@ def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[
                 elif kind == "done":
                     return True, val
                 else:
-                    raise SolverError(f"the solver process failed: {val}"[:300], "report this with the model")
+                    raise SolverError(f"the solver process failed: {str(val)[:200]}", "report this with the model")
             elif not proc.is_alive() and not recv.poll():
                 raise SolverError(f"the solver process exited ({proc.exitcode})", "check memory limits")
     finally:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from pysat.formula import CNF, IDPool
 
-from .._errors import ConfigError, DataError, ModelError
+from .._errors import ConfigError, DataError, ModelError, first_line
 from .._utils.checkpoint import atomic_write_bytes
 from .._utils.shapes import same_layout
 from ..models.loaded import LoadedModel
@@ -250,7 +250,7 @@ class PlainBNN:
                        int(meta.get("num_outputs", z["out_weight"].shape[0])), float(meta.get("threshold", 0.5)),
                        z["mean"] if "mean" in z else None, str(Path(path).resolve()))
         except (KeyError, ValueError, TypeError, OverflowError, json.JSONDecodeError) as e:
-            raise ModelError(f"cannot read plain BNN {path}: {e}"[:200], fix) from None
+            raise ModelError(f"cannot read plain BNN {path}: {first_line(e)}", fix) from None
 
 
 def _integral(name: str, a: Any) -> np.ndarray:
