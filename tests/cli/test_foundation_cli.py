@@ -162,6 +162,11 @@ def test_ctrl_c_says_how_to_continue(capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         run_cli(interrupted_app, hard_exit=sys.exit)
     assert e.value.code == 130 and "run the same command with --resume" in capsys.readouterr().err
+    for argv in (["netinv", "sat", "sample", "m.npz"], ["netinv", "sat", "count", "m.npz"]):  # the resumable sat loops
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit):
+            run_cli(interrupted_app, hard_exit=sys.exit)
+        assert "run the same command with --resume" in capsys.readouterr().err
     monkeypatch.setattr(sys, "argv", ["netinv", "evaluate", "runs/cnn"])  # no --resume there: not promised
     with pytest.raises(SystemExit):
         run_cli(interrupted_app, hard_exit=sys.exit)

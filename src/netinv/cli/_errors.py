@@ -149,7 +149,7 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
         from .._utils import checkpoint
 
         resumable = (set(sys.argv[1:2]) & {"train", "reconstruct", "invert", "tldr", "ood", "sweep", "audit",
-                                             "adversarial"}) or sys.argv[1:3] == ["sat", "count"]
+                                             "adversarial"}) or sys.argv[1:3] in (["sat", "count"], ["sat", "sample"])
         print("interrupted" + ("" if not resumable else ": the last checkpoint is kept in the output folder; run the "
                                "same command with --resume to continue" if checkpoint.STATE_ON_DISK else
                                ": before the first checkpoint, so there is nothing to resume; run the command again"),

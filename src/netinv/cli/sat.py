@@ -178,12 +178,13 @@ def sample(model: ModelArg, cls: int = typer.Option(..., "--class", help="the cl
            encoding: str | None = EncodingOpt, solver: str | None = SolverOpt, time_limit: float | None = TimeOpt,
            candidates: int | None = CandOpt, out: Path | None = QOutOpt, config: ConfigOpt = None,
            weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-           mean: MeanOpt = None, seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu") -> None:
+           mean: MeanOpt = None, seed: ConfigSeedOpt = None, device: DeviceOpt = "cpu",
+           resume: ResumeOpt = False) -> None:
     """N distinct, diverse preimages of a class with their pairwise Hamming distances."""
     cfg = _config(encoding, solver, time_limit, candidates, seed, config)
     cons = _constraints(fixed, mask, center, radius, min_on, max_on)
     _print(_sat_api().sample(_model(model, weights, input_shape, input_range, mean, device), cls, n, cons, cfg,
-                          method=method, out=out))
+                          method=method, out=out, resume=resume))
 
 
 @app.command()

@@ -77,7 +77,7 @@ class SampleResult:
     x: np.ndarray  # (K, *input_shape) data space
     bits: np.ndarray  # (K, D) bool, distinct
     hamming: np.ndarray  # (K, K) pairwise Hamming distances; (0, 0) above HAMMING_MATRIX_MAX (2 000) samples
-    time_s: float
+    time_s: float  # search time, over every invocation of a resumed sample
     per_second: float
     methods: dict[str, int]  # how many came from candidates / solver / unigen
     verified: bool | None
@@ -85,6 +85,7 @@ class SampleResult:
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     hamming_stats: dict[str, Any] = field(default_factory=dict)  # min / mean / max over all pairs, any K
+    resumed: int = 0  # preimages taken from an interrupted call's checkpoint (0: found by one uninterrupted call)
 
     @property
     def y(self) -> np.ndarray:
@@ -95,7 +96,7 @@ class SampleResult:
         return {"query": "sample", "seed": self.seed, "config": self.config, "formula": self.formula,
                 "class": self.cls, "status": self.status.value, "found": int(len(self.bits)), "time_s": self.time_s,
                 "per_second": self.per_second, "methods": self.methods, "verified": self.verified,
-                "hamming": self.hamming_stats}
+                "hamming": self.hamming_stats, "resumed": self.resumed}
 
 
 @dataclass
