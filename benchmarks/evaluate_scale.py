@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netinv.metrics.evaluation as ev_mod  # noqa: E402
 from kkt_digits import PeakRSS, publish, section_header  # noqa: E402
 from netinv.data import Dataset, load_data, make_task  # noqa: E402
-from netinv.sat.queries import pairwise_hamming  # noqa: E402
+from netinv.sat.sampling import pairwise_hamming  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> tuple[float, float]:

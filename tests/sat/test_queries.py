@@ -277,7 +277,7 @@ def test_exact_count_under_an_on_count_bound_matches_brute_force():
 def test_pairwise_hamming_is_exact_and_works_past_2000_samples():
     """The K×K×D comparison took 3 GB at K = 2 000, D = 784; above 2 000 samples the matrix was left empty and the
     result's summary failed. Products give the same integers with only the K×K result in memory."""
-    from netinv.sat.queries import pairwise_hamming
+    from netinv.sat.sampling import pairwise_hamming
 
     rng = np.random.default_rng(0)
     bits = rng.random((300, 784)) < 0.3
@@ -286,7 +286,7 @@ def test_pairwise_hamming_is_exact_and_works_past_2000_samples():
     h = pairwise_hamming(big)
     assert h.shape == (2100, 2100) and h.dtype == np.int32 and (np.diag(h) == 0).all()
     assert (h[:50] == (big[:50, None] != big[None]).sum(2)).all()
-    from netinv.sat.queries import hamming_summary
+    from netinv.sat.sampling import hamming_summary
 
     iu = np.triu_indices(len(big), 1)  # the summary a result records, in bounded memory, equals the matrix's
     assert hamming_summary(big) == {"min": int(h[iu].min()), "mean": pytest.approx(float(h[iu].mean())),

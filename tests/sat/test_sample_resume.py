@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import netinv.sat.queries as q
+import netinv.sat.sampling as q
 from netinv._errors import ConfigError, NetinvError
 from netinv._utils.checkpoint import load_state
 from netinv.sat import InputConstraints, QueryConfig, Status, sample

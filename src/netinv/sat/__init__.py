@@ -7,7 +7,7 @@ encoding after Narodytska et al., AAAI 2018). See docs/sat.md.
 from .cardinality import Encoding, auto_encoding, cardinality
 from .constraints import InputConstraints
 from .encode import BNNFormula, PlainBNN, encode, export, from_model
-from .queries import QueryConfig, count, infer, invert, load_bnn, robust, sample
+from .queries import QueryConfig, count, infer, invert, load_bnn, robust
 from .results import (
                       ClassCount,
                       ClassOutcome,
@@ -19,6 +19,7 @@ from .results import (
                       Status,
                       write_outputs,
 )
+from .sampling import sample
 
 __all__ = ["Encoding", "auto_encoding", "cardinality", "InputConstraints", "BNNFormula", "PlainBNN", "encode",
            "export", "from_model", "load_bnn", "QueryConfig", "count", "infer", "invert", "robust", "sample",
