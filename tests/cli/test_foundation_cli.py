@@ -23,6 +23,19 @@ def test_data_list_and_show():
     assert r.exit_code == 0 and '"n": 1797' in r.output and '"input_shape": [\n    1,\n    8,\n    8\n  ]' in r.output
 
 
+def test_short_help_and_version():
+    """`-h` works on every command (typer's default is `--help` only); `--version` names netinv's and torch's."""
+    import torch
+
+    from netinv._utils.runinfo import netinv_version
+
+    for args in (["-h"], ["sat", "sample", "-h"], ["reconstruct", "kkt", "-h"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0 and "Usage: netinv" in r.output and "--help" in r.output, (args, r.output)
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"netinv {netinv_version()} (torch {torch.__version__})\n"
+
+
 def test_train_maps_flags_onto_the_api(tmp_path):
     with patch("netinv.cli.train.train_api") as api:
         api.return_value.meta = {"train_accuracy": 1.0, "test_accuracy": 0.9, "final_loss": 1e-3, "epochs_run": 10,
@@ -248,8 +261,10 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("error: out of memory — the input")
 
 
-def test_a_reader_that_leaves_early_gives_the_sigpipe_exit_code_and_no_message():
-    """`netinv data list | true` exited 1 (click's EPIPE exit) like a failure; it is 141, as for SIGPIPE."""
-    r = subprocess.run(f"{sys.executable} -m netinv data list | true; echo $" + "{PIPESTATUS[0]}", shell=True,
+@pytest.mark.parametrize("command", ["data list", "--help", "sat sample -h"])
+def test_a_reader_that_leaves_early_gives_the_sigpipe_exit_code_and_no_message(command):
+    """`netinv data list | true` exited 1 (click's EPIPE exit) like a failure, and `--help | head` did too (rich's
+    exit on a closed pipe); both are 141, as for SIGPIPE."""
+    r = subprocess.run(f"{sys.executable} -m netinv {command} | true; echo $" + "{PIPESTATUS[0]}", shell=True,
                        executable="/bin/bash", capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() in ("141", "0") and "Traceback" not in r.stderr and "error" not in r.stderr  # 0: no EPIPE

@@ -14,7 +14,7 @@ def environment(device: torch.device | str | None = None) -> dict[str, Any]:
     """The software and hardware a result was produced on. ``cuda`` names the machine's GPU whether or not the run
     used it; ``device`` (recorded when given: the model's device) says where the run computed."""
     env = {
-        "netinv": _version(),
+        "netinv": netinv_version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -35,7 +35,8 @@ def config_dict(config: Any) -> dict[str, Any]:
     return dict(config)
 
 
-def _version() -> str:
+def netinv_version() -> str:
+    """The installed netinv's version (``unknown`` from a source tree that was not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -94,6 +94,13 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _rich_pipe_closed(console: Any) -> None:
+    """rich's ``Console.on_broken_pipe`` (typer writes help through rich) exits 1; raise instead, so that
+    ``netinv --help | head`` exits as SIGPIPE would, like every other output (below)."""
+    console.quiet = True
+    raise BrokenPipeError
+
+
 def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     """Run the typer app: usage errors (an unknown option, a missing argument) and netinv errors become one line and
     exit 2, netinv warnings one ``warning: ...`` line (:func:`cli_warnings`; the app's callback installs it too, so
@@ -108,6 +115,10 @@ def run_cli(app: Any, hard_exit: Any = os._exit) -> None:
     help_error = getattr(ce, "NoArgsIsHelpError", ())
     signal.signal(signal.SIGTERM, _terminate)  # docker stop, kill, SLURM: stop as Ctrl-C does, checkpoints kept
     signals.start_relay()  # and both reach a running SAT solve at once, not at its time limit
+    with contextlib.suppress(ImportError):
+        from rich.console import Console
+
+        Console.on_broken_pipe = _rich_pipe_closed  # this process is the CLI: its stdout is ours to handle
     try:
         with cli_warnings():
             cpu_threads()

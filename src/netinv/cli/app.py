@@ -19,12 +19,24 @@ from . import train as train_cmd
 from ._errors import cli_warnings, run_cli
 
 app = typer.Typer(name="netinv", no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},  # every subcommand inherits it
                   help="Invert trained neural networks: reconstruct training data, invert classifiers, "
                        "exactly invert binarised nets.")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        import torch
+
+        from .._utils.runinfo import netinv_version
+
+        typer.echo(f"netinv {netinv_version()} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _during_a_command(ctx: typer.Context) -> None:
+def _during_a_command(ctx: typer.Context, version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show netinv's and torch's versions.")) -> None:
     # netinv's warnings as one `warning: ...` line while the command runs (restored when it ends)
     ctx.with_resource(cli_warnings())
 
