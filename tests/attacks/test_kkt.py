@@ -413,6 +413,12 @@ def test_cli_rejects_a_bad_setting_in_one_line(tmp_path):
     with pytest.raises(ConfigError, match="--alpha 10.0 sets the smooth surrogate that --exact-relu drops"):
         kkt_config({"alpha": 10.0}, exact_relu=True)  # it was dropped silently (run.json said alpha null)
     assert kkt_config({}, exact_relu=True).alpha is None
+    (tmp_path / "a.yaml").write_text("alpha: 50\niterations: 9\n")  # the same through --config
+    with pytest.raises(ConfigError, match="alpha: 50 in .*a.yaml sets the smooth surrogate that --exact-relu drops"):
+        kkt_config({}, exact_relu=True, yaml_file=tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("alpha: null\niterations: 9\n")
+    cfg = kkt_config({}, exact_relu=True, yaml_file=tmp_path / "b.yaml")
+    assert cfg.alpha is None and cfg.iterations == 9
 
 
 def _bias_free_cnn() -> nn.Module:

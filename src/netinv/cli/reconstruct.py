@@ -12,7 +12,7 @@ import torch
 import typer
 
 from .._errors import ConfigError
-from .._utils.config import merge_config
+from .._utils.config import merge_config, read_yaml
 from ..attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
 from ..data.npz import read_arrays
 from ..models.loading import load_model
@@ -37,11 +37,14 @@ app = typer.Typer(no_args_is_help=True, help="Reconstruct training data from a t
 
 def kkt_config(overrides: dict, exact_relu: bool = False, yaml_file: Path | None = None) -> KKTConfig:
     """Defaults <- YAML <- flags (``None`` = not given), type-checked; ``exact_relu`` drops the surrogate (and
-    refuses an --alpha given with it, which it would ignore)."""
+    refuses an alpha given with it, as --alpha or in the YAML, which it would ignore)."""
     if exact_relu and overrides.get("alpha") is not None:
         raise ConfigError(f"--alpha {overrides['alpha']} sets the smooth surrogate that --exact-relu drops",
                           "give one of them")
     cfg = merge_config(KKTConfig(), overrides, yaml_file=yaml_file)
+    if exact_relu and yaml_file is not None and read_yaml(yaml_file).get("alpha") is not None:
+        raise ConfigError(f"alpha: {cfg.alpha:g} in {yaml_file} sets the smooth surrogate that --exact-relu drops",
+                          "remove one of them (alpha: null in the file is the exact ReLU too)")
     return dataclasses.replace(cfg, alpha=None) if exact_relu else cfg
 
 
