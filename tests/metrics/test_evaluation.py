@@ -228,7 +228,7 @@ def test_outputs_replace_links_in_a_run_directory_and_never_write_through_them(p
 
 def test_a_run_json_with_a_malformed_model_record_is_one_model_error(tmp_path):
     from netinv import ModelError
-    from netinv.metrics.evaluation import evaluate_dir
+    from netinv.metrics.run_dir import evaluate_dir
 
     np.savez(tmp_path / "candidates.npz", x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([0, 1]))
     (tmp_path / "run.json").write_text(json.dumps({"model": {"path": "m.pt2", "input_shape": "abc"}}))

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from .._utils.config import merge_config
-from ..metrics.evaluation import EvaluationConfig, evaluate_dir
+from ..metrics.evaluation import EvaluationConfig
+from ..metrics.run_dir import evaluate_dir
 from ._options import ConfigOpt, DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, WeightsOpt, model_kwargs
 
 

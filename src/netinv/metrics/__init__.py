@@ -1,6 +1,7 @@
-"""Metrics: pure functions in :mod:`netinv.metrics.functional` and the leakage evaluation that chains them."""
+"""Metrics: pure functions in :mod:`netinv.metrics.functional`, the leakage evaluation that chains them, and the
+evaluation of an attack's output folder (:func:`evaluate_dir`)."""
 
-from .evaluation import CandidateFigures, Evaluation, EvaluationConfig, evaluate, evaluate_dir, model_fit
+from .evaluation import CandidateFigures, Evaluation, EvaluationConfig, evaluate, model_fit
 from .functional import (
     aupr,
     auroc,
@@ -19,6 +20,7 @@ from .functional import (
     per_class_mean_pairwise_distance,
     ssim,
 )
+from .run_dir import evaluate_dir
 
 __all__ = ["CandidateFigures", "Evaluation", "EvaluationConfig", "aupr", "auroc", "class_assignment", "dssim",
            "evaluate", "evaluate_dir", "fpr_at_95_tpr", "fpr_at_tpr", "leaked", "leakage_threshold", "margins",
