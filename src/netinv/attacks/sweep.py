@@ -155,50 +155,9 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
     _same_setup(study, {"model": {**_identity(model), "input_range": list(model.input_range)}, "n": n,
                         "base_config": base, "space": {k: list(v) for k, v in space.items()}}, storage, study_name)
 
-    # trial k: index in the study (interrupted trials keep theirs when resumed); its folder, seeds and batch
-    ks = [t.user_attrs.get("k", t.number) for t in study.trials]
-    finished = {t.user_attrs.get("k", t.number) for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
-    # interrupted: Ctrl-C marks them; a killed process (SIGKILL, power loss) leaves them RUNNING, which in the
-    # folder's own database no live process can be (on a shared server another machine may be running them)
-    pending = sorted({t.user_attrs.get("k", t.number) for t in study.trials
-                      if t.user_attrs.get("interrupted") or (own_db and t.state.name == "RUNNING")} - finished)
-    if resume:  # a killed call's RUNNING trials: recorded as interrupted, as Ctrl-C records them, and redone below
-        for t in study.trials:
-            if own_db and t.state.name == "RUNNING":
-                optuna.trial.Trial(study, t._trial_id).set_user_attr("interrupted", True)
-                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    running = sorted({t.user_attrs.get("k", t.number) for t in study.trials if t.state.name == "RUNNING"})
-    if resume and running and not own_db:
-        warnings.warn(f"trials {running} of study {study_name!r} are RUNNING in the shared storage: they are left to "
-                      "the machines running them (shared storage cannot tell a killed trial from a running one); a "
-                      "killed one stays RUNNING and is neither redone nor pooled", UserWarning, stacklevel=2)
-    if pending and not resume:
-        warnings.warn(f"trials {pending} of study {study_name!r} were interrupted; resume=True (--resume) finishes "
-                      "them from their checkpoints", UserWarning, stacklevel=2)
-    next_k = max(ks) + 1 if ks else 0
-    planned = int(study.user_attrs.get("planned", 0))
-    if resume and not planned and not pending:  # stopped before its first trial was planned: nothing was done
-        raise ConfigError(f"nothing to resume in {out}: the sweep had not started a trial",
-                          "drop --resume to start the sweep")
-    plan: list[list[tuple[int, dict[str, Any] | None]]] = []  # batches of (k, params to repeat or None)
-    if resume:
-        old = {t.user_attrs.get("k", t.number): t.params for t in study.trials}
-        plan += [[(k, old[k]) for k in pending]] if pending else []
-        fresh = list(range(next_k, max(planned, next_k)))
-    else:
-        fresh = list(range(next_k, next_k + n_trials))
-        study.set_user_attr("planned", max(planned, next_k + n_trials))
-    checkpoint.STATE_ON_DISK = True  # the study and its plan are the sweep's resumable state (Ctrl-C names --resume)
-    plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
-
-    marker = out / "trials" / ".study"  # trial folders hold one study's runs: another study's would mix in
-    holder = marker.read_text().strip() if marker.is_file() else study_name
-    if holder != study_name:
-        raise ConfigError(f"{out / 'trials'} holds the trials of study {holder!r}, not "
-                          f"{study_name!r}", "give this study its own --out")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(study_name + "\n")
-    resumable = set(pending) if resume else set()  # only interrupted trials continue from a checkpoint
+    plan, resumable = _plan(study, optuna, study_name, resume=resume, own_db=own_db, n_trials=n_trials,
+                            n_jobs=n_jobs, out=out)
+    _claim_trials_folder(out, study_name)
 
     def run(trial: Any, k: int) -> float:
         params = trial.params
@@ -245,6 +204,59 @@ def sweep(model: LoadedModel, attack_cls: type[Attack] = KKTReconstruction, conf
         torch.set_num_threads(threads)
     return _pool(study, out, attack_cls, model, cfg, space, seed, n_trials, n_jobs, pool_top, study_name, storage,
                  time.perf_counter() - t0)
+
+
+def _plan(study: Any, optuna: Any, study_name: str, *, resume: bool, own_db: bool, n_trials: int, n_jobs: int,
+          out: Path) -> tuple[list[list[tuple[int, dict[str, Any] | None]]], set[int]]:
+    """The batches of trials this call runs, as (k, params to repeat or None), and the trials that continue from a
+    checkpoint: with ``resume``, an interrupted call's trials first, then those it had planned and not started."""
+    # trial k: index in the study (interrupted trials keep theirs when resumed); its folder, seeds and batch
+    ks = [t.user_attrs.get("k", t.number) for t in study.trials]
+    finished = {t.user_attrs.get("k", t.number) for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}
+    # interrupted: Ctrl-C marks them; a killed process (SIGKILL, power loss) leaves them RUNNING, which in the
+    # folder's own database no live process can be (on a shared server another machine may be running them)
+    pending = sorted({t.user_attrs.get("k", t.number) for t in study.trials
+                      if t.user_attrs.get("interrupted") or (own_db and t.state.name == "RUNNING")} - finished)
+    if resume:  # a killed call's RUNNING trials: recorded as interrupted, as Ctrl-C records them, and redone below
+        for t in study.trials:
+            if own_db and t.state.name == "RUNNING":
+                optuna.trial.Trial(study, t._trial_id).set_user_attr("interrupted", True)
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    running = sorted({t.user_attrs.get("k", t.number) for t in study.trials if t.state.name == "RUNNING"})
+    if resume and running and not own_db:
+        warnings.warn(f"trials {running} of study {study_name!r} are RUNNING in the shared storage: they are left to "
+                      "the machines running them (shared storage cannot tell a killed trial from a running one); a "
+                      "killed one stays RUNNING and is neither redone nor pooled", UserWarning, stacklevel=3)
+    if pending and not resume:
+        warnings.warn(f"trials {pending} of study {study_name!r} were interrupted; resume=True (--resume) finishes "
+                      "them from their checkpoints", UserWarning, stacklevel=3)  # the caller of sweep
+    next_k = max(ks) + 1 if ks else 0
+    planned = int(study.user_attrs.get("planned", 0))
+    if resume and not planned and not pending:  # stopped before its first trial was planned: nothing was done
+        raise ConfigError(f"nothing to resume in {out}: the sweep had not started a trial",
+                          "drop --resume to start the sweep")
+    plan: list[list[tuple[int, dict[str, Any] | None]]] = []  # batches of (k, params to repeat or None)
+    if resume:
+        old = {t.user_attrs.get("k", t.number): t.params for t in study.trials}
+        plan += [[(k, old[k]) for k in pending]] if pending else []
+        fresh = list(range(next_k, max(planned, next_k)))
+    else:
+        fresh = list(range(next_k, next_k + n_trials))
+        study.set_user_attr("planned", max(planned, next_k + n_trials))
+    checkpoint.STATE_ON_DISK = True  # the study and its plan are the sweep's resumable state (Ctrl-C names --resume)
+    plan += [[(k, None) for k in fresh[i:i + n_jobs]] for i in range(0, len(fresh), n_jobs)]
+    return plan, set(pending) if resume else set()  # only interrupted trials continue from a checkpoint
+
+
+def _claim_trials_folder(out: Path, study_name: str) -> None:
+    """Trial folders hold one study's runs: another study's would mix in."""
+    marker = out / "trials" / ".study"
+    holder = marker.read_text().strip() if marker.is_file() else study_name
+    if holder != study_name:
+        raise ConfigError(f"{out / 'trials'} holds the trials of study {holder!r}, not "
+                          f"{study_name!r}", "give this study its own --out")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(study_name + "\n")
 
 
 def _run_batch(run: Any, trials: list[tuple[Any, int]], study: Any, optuna: Any) -> list[float]:
