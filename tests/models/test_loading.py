@@ -404,7 +404,8 @@ def test_the_model_file_screen_reads_names_not_spellings_and_operator_arguments(
     import types
     import zipfile
 
-    from netinv.models.loading import _check_torchscript_source, _export_ops
+    from netinv.models.screen import _export_ops
+    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
 
     def archive(name: str, code: str) -> Path:
         with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_DEFLATED) as z:
@@ -441,7 +442,8 @@ def test_an_export_archive_is_screened_before_torch_reads_it(tmp_path):
     import types
     import zipfile
 
-    from netinv.models.loading import _check_torchscript_source, _export_ops
+    from netinv.models.screen import _export_ops
+    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
     ep = torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -577,7 +579,7 @@ def test_input_guards_and_attribute_names_of_a_pt2_cannot_carry_code(tmp_path):
         load_model(rewrite("string.pt2", string_input), device="cpu")
     assert not marker.exists()
     assert load_model(tmp_path / "ok.pt2", device="cpu").num_outputs == 3
-    from netinv.models.loading import _plain_guard
+    from netinv.models.screen import _plain_guard
 
     # the guards honest exports hold (a shape branch; an automatic spatial dimension) pass
     assert _plain_guard("L['x'].size()[0] > 2") and _plain_guard("(8*L['x'].size()[2]) == 64")
@@ -611,7 +613,7 @@ def test_pytree_specs_and_guard_strings_cannot_carry_code():
     it. Specs must be plain tuples / lists / dicts with identifier keys; a guard's strings only L['name'] keys."""
     import json
 
-    from netinv.models.loading import _plain_guard, _plain_spec
+    from netinv.models.screen import _plain_guard, _plain_spec
 
     leaf = {"type": None, "context": None, "children_spec": []}
     args = {"type": "builtins.tuple", "context": "null", "children_spec": [leaf]}
@@ -638,7 +640,7 @@ def test_torchscript_pickles_may_name_only_module_classes_and_tensor_rebuilders(
     import pickle
     import zipfile
 
-    from netinv.models.loading import _odd_pickle_globals
+    from netinv.models.screen import _odd_pickle_globals
 
     torch.jit.save(torch.jit.script(net.eval()), tmp_path / "ok.pt")
     with zipfile.ZipFile(tmp_path / "ok.pt") as z:
@@ -675,7 +677,7 @@ def test_torchscript_hooks_and_foreign_operator_namespaces_are_refused(tmp_path)
     operator namespace outside the tensor library is refused in any method, and so is a model with hooks."""
     import zipfile
 
-    from netinv.models.loading import _check_torchscript_source
+    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
 
     with zipfile.ZipFile(tmp_path / "ns.pt", "w") as z:
         z.writestr("m/code/__torch__.py", "def hook(self, x: Tuple[Tensor]):\n"
@@ -710,7 +712,7 @@ class _Alias(nn.Module):
 def test_operators_without_bounds_checks_are_refused(tmp_path):
     """A tenth review: aten._reshape_alias with a size forged in the file read and wrote outside a tensor's memory
     (a segfault in load_model), in both formats. Such operators are refused by name."""
-    from netinv.models.loading import _unsafe_name
+    from netinv.models.screen import _unsafe_name
 
     for name in ("_reshape_alias", "as_strided", "resize_", "_sparse_coo_tensor_unsafe", "_unsafe_view", "set_",
                  "_nested_view_from_buffer", "from_file"):

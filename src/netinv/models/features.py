@@ -13,7 +13,7 @@ Which features:
   ``matmul``; e.g. ``linear_1:input``), and a named layer is a graph node name (its output, or ``NAME:input``: the
   op's activation operand). The graph is run node by node by a ``torch.fx.Interpreter`` that keeps that value, on
   the loaded module's own graph and weights, so neither the archive nor the module other attacks use changes; a
-  graph that only runs on its exported batch size is chunked as :class:`netinv.models.loading._Exported` does.
+  graph that only runs on its exported batch size is chunked as :class:`netinv.models.exported._Exported` does.
 - Fallback: a model with no linear layer hooks or the graph can show (a TorchScript module, which does not run
   Python hooks; a model without a linear layer) gives its logits under the default, and ``Features.layer`` then
   reads ``"logits"``; asking for a named layer there is an error.

@@ -53,7 +53,7 @@ def _graph_issues(gm: torch.fx.GraphModule, prefix: str) -> list[str]:
 def _graph_prefix(module: nn.Module, name: str) -> str:
     """How a graph's nodes are named in reports: under its path in ``module``, except the graph of a loaded export
     archive (``_Exported.inner``), which is the whole model."""
-    from .loading import _Exported
+    from .exported import _Exported
 
     return "" if not name or (name == "inner" and isinstance(module, _Exported)) else f"{name}."
 
