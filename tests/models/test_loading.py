@@ -404,8 +404,7 @@ def test_the_model_file_screen_reads_names_not_spellings_and_operator_arguments(
     import types
     import zipfile
 
-    from netinv.models.screen import _export_ops
-    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
+    from netinv.models.screen import _export_ops, check_torchscript_archive
 
     def archive(name: str, code: str) -> Path:
         with zipfile.ZipFile(tmp_path / name, "w", zipfile.ZIP_DEFLATED) as z:
@@ -414,13 +413,13 @@ def test_the_model_file_screen_reads_names_not_spellings_and_operator_arguments(
 
     ok = archive("ok.pt", "class MLP(Module):\n  rpc_scale : float\n  def forward(self: __torch__.grpc_models.MLP, x: "
                           "Tensor) -> Tensor:\n    return torch.linear(x, self.w)\n")
-    _check_torchscript_source(ok)  # names that merely contain rpc_ or grpc are not calls
+    check_torchscript_archive(ok)  # names that merely contain rpc_ or grpc are not calls
     for name, code, match in (
             ("spaced.pt", "def forward(self, x):\n    _0 = torch . save(x, 'p')\n    return x\n", "torch.save"),
             ("setstate.pt", "def __setstate__(self, s: Tuple[int]) -> NoneType:\n    return None\n", "__setstate__"),
             ("big.pt", "# " + "x" * (1 << 26) + "\n", "larger than 64 MiB")):
         with pytest.raises(ModelError, match=match):
-            _check_torchscript_source(archive(name, code))
+            check_torchscript_archive(archive(name, code))
 
     g = torch.fx.Graph()
     x = g.placeholder("x")
@@ -442,8 +441,7 @@ def test_an_export_archive_is_screened_before_torch_reads_it(tmp_path):
     import types
     import zipfile
 
-    from netinv.models.screen import _export_ops
-    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
+    from netinv.models.screen import _export_ops, check_torchscript_archive
 
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
     ep = torch.export.export(net, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -477,7 +475,7 @@ def test_an_export_archive_is_screened_before_torch_reads_it(tmp_path):
     with zipfile.ZipFile(tmp_path / "g.pt", "w") as z:
         z.writestr("m/code/__torch__/m.py", "def forward(self, x):\n    f = getattr(torch, 'save')\n    return x\n")
     with pytest.raises(ModelError, match="getattr on torch"):
-        _check_torchscript_source(tmp_path / "g.pt")
+        check_torchscript_archive(tmp_path / "g.pt")
     g = torch.fx.Graph()
     x = g.placeholder("x")
     g.call_function(torch.ops.aten.manual_seed.default, (1234,))
@@ -677,13 +675,13 @@ def test_torchscript_hooks_and_foreign_operator_namespaces_are_refused(tmp_path)
     operator namespace outside the tensor library is refused in any method, and so is a model with hooks."""
     import zipfile
 
-    from netinv.models.screen import check_torchscript_archive as _check_torchscript_source
+    from netinv.models.screen import check_torchscript_archive
 
     with zipfile.ZipFile(tmp_path / "ns.pt", "w") as z:
         z.writestr("m/code/__torch__.py", "def hook(self, x: Tuple[Tensor]):\n"
                                           "    _0 = ops.inductor._reinterpret_tensor(self.buf, [64], [1], 0)\n")
     with pytest.raises(ModelError, match="ops.inductor._reinterpret_tensor"):
-        _check_torchscript_source(tmp_path / "ns.pt")
+        check_torchscript_archive(tmp_path / "ns.pt")
     m = _Hooked().eval()
     m.register_forward_pre_hook(_pre_hook)
     try:
