@@ -18,7 +18,17 @@ ConfigSeedOpt = Annotated[int | None, typer.Option("--seed", help="random seed, 
                                                                   "the --config file's seed, else 0)")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="output directory")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue an interrupted run from its last checkpoint")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags override it)")]
+
+
+def config_opt(*keys: str | type) -> Any:
+    """``--config FILE`` whose help lists the keys the file may set: a settings dataclass's fields, or names."""
+    import dataclasses
+
+    names = sorted({n for k in keys for n in ([f.name for f in dataclasses.fields(k)] if isinstance(k, type) else [k])})
+    return Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags override it); keys: "
+                                                                + ", ".join(names))]
+
+
 WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="weights for a factory model (safetensors or "
                                                                     "a state_dict .pt, loaded weights_only)")]
 InputShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="C,H,W or D when the file lacks it")]

@@ -12,7 +12,6 @@ from ..data import Dataset, load_data, task_view
 from ..models.loading import load_model
 from ._options import (
     CheckMd5Opt,
-    ConfigOpt,
     DataPathOpt,
     DeviceOpt,
     InputRangeOpt,
@@ -24,8 +23,11 @@ from ._options import (
     RootOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     model_kwargs,
 )
+
+ConfigOpt = config_opt(AdversarialConfig)
 
 _A = AdversarialConfig()  # the defaults the help names
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
+from ..attacks.kkt import KKTConfig
 from ..audit import audit as audit_api
 from ._options import (
-    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -18,9 +18,12 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     model_kwargs,
 )
 from .reconstruct import ItersOpt, MOpt, kkt_config
+
+ConfigOpt = config_opt(KKTConfig)
 
 
 def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),

@@ -11,7 +11,9 @@ import typer
 from .._utils.config import merge_config
 from ..metrics.evaluation import EvaluationConfig
 from ..metrics.run_dir import evaluate_dir
-from ._options import ConfigOpt, DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, WeightsOpt, model_kwargs
+from ._options import DeviceOpt, InputRangeOpt, InputShapeOpt, MeanOpt, WeightsOpt, config_opt, model_kwargs
+
+ConfigOpt = config_opt(EvaluationConfig)
 
 
 def evaluate(

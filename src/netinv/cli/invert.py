@@ -10,7 +10,6 @@ from .._utils.config import merge_config
 from ..attacks.generator import GeneratorConfig, GeneratorInversion
 from ..models.loading import load_model
 from ._options import (
-    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -20,9 +19,12 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     model_kwargs,
     parse_classes,
 )
+
+ConfigOpt = config_opt(GeneratorConfig)
 
 _G = GeneratorConfig()  # the defaults the help names
 

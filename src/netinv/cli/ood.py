@@ -9,7 +9,9 @@ import typer
 from .._utils.config import merge_config
 from ..apps.ood import OODConfig, garbage_ood
 from ..models.loading import load_model
-from ._options import ConfigOpt, DeviceOpt, OutOpt, ResumeOpt, SeedOpt
+from ._options import DeviceOpt, OutOpt, ResumeOpt, SeedOpt, config_opt
+
+ConfigOpt = config_opt(OODConfig)
 
 _O = OODConfig()  # the defaults the help names
 

@@ -17,7 +17,6 @@ from ..attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
 from ..data.npz import read_arrays
 from ..models.loading import load_model
 from ._options import (
-    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -27,10 +26,13 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     evaluate_hint,
     model_kwargs,
 )
 from .tldr import tldr
+
+ConfigOpt = config_opt(KKTConfig)
 
 app = typer.Typer(no_args_is_help=True, help="Reconstruct training data from a trained model's weights.")
 

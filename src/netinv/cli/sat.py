@@ -17,7 +17,6 @@ from .._errors import ConfigError, SolverError
 from .._utils.config import merge_config
 from ..data.npz import read_arrays
 from ._options import (
-    ConfigOpt,
     ConfigSeedOpt,
     DeviceOpt,
     InputRangeOpt,
@@ -25,9 +24,13 @@ from ._options import (
     MeanOpt,
     ResumeOpt,
     WeightsOpt,
+    config_opt,
     model_kwargs,
     parse_ints,
 )
+
+# sat.QueryConfig's fields, named here: that module needs python-sat, which the CLI does not (a test checks the list)
+ConfigOpt = config_opt("encoding", "solver", "time_limit", "candidates", "climb_steps", "enumerate_max", "seed")
 
 if TYPE_CHECKING:
     from .. import sat

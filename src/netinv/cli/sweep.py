@@ -9,11 +9,10 @@ from pathlib import Path
 import typer
 
 from .._utils.config import read_yaml
-from ..attacks.kkt import KKTReconstruction
+from ..attacks.kkt import KKTConfig, KKTReconstruction
 from ..attacks.sweep import sweep as sweep_api
 from ..models.loading import load_model
 from ._options import (
-    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -22,10 +21,13 @@ from ._options import (
     OutOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     evaluate_hint,
     model_kwargs,
 )
 from .reconstruct import DtypeOpt, ItersOpt, MOpt, SignOpt, kkt_config
+
+ConfigOpt = config_opt(KKTConfig)
 
 app = typer.Typer(no_args_is_help=True, help="Hyper-parameter sweeps of an attack (Optuna), ranked without "
                                               "ground truth.")

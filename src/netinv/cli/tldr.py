@@ -11,7 +11,6 @@ from .._utils.config import merge_config
 from ..attacks.tldr import TLDR, TLDRConfig
 from ..models.loading import load_model
 from ._options import (
-    ConfigOpt,
     DeviceOpt,
     InputRangeOpt,
     InputShapeOpt,
@@ -21,10 +20,13 @@ from ._options import (
     ResumeOpt,
     SeedOpt,
     WeightsOpt,
+    config_opt,
     evaluate_hint,
     model_kwargs,
     parse_classes,
 )
+
+ConfigOpt = config_opt(TLDRConfig)
 
 _T = TLDRConfig()  # the defaults the help names
 

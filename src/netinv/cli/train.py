@@ -11,7 +11,6 @@ from ..train import TrainConfig
 from ..train import train as train_api
 from ._options import (
     CheckMd5Opt,
-    ConfigOpt,
     ConfigSeedOpt,
     DataOpt,
     DataPathOpt,
@@ -19,7 +18,10 @@ from ._options import (
     OutOpt,
     ResumeOpt,
     RootOpt,
+    config_opt,
 )
+
+ConfigOpt = config_opt(TrainConfig)
 
 _D = TrainConfig()  # the defaults the help names
 
