@@ -290,7 +290,7 @@ def test_every_npz_reader_names_a_torn_or_pickled_file_in_one_data_error(tmp_pat
     """Candidates, warm starts and SAT inputs go through the one safe reader (they used to raise BadZipFile raw)."""
     from netinv.attacks.base import load_candidates
     from netinv.data.npz import read_arrays
-    from netinv.metrics.evaluation import evaluate_dir
+    from netinv.metrics import evaluate_dir
 
     run = tmp_path / "run"
     run.mkdir()

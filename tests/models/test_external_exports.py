@@ -20,7 +20,7 @@ from netinv._errors import DataError
 from netinv.attacks.kkt import KKTConfig
 from netinv.audit import audit
 from netinv.data import load_data
-from netinv.metrics.evaluation import evaluate, evaluate_dir
+from netinv.metrics import evaluate, evaluate_dir
 from netinv.models.inspect import homogeneity_report
 from netinv.models.loading import check_compatible
 
