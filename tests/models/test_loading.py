@@ -720,3 +720,19 @@ def test_operators_without_bounds_checks_are_refused(tmp_path):
     torch.jit.save(torch.jit.script(_Alias().eval()), tmp_path / "alias.pt")
     with pytest.raises(ModelError, match="_reshape_alias"):
         load_model(tmp_path / "alias.pt", input_shape=(1, 8, 8), device="cpu")
+
+
+def test_a_model_that_returns_probabilities_is_refused_and_log_probabilities_are_not(tmp_path):
+    """Audit G: an exported CNN ending in softmax ran softmax twice (a generator reported confidence 0.2 that was not
+    the model's, PGD succeeded 28% of the time against 92%) without a word."""
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    probs = nn.Sequential(body, nn.Softmax(-1)).eval()
+    path = tmp_path / "p.pt2"
+    torch.export.save(torch.export.export(probs, (torch.rand(3, 1, 8, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch")},)), path)
+    with pytest.raises(ModelError, match="returns probabilities .*not logits") as e:
+        load_model(path, device="cpu")
+    assert "remove the final softmax" in e.value.fix
+    assert load_model(nn.Sequential(body, nn.LogSoftmax(-1)), input_shape=(1, 8, 8)).num_outputs == 10
+    assert load_model(body, input_shape=(1, 8, 8)).num_outputs == 10

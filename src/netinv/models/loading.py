@@ -290,22 +290,36 @@ def _probe_outputs(lm: LoadedModel) -> int:
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
         raise ModelError(f"the model returns {getattr(out, 'shape', type(out).__name__)} for a batch of 2 inputs, "
                          "not N×K logits", "wrap it so forward returns a (batch, classes) tensor")
-    _check_deterministic(lm)
+    _check_logits(_check_deterministic(lm))
     return int(out.shape[1])
 
 
+def _check_logits(out: torch.Tensor | None) -> None:
+    """Softmax applied twice flattens every class score (a generator then reports confidences of 0.2 that are not the
+    model's, PGD fails where it would succeed) without any error: refuse outputs that are probabilities (every row of
+    a random batch non-negative and summing to 1). Log-probabilities are logits up to a per-row constant: accepted."""
+    if out is None or out.shape[1] < 2:  # one sigmoid output cannot be told from a logit
+        return
+    if bool((out >= 0).all()) and float((out.double().sum(1) - 1).abs().max()) < 1e-4:
+        raise ModelError("the model returns probabilities (each output row is non-negative and sums to 1), not "
+                         "logits", "return the logits: remove the final softmax before saving or exporting (netinv "
+                         "applies softmax itself where a method needs it), or return torch.log of the probabilities")
+
+
 @torch.no_grad()
-def _check_deterministic(lm: LoadedModel) -> None:
+def _check_deterministic(lm: LoadedModel) -> torch.Tensor | None:
     """A model saved in training mode (live dropout, BatchNorm on batch statistics; a trace keeps the mode it was
-    traced in) answers the same input differently, or depending on the rest of its batch: refuse it."""
+    traced in) answers the same input differently, or depending on the rest of its batch: refuse it. Returns its
+    outputs on 4 random inputs in its range."""
     lo, hi = lm.input_range
     g = torch.Generator().manual_seed(0)
     x = (lo + (hi - lo) * torch.rand((4, *lm.input_shape), generator=g)).to(lm.device)
     a, b, one = lm.logits(x), lm.logits(x), lm.logits(x[:1])
     if not isinstance(a, torch.Tensor) or a.shape != b.shape:
-        return
+        return None
     tol = 1e-4 * float(a.abs().max()) + 1e-6
     if float((a - b).abs().max()) > tol or float((a[:1] - one).abs().max()) > tol:
         raise ModelError("the model answers the same input differently (live dropout, or BatchNorm on batch "
                          "statistics): it was saved in training mode",
                          "call model.eval() before torch.jit.trace / torch.jit.script / saving, and save it again")
+    return a
