@@ -113,6 +113,33 @@ def test_run_on_recorded_data_writes_outputs(victim, tmp_path):
     assert data["inputs"]["n"] == 10 and data["inputs"]["sha256"] == hashlib.sha256(x.tobytes()).hexdigest()
     assert data["inputs"]["load_args"] == model.meta["data"]["load_args"] and data["inputs"]["shuffle_seed"] == 1
     assert len(res["PGD"].target) == 10 and (tmp_path / "adversarial.npz").is_file()
+    pick = torch.randperm(len(split.heldout), generator=torch.Generator().manual_seed(1))[:10]  # the seeded draw
+    assert torch.equal(torch.from_numpy(x), split.heldout.x[pick])
+    assert data["inputs"]["clean_accuracy"] == round(model.accuracy(split.heldout.x[pick], split.heldout.y[pick]), 4)
+    assert data["inputs"]["generator_trains_on"] == "the model's training set"
+
+
+def test_user_data_the_generator_trains_apart_from_the_attacked_inputs_and_a_poor_fit_warns(victim, tmp_path):
+    """Audit G: with --data, the generator trained on the attacked inputs themselves when --n took the whole file,
+    without a word; and a model fed inputs on the wrong scale (52% clean accuracy) got its table printed as usual.
+    Both warn now, and the record says what the generator trained on and the clean accuracy."""
+    model, split = victim
+    cfg = AdversarialConfig(gen_steps=2, pgd_steps=2)
+    data = split.heldout  # 100 inputs
+    with pytest.warns(UserWarning, match="trains on the attacked inputs themselves"):
+        run_adversarial(model, cfg, data=data, n=len(data), out=tmp_path / "all")
+    rec = json.loads((tmp_path / "all" / "adversarial.json").read_text())["inputs"]
+    assert rec["generator_trains_on"] == "the attacked inputs" and rec["n"] == len(data)
+    x = torch.from_numpy(np.load(tmp_path / "all" / "adversarial.npz")["x"])
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, data.x[order])
+    assert rec["clean_accuracy"] == round(model.accuracy(x, data.y[order]), 4) > 0.9
+    run_adversarial(model, cfg, data=data, n=30, out=tmp_path / "apart")
+    assert json.loads((tmp_path / "apart" / "adversarial.json").read_text())["inputs"]["generator_trains_on"] == \
+        "the other 70 inputs of the data"
+    wrong = type(data)(data.x * 0.05, data.y, data.classes, data.source)  # inputs far off the model's scale
+    with pytest.warns(UserWarning, match=r"classifies only \d+% of the attacked inputs correctly"):
+        run_adversarial(model, cfg, data=wrong, n=30)
 
 
 def test_an_interrupted_generator_resumes_to_the_uninterrupted_result(victim, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -365,15 +366,33 @@ def run_adversarial(model: LoadedModel | str | Path, config: AdversarialConfig =
         if "data" not in (model.meta or {}):
             raise ConfigError("this model records no data to attack", "pass --data (and --path) with its inputs")
         split = split_from_record(model.meta["data"])
-        pool, train_x = split.heldout.x, split.train.x
-        x = pool[torch.randperm(len(pool), generator=gen)[:n]]
+        pool, train_x = split.heldout, split.train.x
+        pick = torch.randperm(len(pool), generator=gen)[:n]
+        x, y = pool.x[pick], pool.y[pick]
+        if n > len(pool):
+            warnings.warn(f"the held-out set holds {len(pool)} inputs, fewer than n={n}: all {len(pool)} are attacked",
+                          UserWarning, stacklevel=2)
     else:
         order = torch.randperm(len(data), generator=gen)
-        x, rest = data.x[order[:n]], data.x[order[n:]]
+        x, y, rest = data.x[order[:n]], data.y[order[:n]], data.x[order[n:]]
         train_x = rest if len(rest) else x
+        if not len(rest):
+            warnings.warn(f"the data holds {len(data)} inputs and n={n} attacks all of them, so the generator trains "
+                          "on the attacked inputs themselves and its success is measured on its own training inputs: "
+                          "give more inputs than --n, or a smaller --n, to keep them apart", UserWarning, stacklevel=2)
+    trains_on = ("the model's training set" if data is None else
+                 f"the other {len(train_x)} inputs of the data" if len(train_x) != len(x) or train_x is not x else
+                 "the attacked inputs")
     # data sets hold [0, 1] images: into the model's input shape and range
     x, train_x = model.from_unit(x), model.from_unit(train_x)
+    clean = round(model.accuracy(x, y), 4)
+    if clean < 0.5:  # a wrong --input-range or --mean, or labels that are not the model's classes: PGD "succeeds"
+        # by correcting misclassified inputs, and the table reads as if the model were attacked
+        warnings.warn(f"the model classifies only {clean:.0%} of the attacked inputs correctly: are --input-range "
+                      "and --mean those it was trained with, and the labels its own class indices?", UserWarning,
+                      stacklevel=2)
     source = ({"data": "the model's held-out set", "load_args": model.meta["data"].get("load_args")} if data is None
               else {"data": data.source.get("load_args") or data.source.get("name")})
+    source = {**source, "shuffle_seed": seed, "clean_accuracy": clean, "generator_trains_on": trains_on}
     return compare_adversarial(model, x, None, config, train_x=train_x, seed=seed, out=out,
-                               show_progress=show_progress, source={**source, "shuffle_seed": seed}, resume=resume)
+                               show_progress=show_progress, source=source, resume=resume)

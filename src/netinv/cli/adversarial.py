@@ -43,7 +43,9 @@ def adversarial(
     gen_steps: int | None = typer.Option(None, help=f"training steps of the perturbation generator (default "
                                                     f"{_A.gen_steps})"),
     data: str | None = typer.Option(None, "--data", help="inputs to attack (default: the checkpoint's held-out "
-                                                         "set; the generator trains on its training set)"),
+                                                         "set, and the generator trains on its training set; with "
+                                                         "--data, --n of them are attacked and the generator trains on "
+                                                         "the rest)"),
     path: DataPathOpt = None,
     root: RootOpt = None,
     check_md5: CheckMd5Opt = False,
