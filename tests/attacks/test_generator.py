@@ -135,6 +135,21 @@ def test_resume_equals_uninterrupted_run(victim, tmp_path):
     assert json.loads(str(np.load(out / "samples.npz")["meta"]))["attack"] == "GeneratorInversion"
 
 
+def test_an_unbalanced_n_and_a_resume_without_checkpoint_warn(victim, tmp_path):
+    """Audit G: --n 7 on a 10-class model gave classes 0-6 only, and --resume into an empty folder trained from the
+    start, both without a word."""
+    model, _ = victim
+    k = model.num_classes
+    cfg = GeneratorConfig(**{**FAST, "steps": 2})
+    with pytest.warns(UserWarning, match=f"n={k - 1} samples for {k} classes: 1 class gets none"):
+        c = GeneratorInversion(model, cfg).invert(k - 1, seed=0)
+    assert sorted(set(c.y.tolist())) == list(range(k - 1))
+    with pytest.warns(UserWarning, match=f"n={k + 1} samples for {k} classes: 1 class gets 2 samples"):
+        GeneratorInversion(model, cfg).invert(k + 1, seed=0)
+    with pytest.warns(UserWarning, match="holds no checkpoint .* this run starts from the beginning"):
+        GeneratorInversion(model, cfg).invert(2 * k, seed=0, out=tmp_path / "new", resume=True)
+
+
 def test_binary_one_logit_model(parity_victim):
     model, _ = parity_victim  # MLP with one output: two classes
     c = GeneratorInversion(model, GeneratorConfig(**FAST)).invert(60, seed=0)

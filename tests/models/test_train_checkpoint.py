@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 
@@ -355,3 +356,21 @@ def test_a_checkpoint_refuses_a_mean_or_weights_it_would_ignore_or_contradict(pa
         load_model(ckpt, mean=tmp_path / "mean.npy", device="cpu")
     with pytest.raises(ModelError, match="--weights .* applies to a package.module:factory model"):
         load_model(ckpt, weights=tmp_path / "nothing.pt", device="cpu")
+
+
+def test_a_checkpoint_and_a_generator_file_are_byte_identical_across_processes(tmp_path):
+    """Audit G: the same seed gave generator.safetensors files that differed between processes (safetensors writes
+    its metadata in the order of a Rust HashMap, random per process); model.safetensors had the same flaw."""
+    import subprocess
+
+    code = ("import sys, torch; from netinv.models.checkpoint import save_checkpoint; "
+            "from netinv.attacks._generator_training import save_generator_weights; from pathlib import Path; "
+            "from netinv.models.registry import parse_arch; torch.manual_seed(0); "
+            "spec = parse_arch('mlp:4', (1, 2, 2), 2); m = spec.build(); out = Path(sys.argv[1]); "
+            "save_checkpoint(out / 'ckpt', m, spec, {'seed': 5}); save_generator_weights(out, m, seed=5)")
+    digests = set()
+    for i in range(4):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / str(i))], check=True, timeout=120)
+        digests.add(tuple(hashlib.sha256((tmp_path / str(i) / f).read_bytes()).hexdigest()
+                          for f in ("ckpt/model.safetensors", "generator.safetensors")))
+    assert len(digests) == 1

@@ -66,6 +66,30 @@ def tensor_sha256(*tensors: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A safetensors file's bytes, the same for the same tensors and metadata in every process: safetensors writes its
+    metadata map in the order of a Rust HashMap, which changes from process to process (audit G: the same seed gave
+    two generator.safetensors files with the same tensors). The header is rewritten with sorted keys, padded to 8
+    bytes as the format asks; the tensor offsets are relative to the data, which is unchanged.
+
+    Example:
+        >>> import struct
+        >>> b = safetensors_bytes({"w": torch.ones(2)}, {"seed": "0", "format": "x"})
+        >>> n = struct.unpack("<Q", b[:8])[0]
+        >>> b[8:8 + n].decode().rstrip()
+        '{"__metadata__":{"format":"x","seed":"0"},"w":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}}'
+    """
+    import struct
+
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + raw[8 + n:]
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
@@ -203,6 +227,9 @@ def warn_on_restart(out: Path | None, state_file: str, result_file: str, resume:
         if not (Path(out) / state_file).exists() and (Path(out) / result_file).exists():
             warnings.warn(f"{out} holds a finished run, not an interrupted one: nothing to resume, so this run starts "
                           "afresh and replaces it", UserWarning, stacklevel=4)
+        elif not (Path(out) / state_file).exists():  # a typo in --out, or a run stopped before its first checkpoint
+            warnings.warn(f"{out} holds no checkpoint ({state_file}) to resume: this run starts from the beginning",
+                          UserWarning, stacklevel=4)
         return
     if (Path(out) / state_file).exists():
         warnings.warn(f"{out} holds an interrupted run's checkpoint; this run starts afresh and replaces it (add "

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._errors import ConfigError, check_finite_loss
-from .._utils.checkpoint import atomic_write_bytes, finished_run, resume_state, save_state
+from .._utils.checkpoint import atomic_write_bytes, finished_run, resume_state, safetensors_bytes, save_state
 from .._utils.progress import progress_bar
 from .._utils.runinfo import config_dict, environment
 from .._utils.seed import cuda_rng_state, keeps_global_rng, seed_everything, set_cuda_rng_state
@@ -176,6 +177,13 @@ class GeneratorTrainer:
         """The body of every generator attack's ``invert``: train (resuming from ``out``), sample, save."""
         outp = Path(out) if out is not None else None
         self.setup(seed)
+        k = len(self.classes)
+        if n is not None and n > 0 and n % k:  # the samples go round the classes: some get one fewer, or none
+            def classes(c: int) -> str:
+                return "1 class gets" if c == 1 else f"{c} classes get"
+            share = f"{classes(k - n)} none" if n < k else f"{classes(n % k)} {n // k + 1} samples, the others {n // k}"
+            warnings.warn(f"n={n} samples for {k} classes: {share}; use a multiple of {k} for a balanced set",
+                          UserWarning, stacklevel=3)
         if resume and finished_run(outp, self.state_file, self.samples_file, {**self.settings, "n": n}):
             return load_candidates(outp, self.samples_file)  # nothing left to continue: the finished run's result
         st = resume_state(outp, self.state_file, self.samples_file, self.settings, resume)
@@ -229,11 +237,9 @@ def spec_dict(spec: GeneratorSpec) -> dict[str, Any]:
 
 def save_generator_weights(out: Path, generator: torch.nn.Module, seed: int | None = None) -> None:
     """``out/generator.safetensors``, written atomically (with the seed in its metadata)."""
-    from safetensors.torch import save
-
     state = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
-    atomic_write_bytes(out / "generator.safetensors", save(state, metadata={"format": "netinv-generator",
-                                                                           "seed": str(seed)}))
+    atomic_write_bytes(out / "generator.safetensors", safetensors_bytes(state, {"format": "netinv-generator",
+                                                                                "seed": str(seed)}))
 
 
 def save_grids(out: Path, cands: Candidates, model: LoadedModel, per_class: int) -> None:

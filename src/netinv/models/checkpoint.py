@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._errors import DataError, ModelError, first_line
-from .._utils.checkpoint import read_json_object, write_json
+from .._utils.checkpoint import read_json_object, safetensors_bytes, write_json
 from .._utils.shapes import MAX_INPUT_VALUES
 from ..data.npz import numpy_file_kind, read_arrays
 from .loaded import LoadedModel
@@ -26,15 +26,14 @@ FORMAT = "netinv-checkpoint/1"
 def save_checkpoint(out: str | Path, module: torch.nn.Module, spec: Any, meta: dict[str, Any],
                     mean: torch.Tensor | None = None) -> Path:
     """Write a checkpoint directory atomically (built in a temporary sibling, then renamed into place)."""
-    from safetensors.torch import save
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
         # bytes written by open(): the usual permissions (safetensors' save_file makes 0600 files)
-        (tmp / "model.safetensors").write_bytes(save(state, metadata={"format": FORMAT, "seed": str(meta.get("seed"))}))
+        (tmp / "model.safetensors").write_bytes(safetensors_bytes(state, {"format": FORMAT,
+                                                                          "seed": str(meta.get("seed"))}))
         if mean is not None:
             np.save(tmp / "mean.npy", mean.detach().cpu().numpy().astype(np.float32))
         write_json(tmp / "meta.json", {"format": FORMAT, "arch": spec_to_dict(spec), **meta,
