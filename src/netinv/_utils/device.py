@@ -71,7 +71,7 @@ def keep_freed_memory(setting: str | None = None) -> bool:
     """Ask glibc's allocator to keep freed memory for reuse (the CLI calls this; a library leaves the process's
     allocator alone). By default glibc serves blocks above 32 MiB with fresh mmaps and returns them on free, so a
     loop that allocates tens of MB of tensors every step (TLDR's per-sample parameter gradients) page-faults them back
-    in each time: a 295 k-parameter MLP spent 5.5 of 9.7 s of 40 TLDR steps in the kernel (benchmarks/malloc.py).
+    in each time: a 295 k-parameter MLP spent 5.5 of 10.6 s of 40 TLDR steps in the kernel (benchmarks/malloc.py).
     ``setting`` (default: ``NETINV_MALLOC``, else ``keep``): ``keep`` raises the mmap and trim thresholds to 2 GiB
     (the process keeps its peak memory until it exits); ``system`` leaves them. Returns whether they were raised
     (False off glibc)."""
