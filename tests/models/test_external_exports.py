@@ -315,7 +315,7 @@ def test_the_python_api_takes_paths_and_warns_on_renumbered_labels(tmp_path):
     assert torch.equal(ev.train_margin, ref.train_margin)
     with pytest.warns(UserWarning, match="renumbered when loaded"):
         evaluate(x, load_data("npz", path=tmp_path / "t.npz"), tmp_path / "h.npz", model=lm)
-    res = audit(f, out=tmp_path / "a", train=tmp_path / "t.npz", heldout=tmp_path / "h.npz", device="cpu",
+    res = audit(f, out=tmp_path / "a", train=tmp_path / "t.npz", heldout=tmp_path / "h.npz", device=lm.device.type,
                 config=KKTConfig(iterations=2, show_progress=False))
     assert torch.equal(res.evaluation.train_margin, ref.train_margin)
 
