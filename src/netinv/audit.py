@@ -86,7 +86,7 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
 def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str | Path | None,
            heldout: Dataset | str | Path | None, config: Any, m: int | None, seed: int, device: str, resume: bool,
            model_options: dict[str, Any] | None, caught: list[str]) -> AuditResult:
-    from .attacks.kkt import KKTConfig, KKTReconstruction
+    from .attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
 
     cfg = config if config is not None else KKTConfig()
     if not isinstance(cfg, KKTConfig):  # before any loading: a wrong argument is said at once
@@ -114,7 +114,8 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     figures = {"Best reconstructions (top) above their nearest training images (bottom), best first":
                ev.figures["best_pairs"]}
     if "ssim_vs_margin" in ev.figures:
-        figures["Each training image's score against its margin (Haim et al. Fig. 4): on-margin samples leak"] = \
+        figures["Each training image's score against its margin (Haim et al. Fig. 4: the theory says members with "
+                "the smallest margins are the recoverable ones); dashed lines: each candidate set's own τ"] = \
             ev.figures["ssim_vs_margin"]
     who = lm.source.get("path") or lm.source.get("factory") or lm.source.get("class") or lm.source.get("format")
     mean = lm.source.get("mean") or ("the checkpoint's" if lm.mean is not None else "none")
@@ -124,8 +125,10 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
             "attack config": config_dict(cfg), "attack wall time (s)": round(attack_s, 1),
             "train accuracy": acc_train, "held-out accuracy": acc_heldout,
             "share of the weights the candidates leave unexplained": round(cands.info["criterion"], 4)}
-    if cands.info.get("criterion_note"):
-        info["note"] = cands.info["criterion_note"]
+    note = criterion_note(cands.info["criterion"], next_step="the evaluation in this report says whether anything "
+                          "leaks beyond the null baselines")
+    if note:
+        info["note"] = note
     for i, msg in enumerate(dict.fromkeys(caught)):  # each distinct warning once
         info[f"warning {i + 1}"] = msg
     report = render("netinv privacy audit: training-data reconstruction", ev.to_dict(), ev.table(), figures, info,

@@ -145,15 +145,19 @@ def test_cli_warning_format_applies_to_netinv_files_only():
     import warnings
     from pathlib import Path
 
+    import typer
+
     import netinv
     from netinv.cli._errors import cli_warnings
 
     inside = str(Path(netinv.__file__).parent / "attacks" / "kkt.py")
+    # audit P: a netinv warning whose stacklevel reached past the command into typer printed Python's raw form
+    framework = str(Path(typer.__file__).parent / "main.py")
     out = io.StringIO()
     with warnings.catch_warnings(record=True) as passed_on, cli_warnings():
-        for filename in (inside, "/elsewhere/user.py"):
+        for filename in (inside, framework, "/elsewhere/user.py"):
             warnings.showwarning(UserWarning("two\n  lines"), UserWarning, filename, 7, out)
-    assert out.getvalue() == "warning: two lines\n"
+    assert out.getvalue() == "warning: two lines\n" * 2
     assert [(w.filename, str(w.message)) for w in passed_on] == [("/elsewhere/user.py", "two\n  lines")]  # Python's
 
 

@@ -241,7 +241,8 @@ class KKTReconstruction(Attack):
 POOR_FIT = 0.25  # criterion above which a run explains too little of θ to expect leakage (see criterion_note)
 
 
-def criterion_note(criterion: float) -> str | None:
+def criterion_note(criterion: float, next_step: str = "run netinv evaluate to see whether anything leaks beyond "
+                   "the null baselines") -> str | None:
     """A one-line reading of a run's criterion when its candidates explain little of the weights, else None.
 
     Measured (docs/kkt.md): netinv's binary digits victims, trained from a small initialisation to zero loss, end at
@@ -264,8 +265,7 @@ def criterion_note(criterion: float) -> str | None:
              f"the candidates fit the weights worse than no candidates at all (residual {criterion:.2f} of ‖θ‖²)")
     return (f"{share} (a KKT point explains nearly all): the model is far from a KKT point of the margin problem "
             "(trained from a large initialisation, not to zero loss, or with biases or normalisation), so the "
-            "attack's premise holds only loosely; run netinv evaluate to see whether anything leaks beyond the "
-            "null baselines")
+            f"attack's premise holds only loosely; {next_step}")
 
 
 def _digest(x0: torch.Tensor | None, y0: torch.Tensor | None) -> str | None:

@@ -29,10 +29,25 @@ def format_warning(message: Warning | str) -> str:
     return "warning: " + " ".join(str(message).split())
 
 
+def _framework_dirs() -> tuple[Path, ...]:
+    """typer's (and click's) folders: a netinv warning whose stacklevel points past the command's function lands in
+    them (the caller of a netinv API call made by a command), and is netinv's all the same."""
+    import importlib.util
+
+    dirs = []
+    for name in ("typer", "click"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.append(Path(spec.origin).resolve().parent)
+    return tuple(dirs)
+
+
 def _from_netinv(filename: str) -> bool:
-    """Whether a warning is attributed to a file of the netinv package (warnings.warn's stacklevel picks the file)."""
+    """Whether a warning is attributed to a file of the netinv package (warnings.warn's stacklevel picks the file),
+    or to the CLI framework that calls netinv's commands."""
     try:
-        return Path(filename).resolve().is_relative_to(_PACKAGE)
+        path = Path(filename).resolve()
+        return path.is_relative_to(_PACKAGE) or any(path.is_relative_to(d) for d in _framework_dirs())
     except (OSError, ValueError):
         return False
 

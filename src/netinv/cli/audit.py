@@ -21,9 +21,10 @@ from ._options import (
     config_opt,
     model_kwargs,
 )
-from .reconstruct import ItersOpt, MOpt, kkt_config
+from .reconstruct import ItersOpt, kkt_config
 
 ConfigOpt = config_opt(KKTConfig)
+MOpt = typer.Option(None, "--m", "--n", help="number of candidates (default: 2× the members)")
 
 
 def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),

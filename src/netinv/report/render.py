@@ -25,15 +25,56 @@ def auc_p_value(auc: float, n_members: int, n_nonmembers: int) -> float:
     return 0.5 * math.erfc((auc - 0.5) / sd / math.sqrt(2))
 
 
-#: the verdict calls an AUC leakage only below this one-sided p-value against chance (ours)
+def above_tau_p_value(k: int, n: int, n_nonmembers: int | None, null_rate: float = 0.0) -> float:
+    """One-sided p-value of ``k`` of ``n`` members scoring above τ (the 95th percentile of ``n_nonmembers`` held-out
+    scores) when members are no different: the larger of Fisher's exact test against the held-out images above τ
+    (⌈5%⌉ of them: it accounts for τ being estimated from a finite sample) and a binomial tail at the strongest null
+    candidate set's own rate ``null_rate`` (the attack must beat noise, real non-members and the mean image too).
+    The auditor's 20 % of 50 members against 6 % for the best null gives p ≈ 0.002, where the AUC (0.59) gave only
+    p = 0.027.
+
+    Example:
+        >>> round(above_tau_p_value(10, 50, 207, 0.06), 4), round(above_tau_p_value(3, 20, 300), 3)
+        (0.0021, 0.093)
+    """
+    q = max(0.05, null_rate)
+    binom = sum(math.comb(n, i) * q ** i * (1 - q) ** (n - i) for i in range(k, n + 1))
+    if not n_nonmembers:
+        return min(1.0, binom)
+    h = math.ceil(0.05 * n_nonmembers)  # held-out images above their own 95th percentile
+    total, above = n + n_nonmembers, k + h
+    fisher = sum(math.comb(above, i) * math.comb(total - above, n - i) for i in range(k, min(n, above) + 1)) \
+        / math.comb(total, n)
+    return min(1.0, max(fisher, binom))
+
+
+#: the verdict calls leakage only below this one-sided p-value (ours); between it and P_HINT it is inconclusive
 P_LEAK = 0.01
+P_HINT = 0.05
+#: printed under every verdict: what one run of one attack can and cannot show
+CAVEAT = ("This is one attack (KKT reconstruction) with one seed and these settings: other seeds and settings "
+          "recover other members, so for a release decision run several seeds (--seed) and take the worst; and a "
+          "run that finds no leakage does not prove that the weights leak nothing, only that this attack did not "
+          "show it.")
 
 
 def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None,
             n_heldout: int | None = None) -> str:
-    """One sentence a privacy auditor can act on, with the baselines that make it mean something (and, when the
-    evaluation had the model, one on the training images on the margin). With ``n_heldout`` (the non-members τ and
-    the AUC were computed on), an AUC must also be significant against chance (:func:`auc_p_value` < ``P_LEAK``)."""
+    """One sentence a privacy auditor can act on (:func:`assess`'s ``verdict``)."""
+    return assess(summary, n_train, margin_leakage, n_heldout)["verdict"]
+
+
+def assess(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None,
+           n_heldout: int | None = None) -> dict[str, Any]:
+    """The verdict with its level and p-values: ``level`` (clear / some / weak / inconclusive / none), ``p_auc``
+    (:func:`auc_p_value`, with ``n_heldout``), ``p_above_tau`` (:func:`above_tau_p_value`) and ``verdict``, one
+    sentence with the baselines that make it mean something (and, when the evaluation had the model, one on the
+    training images on the margin).
+
+    Leakage is called on either of two figures, each significant below ``P_LEAK`` and above every null candidate
+    set (noise, real non-members, the model's mean image): the member vs non-member AUC (average separation), or the
+    share of members above τ (a subset reconstructed better than non-members are matched: what a privacy audit
+    cares about most). Evidence between ``P_LEAK`` and ``P_HINT`` is called inconclusive, never "no leakage"."""
     a, noise, real, mean = summary["attack"], summary["noise"], summary["real_heldout"], summary.get("mean_image")
     nulls = [noise, real, *([mean] if mean else [])]  # the attack is judged against the strongest of them
     # decide on the printed figures, in hundredths (integers: 0.66 − 0.61 must equal 0.71 − 0.66)
@@ -43,40 +84,62 @@ def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: di
     def p(fig: dict[str, Any]) -> float | None:
         return auc_p_value(fig["auc"], n_train, n_heldout) if n_heldout and n_train else None
 
-    def measurable(fig: dict[str, Any], against: list[dict[str, Any]]) -> bool:  # AUC > 0.55 and 0.05 above them
+    def auc_above(fig: dict[str, Any], against: list[dict[str, Any]], alpha: float) -> bool:  # > 0.55, 0.05 above
         auc = hundredths(fig["auc"])
-        significant = p(fig) is None or p(fig) < P_LEAK
+        significant = p(fig) is None or p(fig) < alpha
         return auc > 55 and auc - hundredths(max(b["auc"] for b in against)) > 5 and significant
 
     auc = hundredths(a["auc"])
     stand_out = hundredths(a["frac_leaked"]) > hundredths(max(b["frac_leaked"] for b in nulls))
-    mean_leaks = mean is not None and measurable(mean, [noise, real])
-    level = ("no measurable" if not measurable(a, nulls) else "clear" if auc >= 75 and auc - hundredths(
-        max(b["auc"] for b in nulls)) > 10 and stand_out else "some" if stand_out else "weak")
+    p_tail = above_tau_p_value(int(a["n_leaked"]), n_train, n_heldout, max(b["frac_leaked"] for b in nulls)) \
+        if n_train else 1.0
+    tail = stand_out and p_tail < P_LEAK
+    mean_leaks = mean is not None and auc_above(mean, [noise, real], P_LEAK)
+    if auc_above(a, nulls, P_LEAK):
+        level = "clear" if auc >= 75 and auc - hundredths(max(b["auc"] for b in nulls)) > 10 and stand_out else \
+            "some" if tail or stand_out else "weak"
+    elif tail:
+        level = "some"
+    elif auc_above(a, nulls, P_HINT) or (stand_out and p_tail < P_HINT):
+        level = "inconclusive"
+    else:
+        level = "none"
     # Haim et al. count a reconstruction at SSIM > 0.4: below that the candidates tell members apart without
     # resembling them, which is membership leakage, not reconstruction
-    faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level != "no measurable"
+    faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level in ("clear", "some", "weak")
     pa = p(a)
-    chance = "" if pa is None else f", p {'< 0.001' if pa < 1e-3 else f'= {pa:.2g}'} against chance"
-    head = (f"{level.capitalize()} leakage" + (" by the attack beyond the mean image" if mean_leaks and level ==
-                                               "no measurable" else ""))
-    return (f"{head}: {a['n_leaked']} of {n_train} training images ({a['frac_leaked']:.0%}) "
-            f"are matched better than 95% of non-members (member vs non-member AUC {a['auc']:.2f}{chance}; "
-            f"0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC {noise['auc']:.2f}, "
-            f"real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}" +
-            (f", the model's mean image alone {mean['frac_leaked']:.0%} / AUC {mean['auc']:.2f}" if mean else "")
-            + "." +
-            (" Members are matched better than non-members on average, but no more of them stand out than with the "
-             "null candidates: a membership signal, not reconstructed images." if level == "weak" else "") +
-            (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
-             f"{a['best_mean_ssim']:.2f}; Haim et al. count a reconstruction above 0.4): the candidates separate "
-             "members from non-members without reconstructing them." if faint else "") +
-            (f" The model's mean image alone (the average of the members, shipped with the model) separates members "
-             f"from non-members (AUC {mean['auc']:.2f}): publishing it discloses membership by itself, and the "
-             "attack is judged against it." if mean_leaks else "") +
-            (f" Of the {margin_leakage['n_on_margin']} training images on the margin (within "
-             f"{margin_leakage['rel_tol']:.0%} of the smallest margin: those a KKT attack can recover), "
-             f"{margin_leakage['leaked']['attack']} leaked." if margin_leakage else ""))
+
+    def fmt(v: float) -> str:
+        return "< 0.001" if v < 1e-3 else f"= {v:.2g}"
+
+    chance = "" if pa is None else f", p {fmt(pa)} against chance"
+    head = {"clear": "Clear leakage", "some": "Some leakage", "weak": "Weak leakage",
+            "inconclusive": "Inconclusive: possible leakage",
+            "none": "No measurable leakage" + (" by the attack beyond the mean image" if mean_leaks else "")}[level]
+
+    def images(count: int) -> str:
+        return "training image" if count == 1 else "training images"
+
+    sentence = (
+        f"{head}: {a['n_leaked']} of {n_train} {images(n_train)} ({a['frac_leaked']:.0%}) are matched better than "
+        f"95% of non-members (p {fmt(p_tail)} against the null candidates; member vs non-member AUC "
+        f"{a['auc']:.2f}{chance}; 0.50 = nothing). Null baselines: uniform noise {noise['frac_leaked']:.0%} / AUC "
+        f"{noise['auc']:.2f}, real non-member images {real['frac_leaked']:.0%} / AUC {real['auc']:.2f}" +
+        (f", the model's mean image alone {mean['frac_leaked']:.0%} / AUC {mean['auc']:.2f}" if mean else "") + "." +
+        (f" The evidence is below the {P_LEAK:g} significance this verdict asks for (p < {P_HINT:g}): rerun with "
+         "other seeds (--seed) or more non-members before concluding either way." if level == "inconclusive" else "")
+        + (" Members are matched better than non-members on average, but no more of them stand out than with the "
+           "null candidates: a membership signal, not reconstructed images." if level == "weak" else "") +
+        (f" The best matches do not resemble their training images (mean SSIM of the best 10: "
+         f"{a['best_mean_ssim']:.2f}; Haim et al. count a reconstruction above 0.4): the candidates separate "
+         "members from non-members without reconstructing them." if faint else "") +
+        (f" The model's mean image alone (the average of the members, shipped with the model) separates members "
+         f"from non-members (AUC {mean['auc']:.2f}): publishing it discloses membership by itself, and the "
+         "attack is judged against it." if mean_leaks else "") +
+        (f" Of the {margin_leakage['n_on_margin']} {images(margin_leakage['n_on_margin'])} on the margin (within "
+         f"{margin_leakage['rel_tol']:.0%} of the smallest margin: those a KKT attack can recover), "
+         f"{margin_leakage['leaked']['attack']} leaked." if margin_leakage else ""))
+    return {"level": level, "p_auc": pa, "p_above_tau": p_tail, "verdict": sentence}
 
 
 def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str, str], info: dict[str, Any],
@@ -93,18 +156,23 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
     """
     out = Path(out)
     n_train = evaluation["settings"]["n_train"]
-    head = verdict(evaluation["summary"], n_train, evaluation.get("margin_leakage"),
-                   evaluation["settings"].get("n_heldout_tau"))
+    verdict_ = assess(evaluation["summary"], n_train, evaluation.get("margin_leakage"),
+                      evaluation["settings"].get("n_heldout_tau"))
+    head = verdict_["verdict"]
+    files = {cap: str(Path(p).resolve().relative_to(out.resolve())) if _inside(p, out) else str(p)
+             for cap, p in figures.items()}  # beside the report, wherever the command ran
     settings = "\n".join(f"- **{k}**: `{v}`" for k, v in info.items())
-    md = [f"# {title}", "", head, "", "```", table, "```", ""]
-    md += [f"![{cap}]({Path(p).resolve().relative_to(out.resolve()) if _inside(p, out) else p})\n\n*{cap}*\n"
-           for cap, p in figures.items()]
+    md = [f"# {title}", "", head, "", CAVEAT, "", "```", table, "```", ""]
+    md += [f"![{cap}]({f})\n\n*{cap}*\n" for cap, f in files.items()]
     md += ["## Settings", "", settings, "",
-           "How to read this: a training image counts as leaked when its best reconstruction matches it better "
-           "(SSIM after NCC matching) than 95% of held-out images the model never saw are matched. Real images "
-           "that were never in the training set also look like the data; only the member vs non-member comparison "
-           "separates leakage from 'looks like the data'. The mean-image row (when the model has a mean image) is "
-           "what the released mean of the members gives alone.", ""]
+           "How to read this: each training image is matched to its nearest candidate (normalised cross-correlation), "
+           "the candidate is min-max scaled to [0, 1] and scored by SSIM against it; a training image counts as "
+           "leaked when it scores higher than 95% of held-out images the model never saw (τ). Real images that were "
+           "never in the training set also look like the data; only the member vs non-member comparison separates "
+           "leakage from 'looks like the data'. The p-values are one-sided: the share above τ against the null "
+           "candidates and the held-out images, the AUC against chance." + (
+               " The mean-image row is what the model's released mean image (the members' average) gives alone."
+               if "mean_image" in evaluation["summary"] else ""), ""]
     paths = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
     atomic_write_bytes(paths["md"], "\n".join(md).encode())
     figs = "".join(f'<figure><img src="{png_data_uri(p)}" alt="{html.escape(cap)}"><figcaption>{html.escape(cap)}'
@@ -116,10 +184,12 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
             "pre{background:#f4f4f4;padding:1rem;overflow:auto}figure{display:inline-block;margin:.5rem}"
             "img{max-width:56rem;image-rendering:pixelated}th{text-align:left;padding-right:1rem}"
             f"</style></head><body><h1>{html.escape(title)}</h1><p><strong>{html.escape(head)}</strong></p>"
+            f"<p><em>{html.escape(CAVEAT)}</em></p>"
             f"<pre>{html.escape(table)}</pre>{figs}<h2>Settings</h2><table>{rows}</table></body></html>")
     atomic_write_bytes(paths["html"], page.encode())
-    write_json(paths["json"], {"title": title, "verdict": head, "summary": evaluation["summary"], "info": info,
-                               "figures": figures})
+    write_json(paths["json"], {"title": title, "verdict": head, "level": verdict_["level"],
+                               "p_above_tau": verdict_["p_above_tau"], "p_auc": verdict_["p_auc"], "caveat": CAVEAT,
+                               "summary": evaluation["summary"], "info": info, "figures": files})
     return paths
 
 
