@@ -291,7 +291,7 @@ def test_the_config_help_lists_the_keys_each_command_accepts():
     for args, cls in ((["reconstruct", "kkt"], KKTConfig), (["sweep", "kkt"], KKTConfig), (["audit"], KKTConfig),
                       (["reconstruct", "tldr"], TLDRConfig), (["invert"], GeneratorConfig), (["ood"], OODConfig),
                       (["adversarial"], AdversarialConfig), (["evaluate"], EvaluationConfig), (["train"], TrainConfig),
-                      (["sat", "invert"], QueryConfig), (["sat", "count"], QueryConfig)):
+                      *((["sat", q], QueryConfig) for q in ("invert", "count", "sample", "robust", "infer"))):
         lines = [ln.strip(" │") for ln in runner.invoke(app, [*args, "--help"]).output.splitlines()]
         i = next(i for i, ln in enumerate(lines) if ln.startswith("--config") and "<path>" in ln)
         text = lines[i]

@@ -346,7 +346,7 @@ def test_an_interrupted_count_resumes_with_the_classes_it_finished(tmp_path):
 _FORK_ARMED: list[int] = []
 
 
-def test_a_stop_signal_during_fork_is_not_lost():
+def test_a_stop_signal_during_fork_is_not_lost(tmp_path):
     """SIGTERM / Ctrl-C landing while the solver's child is forked raised inside Python's after-fork hooks, where
     exceptions are ignored: the run went on. They are now held during the fork and delivered right after it, also in a
     process with other threads (torch's, the CLI's signal relay): blocking them in the forking thread alone passed
@@ -372,9 +372,18 @@ def test_a_stop_signal_during_fork_is_not_lost():
     try:
         _FORK_ARMED[0] = 1
         t0 = time.perf_counter()
+        pid_file = tmp_path / "child.pid"
         with pytest.raises(KeyboardInterrupt):
-            run_forked(lambda emit: time.sleep(5), (), 10.0)
+            run_forked(lambda emit: (pid_file.write_text(str(os.getpid())), time.sleep(5)), (), 10.0)
         assert time.perf_counter() - t0 < 4
+        # and the child is gone (review R: the held signal was raised before the clean-up that kills the child, which
+        # ignores Ctrl-C, so it solved on after netinv exited)
+        deadline = time.perf_counter() + 2
+        while not pid_file.exists() and time.perf_counter() < deadline:  # killed before it wrote its pid: gone too
+            time.sleep(0.01)
+        if pid_file.exists():
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), 0)
     finally:
         _FORK_ARMED[0] = 0
         other.set()

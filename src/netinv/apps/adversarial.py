@@ -386,8 +386,9 @@ def run_adversarial(model: LoadedModel | str | Path, config: AdversarialConfig =
     # data sets hold [0, 1] images: into the model's input shape and range
     x, train_x = model.from_unit(x), model.from_unit(train_x)
     clean = round(model.accuracy(x, y), 4)
-    if clean < 0.5:  # a wrong --input-range or --mean, or labels that are not the model's classes: PGD "succeeds"
-        # by correcting misclassified inputs, and the table reads as if the model were attacked
+    if clean < 0.5 and data is not None:  # a wrong --input-range or --mean, or labels that are not the model's
+        # classes: PGD "succeeds" by correcting misclassified inputs, and the table reads as if the model were
+        # attacked (a checkpoint's own held-out set cannot be misread: there it is only a weak model, recorded)
         warnings.warn(f"the model classifies only {clean:.0%} of the attacked inputs correctly: are --input-range "
                       "and --mean those it was trained with, and the labels its own class indices?", UserWarning,
                       stacklevel=2)

@@ -183,7 +183,7 @@ class GeneratorTrainer:
                 return "1 class gets" if c == 1 else f"{c} classes get"
             share = f"{classes(k - n)} none" if n < k else f"{classes(n % k)} {n // k + 1} samples, the others {n // k}"
             warnings.warn(f"n={n} samples for {k} classes: {share}; use a multiple of {k} for a balanced set",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=4)  # run <- keeps_global_rng <- invert <- the caller
         if resume and finished_run(outp, self.state_file, self.samples_file, {**self.settings, "n": n}):
             return load_candidates(outp, self.samples_file)  # nothing left to continue: the finished run's result
         st = resume_state(outp, self.state_file, self.samples_file, self.settings, resume)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pysat.solvers import Solver, SolverNames
 
-from .._errors import ConfigError, SolverError
+from .._errors import ConfigError, SolverError, informative_line
 from .._utils import signals
 
 #: Back ends whose PySAT wrapper implements interrupt() (checked: glucose, minisat, maple family).
@@ -41,7 +41,7 @@ def _child(conn: Any, fn: Callable, args: tuple) -> None:
     try:
         conn.send(("done", fn(*args, lambda item: conn.send(("item", item)))))
     except BaseException as e:  # report, never hang the parent
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        conn.send(("error", f"{type(e).__name__}: {informative_line(e)}"))  # one line
     finally:
         conn.close()
 
@@ -84,11 +84,11 @@ def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
-    with _stop_signals_held():
-        proc.start()
-    send.close()
-    deadline = time.monotonic() + max(time_limit, 0.0)
-    try:
+    try:  # a stop signal held during the fork is raised as the `with` ends: the child must be killed then too
+        with _stop_signals_held():
+            proc.start()
+        send.close()
+        deadline = time.monotonic() + max(time_limit, 0.0)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -104,13 +104,15 @@ def run_forked(fn: Callable, args: tuple, time_limit: float, on_item: Callable[[
                 elif kind == "done":
                     return True, val
                 else:
-                    raise SolverError(f"the solver process failed: {str(val)[:200]}", "report this with the model")
+                    raise SolverError(f"the solver process failed: {val}", "report this with the model")
             elif not proc.is_alive() and not recv.poll():
                 raise SolverError(f"the solver process exited ({proc.exitcode})", "check memory limits")
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(1.0)
+        send.close()
+        if proc.pid is not None:  # started
+            if proc.is_alive():
+                proc.kill()
+            proc.join(1.0)
         recv.close()
 
 

@@ -111,7 +111,11 @@ def _finished_sample(out: str | Path, plain: PlainBNN, settings: dict[str, Any])
     if len(bits) != rec.get("found"):
         raise ConfigError(f"{out / 'preimages.npz'} holds {len(bits)} preimages, its result.json {rec.get('found')}",
                           "sample afresh without --resume, or use a new --out")
-    return {"bits": bits, "methods": rec["methods"], "status": rec["status"], "elapsed": rec["time_s"],
+    methods, elapsed = rec.get("methods"), rec.get("time_s")
+    if not isinstance(methods, dict) or not isinstance(elapsed, int | float):
+        raise ConfigError(f"{out / 'result.json'} lacks the methods or time_s of the sample it records",
+                          "sample afresh without --resume, or use a new --out")
+    return {"bits": bits, "methods": methods, "status": rec["status"], "elapsed": elapsed,
             "resumed": rec.get("resumed", 0), "candidates_done": True}
 
 
