@@ -463,13 +463,20 @@ def _write(ev: Evaluation, cands: torch.Tensor, train: Dataset, out: Path) -> No
     recon = minmax_scale(cands[a.train_match[best]])
     ev.figures["best_pairs"] = str(save_image_grid(
         [recon, train.x[best]], out / "best_pairs.png", row_labels=["reconstruction", "training"],
-        col_labels=[f"{float(s):.2f}" for s in a.train_ssim[best]], title="best pairs (SSIM), best first",
+        col_labels=[f"{float(s):.2f}" for s in a.train_ssim[best]],
+        title=f"best pairs (SSIM), best first; a training image leaks above τ = {a.tau:.3f} (95% of non-members)",
         meta={"seed": ev.settings["seed"], "record": "evaluation.json"}))
     if ev.train_margin is not None:
-        series = {f.name: (ev.train_margin.tolist(), f.train_ssim.tolist()) for f in ev.sets}
+        names = {"attack": "attack", "noise": "uniform noise", "real_heldout": "real non-member images",
+                 "mean_image": "mean image alone"}  # the candidate sets, as the table names them
+        series = {names[f.name]: (ev.train_margin.tolist(), f.train_ssim.tolist()) for f in ev.sets}
+        ml = ev.margin_leakage or {}
+        fit = ev.train_margin[ev.train_margin > 0]
+        band = (float(fit.min()), float(fit.min()) * (1 + ml["rel_tol"]), "on the margin") \
+            if len(fit) and "rel_tol" in ml else None
         ev.figures["ssim_vs_margin"] = str(save_scatter(
             series, out / "ssim_vs_margin.png", xlabel="margin y·Φ(x) of the training image",
             ylabel="SSIM to nearest candidate", title="training images: score vs margin (Haim et al. Fig. 4)",
-            thresholds={f.name: f.tau for f in ev.sets},
+            thresholds={names[f.name]: f.tau for f in ev.sets}, band=band,
             meta={"seed": ev.settings["seed"], "record": "evaluation.json"}))
     write_json(out / "evaluation.json", ev.to_dict())

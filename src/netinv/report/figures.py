@@ -87,7 +87,7 @@ def _save(fig: Any, path: Path, meta: dict[str, Any] | None = None) -> None:
 
 def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, xlabel: str = "",
                  ylabel: str = "", title: str | None = None, thresholds: dict[str, float] | None = None,
-                 meta: dict[str, Any] | None = None) -> Path:
+                 band: tuple[float, float, str] | None = None, meta: dict[str, Any] | None = None) -> Path:
     """Write a scatter plot of one or more named (x, y) series to a PNG.
 
     Args:
@@ -96,6 +96,7 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
         xlabel, ylabel, title: axis labels and title.
         thresholds: series label -> y of a dashed line in that series' colour, labelled ``tau (label)`` (each
             candidate set's own τ).
+        band: (x from, x to, label) of a shaded vertical band (e.g. the training images on the margin).
         meta: provenance (e.g. the seed) written into the PNG's text chunk ``netinv``.
 
     Returns:
@@ -103,8 +104,10 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = _figure(5.0, 3.6)
+    fig = _figure(6.6, 3.6)
     ax = fig.add_subplot(1, 1, 1)
+    if band is not None:
+        ax.axvspan(band[0], band[1], color="0.9", zorder=0, label=band[2])
     for i, (label, (xs, ys)) in enumerate(series.items()):
         ax.scatter(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float), s=10, alpha=0.7, label=label,
                    color=f"C{i}")
@@ -114,8 +117,8 @@ def save_scatter(series: dict[str, tuple[Sequence[float], Sequence[float]]], pat
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    if series:
-        ax.legend(fontsize=7)
+    if series:  # beside the axes, not over the points
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     _save(fig, path, meta)
     return path
