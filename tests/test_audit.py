@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -183,6 +184,44 @@ def test_cli_audit_takes_the_attack_settings(parity_victim, tmp_path):
     run = json.loads((tmp_path / "c" / "kkt" / "run.json").read_text())
     assert run["config"]["iterations"] == 7 and run["config"]["lam_min"] == 0.2
     assert "report:" in res.output
+
+
+def test_an_audit_over_several_seeds_reports_each_and_headlines_the_worst(parity_victim, tmp_path):
+    """Audit P: one run is one draw (the verdict changed with the seed); `--seeds 0,1` audits once per seed, each
+    exactly as a single audit with that seed, and the summary's headline is the worst verdict."""
+    from typer.testing import CliRunner
+
+    from netinv import ConfigError, audit_seeds
+    from netinv.cli.app import app
+    from netinv.report.render import LEVELS
+
+    _, ckpt = parity_victim
+    cfg = KKTConfig(iterations=8, show_progress=False)
+    many = audit_seeds(ckpt, [0, 2], out=tmp_path / "s", config=cfg, device="cpu")
+    one = audit(ckpt, out=tmp_path / "one", config=cfg, seed=2, device="cpu")
+    assert torch.equal(many.runs[2].candidates.x, one.candidates.x)  # the same as its own audit
+    assert many.runs[2].verdict == one.verdict
+    rank = {s: (LEVELS.index(r.verdict["level"]), r.evaluation.attack.frac_leaked) for s, r in many.runs.items()}
+    assert many.worst_seed == max(rank, key=rank.get)
+    rep = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert rep["worst_seed"] == many.worst_seed and rep["level"] == many.worst.verdict["level"]
+    assert [r["seed"] for r in rep["seeds"]] == [0, 2] and rep["verdict"].startswith(
+        f"Worst of 2 seeds (seed {many.worst_seed}): {many.worst.verdict['verdict']}")
+    assert all((tmp_path / "s" / r["report"]).is_file() for r in rep["seeds"])
+    md = (tmp_path / "s" / "report.md").read_text()
+    assert "does not prove that the weights leak nothing" in md and "| 2 |" in md
+    for bad, match in (([], "seeds"), ([1, 1], "seeds"), ([-1], "seeds")):
+        with pytest.raises(ConfigError, match=match):
+            audit_seeds(ckpt, bad, out=tmp_path / "x")
+    r = CliRunner().invoke(app, ["audit", str(ckpt), "--out", str(tmp_path / "c"), "--seeds", "0,1", "--seed", "3"])
+    assert isinstance(r.exception, ConfigError) and "--seed and --seeds given" in str(r.exception)  # one line
+    with patch("netinv.cli.audit.audit_seeds") as api:
+        api.return_value.table.return_value = "table"
+        r = CliRunner().invoke(app, ["audit", str(ckpt), "--out", str(tmp_path / "c"), "--seeds", "0,1",
+                                     "--iterations", "3"])
+    assert r.exit_code == 0, r.output
+    (model, seeds), kw = api.call_args
+    assert seeds == [0, 1] and kw["config"].iterations == 3 and kw["out"] == tmp_path / "c"
 
 
 def test_members_the_model_misclassifies_are_warned_about(parity_victim, digits_parity, tmp_path):

@@ -6,7 +6,7 @@ inversion of binarised networks (Suhail, Chakraborty & Sethi 2024), with leakage
 """
 
 from ._errors import ConfigError, DataError, DivergedError, ModelError, NetinvError, SolverError
-from .audit import AuditResult, audit
+from .audit import AuditResult, SeedsAudit, audit, audit_seeds
 from .data import Dataset, TaskSplit, load_data, load_model_data, make_task
 from .metrics import evaluate
 from .models.loaded import LoadedModel
@@ -14,8 +14,8 @@ from .models.loading import load_model
 from .train import TrainConfig, train
 
 __all__ = ["AuditResult", "ConfigError", "DataError", "Dataset", "DivergedError", "LoadedModel", "ModelError",
-           "NetinvError", "SolverError", "TaskSplit", "TrainConfig", "audit", "evaluate", "load_data", "load_model",
-           "load_model_data", "make_task", "train"]
+           "NetinvError", "SeedsAudit", "SolverError", "TaskSplit", "TrainConfig", "audit", "audit_seeds", "evaluate",
+           "load_data", "load_model", "load_model_data", "make_task", "train"]
 
 _SUBPACKAGES = {"apps", "attacks", "data", "demo", "losses", "metrics", "models", "report", "sat"}
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import typer
 
+from .._errors import ConfigError
 from ..attacks.kkt import KKTConfig
 from ..audit import audit as audit_api
+from ..audit import audit_seeds
 from ._options import (
     DeviceOpt,
     InputRangeOpt,
@@ -20,6 +22,7 @@ from ._options import (
     WeightsOpt,
     config_opt,
     model_kwargs,
+    parse_ints,
 )
 from .reconstruct import ItersOpt, kkt_config
 
@@ -35,7 +38,10 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
           m: int | None = MOpt,
           config: ConfigOpt = None,
           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-          mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0, resume: ResumeOpt = False) -> None:
+          mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+          seeds: str | None = typer.Option(None, "--seeds", help="audit once per seed (e.g. 0,1,2) into DIR/seed-S "
+                                                                 "and summarise: the headline is the worst verdict"),
+          resume: ResumeOpt = False) -> None:
     """How much of the training set can be reconstructed from these weights? Report in DIR/report.html.
 
     Runs the KKT reconstruction with attacker-side defaults (``--iterations``, or any KKT setting from a
@@ -44,6 +50,14 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
     opts = model_kwargs(weights, input_shape, input_range, mean, device)
     device = opts.pop("device")
     cfg = kkt_config({"iterations": iterations}, yaml_file=config)
+    if seeds is not None:
+        if seed != 0:
+            raise ConfigError("--seed and --seeds given", "give one of them")
+        many = audit_seeds(model, parse_ints(seeds, "--seeds"), out=out, config=cfg, m=m, train=train,
+                           heldout=heldout, device=device, resume=resume, model_options=opts)
+        typer.echo(many.table())
+        typer.echo(f"report: {many.report['html']} (also report.md, report.json; each seed's in {out}/seed-S)")
+        return
     # members / non-members of this model (npz or class folders): labels are its class indices, never renumbered
     res = audit_api(model, out=out, config=cfg, m=m, train=train, heldout=heldout, seed=seed, device=device,
                     resume=resume, model_options=opts)

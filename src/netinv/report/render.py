@@ -48,14 +48,20 @@ def above_tau_p_value(k: int, n: int, n_nonmembers: int | None, null_rate: float
     return min(1.0, max(fisher, binom))
 
 
+#: printed under a summary over several seeds
+CAVEAT_SEEDS = ("This is one attack (KKT reconstruction) with these settings, over these seeds: more seeds or other "
+                "settings may recover more members, and a run that finds no leakage does not prove that the weights "
+                "leak nothing, only that this attack did not show it.")
+#: the verdict's levels, mildest first (the worst of several seeds is the last of theirs in this order)
+LEVELS = ("none", "inconclusive", "weak", "some", "clear")
 #: the verdict calls leakage only below this one-sided p-value (ours); between it and P_HINT it is inconclusive
 P_LEAK = 0.01
 P_HINT = 0.05
 #: printed under every verdict: what one run of one attack can and cannot show
 CAVEAT = ("This is one attack (KKT reconstruction) with one seed and these settings: other seeds and settings "
-          "recover other members, so for a release decision run several seeds (--seed) and take the worst; and a "
-          "run that finds no leakage does not prove that the weights leak nothing, only that this attack did not "
-          "show it.")
+          "recover other members, so for a release decision run several seeds (--seeds 0,1,2) and take the worst; "
+          "and a run that finds no leakage does not prove that the weights leak nothing, only that this attack did "
+          "not show it.")
 
 
 def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None,
@@ -143,7 +149,7 @@ def assess(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dic
 
 
 def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str, str], info: dict[str, Any],
-           out: str | Path) -> dict[str, Path]:
+           out: str | Path, verdict: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the three report files into ``out`` and return their paths.
 
     Args:
@@ -153,11 +159,12 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
         figures: caption -> PNG path (shown in this order).
         info: settings shown at the end (model, data, attack config, seed, times).
         out: the folder.
+        verdict: :func:`assess` of the evaluation (computed when not given).
     """
     out = Path(out)
     n_train = evaluation["settings"]["n_train"]
-    verdict_ = assess(evaluation["summary"], n_train, evaluation.get("margin_leakage"),
-                      evaluation["settings"].get("n_heldout_tau"))
+    verdict_ = verdict or assess(evaluation["summary"], n_train, evaluation.get("margin_leakage"),
+                                 evaluation["settings"].get("n_heldout_tau"))
     head = verdict_["verdict"]
     files = {cap: str(Path(p).resolve().relative_to(out.resolve())) if _inside(p, out) else str(p)
              for cap, p in figures.items()}  # beside the report, wherever the command ran
@@ -190,6 +197,42 @@ def render(title: str, evaluation: dict[str, Any], table: str, figures: dict[str
     write_json(paths["json"], {"title": title, "verdict": head, "level": verdict_["level"],
                                "p_above_tau": verdict_["p_above_tau"], "p_auc": verdict_["p_auc"], "caveat": CAVEAT,
                                "summary": evaluation["summary"], "info": info, "figures": files})
+    return paths
+
+
+def render_seeds(title: str, rows: list[dict[str, Any]], worst: int, out: str | Path) -> dict[str, Path]:
+    """The summary of an audit run once per seed: the worst verdict as the headline, one row per seed (level, share
+    above τ and its p-value, AUC and its p-value, a link to that seed's report), the spread, and the caveat."""
+    out = Path(out)
+    w = next(r for r in rows if r["seed"] == worst)
+    fracs, aucs = [r["frac_leaked"] for r in rows], [r["auc"] for r in rows]
+
+    def p(v: float | None) -> str:
+        return "-" if v is None else "< 0.001" if v < 1e-3 else f"{v:.3f}"
+
+    head = f"Worst of {len(rows)} seeds (seed {worst}): {w['verdict']}"
+    spread = (f"Over the seeds, {min(fracs):.0%}–{max(fracs):.0%} of the members are above τ and the AUC is "
+              f"{min(aucs):.2f}–{max(aucs):.2f}.")
+    header = "| seed | verdict | members above τ | p (above τ) | AUC | p (AUC) | report |"
+    lines = [f"| {r['seed']} | {r['level']} | {r['n_leaked']} ({r['frac_leaked']:.0%}) | {p(r['p_above_tau'])} | "
+             f"{r['auc']:.3f} | {p(r['p_auc'])} | [{r['report']}]({r['report']}) |" for r in rows]
+    md = [f"# {title}", "", head, "", spread, "", CAVEAT_SEEDS, "", header,
+          "|---|---|---|---|---|---|---|", *lines, ""]
+    paths = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
+    atomic_write_bytes(paths["md"], "\n".join(md).encode())
+    cells = "".join(f"<tr><td>{r['seed']}</td><td>{r['level']}</td><td>{r['n_leaked']} ({r['frac_leaked']:.0%})</td>"
+                    f"<td>{p(r['p_above_tau'])}</td><td>{r['auc']:.3f}</td><td>{p(r['p_auc'])}</td>"
+                    f"<td><a href='{html.escape(r['report'])}'>{html.escape(r['report'])}</a></td></tr>" for r in rows)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+            "td,th{padding:.2rem .6rem;text-align:left}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><p><strong>{html.escape(head)}</strong></p><p>{html.escape(spread)}"
+            f"</p><p><em>{html.escape(CAVEAT_SEEDS)}</em></p><table><tr>"
+            "<th>seed</th><th>verdict</th><th>members above τ</th><th>p (above τ)</th><th>AUC</th><th>p (AUC)</th>"
+            f"<th>report</th></tr>{cells}</table></body></html>")
+    atomic_write_bytes(paths["html"], page.encode())
+    write_json(paths["json"], {"title": title, "verdict": head, "level": w["level"], "worst_seed": worst,
+                               "seeds": rows})
     return paths
 
 
