@@ -46,3 +46,12 @@ def test_errors():
         leaked(torch.tensor([float("nan")]), 0.5)
     with pytest.raises(DataError, match="quantile"):
         leakage_threshold(torch.tensor([1.0]), 95)
+
+
+def test_a_nan_threshold_and_huge_score_sets(monkeypatch):
+    """Audit O: leaked(scores, nan) returned (0, 0.0) silently; more than 2**24 held-out scores raised torch's own
+    quantile error. The threshold then comes from numpy's percentile, the same linear interpolation."""
+    with pytest.raises(DataError, match="tau is nan"):
+        leaked(torch.tensor([0.1, 0.9]), float("nan"))
+    big = torch.rand(2**24 + 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert leakage_threshold(big) == pytest.approx(float(np.quantile(big.numpy(), 0.95)), abs=0)

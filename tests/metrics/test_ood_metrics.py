@@ -61,3 +61,9 @@ def test_errors():
         aupr(torch.tensor([0.1, 0.2]), torch.tensor([0, 2]))
     with pytest.raises(DataError, match="targets"):
         auroc(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0, 1]))
+
+
+def test_empty_scores_say_so():
+    """Audit O: empty input was reported as 'targets hold only one class'."""
+    with pytest.raises(DataError, match="no scores"):
+        auroc(torch.zeros(0), torch.zeros(0))

@@ -125,3 +125,12 @@ def test_float32_inputs_are_scored_in_float64():
     want = (2 * 0.5 * 0.7 + 1e-4) / (0.25 + 0.49 + 1e-4)
     got = ssim(a, b, window_size=3)
     assert got.dtype == torch.float32 and abs(float(got) - want) < 1e-7
+
+
+def test_integer_images_are_refused_and_identical_constants_score_just_below_one():
+    """Audit O: uint8 images were cast to float and scored with data_range 1 (a meaningless number, no error)."""
+    x = torch.randint(0, 255, (1, 1, 8, 8), dtype=torch.uint8)
+    with pytest.raises(DataError, match="uint8 images"):
+        ssim(x, x)
+    z = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    assert ssim(z, z).item() == pytest.approx(0.99998889, abs=1e-8)  # kornia's eps in the denominator

@@ -10,6 +10,8 @@ held-out images of the same distribution that the model never saw.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..._errors import DataError
@@ -41,7 +43,7 @@ def mann_whitney_auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
         >>> mann_whitney_auc(torch.tensor([3., 2.]), torch.tensor([2., 1.]))
         0.875
     """
-    p, n = _scores(pos, "positive"), _scores(neg, "negative")
+    p, n = _scores(pos, "positive (e.g. training)"), _scores(neg, "negative (e.g. held-out)")
     allv = torch.cat([p, n])
     uniq, inverse, counts = torch.unique(allv, return_inverse=True, return_counts=True)  # uniq ascending
     # average 1-based rank of each distinct value: ranks start+1 .. start+count -> start + (count+1)/2
@@ -60,7 +62,12 @@ def leakage_threshold(heldout_scores: torch.Tensor, quantile: float = 0.95) -> f
     """
     if not 0.0 <= quantile <= 1.0:
         raise DataError(f"quantile {quantile} is outside [0, 1]", "use e.g. 0.95")
-    return float(torch.quantile(_scores(heldout_scores, "held-out"), quantile))
+    s = _scores(heldout_scores, "held-out")
+    if s.numel() > 2**24:  # torch.quantile's limit: numpy's percentile, the same linear interpolation
+        import numpy as np
+
+        return float(np.quantile(s.numpy(), quantile))
+    return float(torch.quantile(s, quantile))
 
 
 def leaked(train_scores: torch.Tensor, tau: float) -> tuple[int, float]:
@@ -71,6 +78,8 @@ def leaked(train_scores: torch.Tensor, tau: float) -> tuple[int, float]:
         (1, 0.25)
     """
     s = _scores(train_scores, "training")
+    if not math.isfinite(tau):  # NaN would count nothing as leaked, silently
+        raise DataError(f"tau is {tau}", "give the finite threshold leakage_threshold returns")
     k = int((s > tau).sum())
     return k, k / s.numel()
 

@@ -21,6 +21,8 @@ def _check(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, t
     t = torch.as_tensor(targets).detach().flatten().cpu()
     if s.numel() != t.numel():
         raise DataError(f"{s.numel()} scores but {t.numel()} targets", "give one target per score")
+    if s.numel() == 0:
+        raise DataError("no scores", "give scores and targets for both positives and negatives")
     if not torch.isfinite(s).all():
         raise DataError("scores contain NaN or inf", "score finite values only")
     if not torch.isin(t.to(torch.int64), torch.tensor([0, 1])).all() or (t.float() != t.to(torch.int64)).any():

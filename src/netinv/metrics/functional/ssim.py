@@ -55,8 +55,9 @@ def _ssim_check_inputs(preds: torch.Tensor, target: torch.Tensor, window_size: i
         raise DataError(f"images of {tuple(preds.shape[-2:])} are too small for reflect padding by {pad}",
                         "use a smaller window_size or larger images")
     dtype = torch.promote_types(preds.dtype, target.dtype)
-    if not dtype.is_floating_point:
-        dtype = torch.float32
+    if not dtype.is_floating_point:  # uint8 images scored with data_range 1 would be meaningless, not an error
+        raise DataError(f"ssim got {str(dtype).removeprefix('torch.')} images",
+                        "convert them to float in [0, data_range] first, e.g. x.float() / 255 with data_range=1")
     preds, target = preds.to(dtype), target.to(dtype)
     if not (torch.isfinite(preds).all() and torch.isfinite(target).all()):
         raise DataError("ssim inputs contain NaN or inf", "score finite images only")
@@ -117,14 +118,16 @@ def ssim(preds: torch.Tensor, target: torch.Tensor, *, window_size: int = 3, sig
         sigma: Gaussian σ. Default: 1.5 (kornia, fixed there).
         k1, k2: stabilisers, C1 = (k1·data_range)², C2 = (k2·data_range)². Default: 0.01, 0.03.
         data_range: the images' value range L. Default: 1.0.
-        eps: added to the denominator (kornia). Default: 1e-12.
+        eps: added to the denominator (kornia). Default: 1e-12. So two identical constant images score just below 1
+            (0.99998889 for two all-zero images in float64, whose C1·C2 is of the order of eps), as in kornia.
         reduction: ``none`` (N scores), ``mean`` or ``sum``.
 
     Returns:
         N per-image scores (or their mean/sum), in the inputs' floating dtype.
 
     Raises:
-        DataError: not N×C×H×W, shapes differ, non-finite values, images too small, bad parameters.
+        DataError: not N×C×H×W, shapes differ, integer images, non-finite values, images too small, bad
+            parameters.
 
     Example:
         >>> x = torch.rand(2, 1, 8, 8)
