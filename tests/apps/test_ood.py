@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from unittest.mock import patch
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -97,6 +98,18 @@ def test_outputs_written(result):
     x = torch.rand(4, 1, 8, 8)
     torch.testing.assert_close(again.logits(x), res.model.logits(x))
     assert not (out / ".ood_state.pt").exists()
+    # audit O: the table could only be checked by rerunning both models; every input's scores are saved now
+    from sklearn.metrics import roc_auc_score
+
+    z = np.load(out / "ood_scores.npz")
+    names = z["set_names"].tolist()
+    assert names[0] == "in-distribution" and names[1:] == list(data["sets"])
+    for row in data["rows"]:
+        j, key = names.index(row["ood_set"]), {"MSP (baseline)": "msp"}.get(row["score"], row["score"])
+        s_in, s_out = z[f"s0_{key}"], z[f"s{j}_{key}"]
+        sign = 1 if key == "msp" else -1  # in-distribution inputs are the positives
+        want = roc_auc_score(np.r_[np.ones(len(s_in)), np.zeros(len(s_out))], sign * np.r_[s_in, s_out])
+        assert row["auroc"] == pytest.approx(want, abs=1e-12)
 
 
 def test_resume_equals_uninterrupted(baseline, tmp_path):

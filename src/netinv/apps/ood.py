@@ -19,6 +19,7 @@ defaults are measured in ``benchmarks/invert_digits.py``. Metrics: ``metrics.fun
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ from ..models.checkpoint import save_checkpoint
 from ..models.loaded import LoadedModel
 from ..models.registry import parse_arch, spec_from_dict, spec_to_dict
 
-__all__ = ["OODConfig", "OODResult", "default_ood_sets", "evaluate_ood", "garbage_class_training", "garbage_ood",
-           "msp", "ood_scores"]
+__all__ = ["OODConfig", "OODResult", "SCORES", "default_ood_sets", "evaluate_ood", "garbage_class_training",
+           "garbage_ood", "msp", "ood_scores", "score_sets"]
 
 STATE = ".ood_state.pt"
 
@@ -210,17 +211,31 @@ def default_ood_sets(split: TaskSplit, input_range: tuple[float, float] = (0.0, 
     return sets
 
 
+SCORES = ("MSP (baseline)", "garbage", "uncertainty")
+
+
+def score_sets(baseline: LoadedModel, garbage_model: LoadedModel, x_in: torch.Tensor,
+               sets: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Per-input scores of the in-distribution inputs (key ``in-distribution``) and of each OOD set: the baseline's
+    MSP and the garbage model's :func:`ood_scores` (with its ``predicted`` class)."""
+    return {name: {"MSP (baseline)": msp(baseline, x), **ood_scores(garbage_model, x)}
+            for name, x in {"in-distribution": x_in, **sets}.items()}
+
+
 def evaluate_ood(baseline: LoadedModel, garbage_model: LoadedModel, x_in: torch.Tensor,
-                 sets: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+                 sets: dict[str, torch.Tensor], scores: dict[str, dict[str, torch.Tensor]] | None = None
+                 ) -> list[dict[str, Any]]:
     """One row per (OOD set, score): AUROC, AUPR-in, AUPR-out, FPR@95%TPR (in-distribution = positives) and the
-    fraction of the set the garbage model puts in its garbage class (``rejected``)."""
-    s_in = {"MSP (baseline)": msp(baseline, x_in), **ood_scores(garbage_model, x_in)}
+    fraction of the set the garbage model puts in its garbage class (``rejected``). ``scores``: :func:`score_sets`
+    of the same inputs, when already computed."""
+    scores = scores if scores is not None else score_sets(baseline, garbage_model, x_in, sets)
+    s_in = scores["in-distribution"]
     g = garbage_model.num_outputs - 1
     rows = []
-    for name, x_out in sets.items():
-        s_out = {"MSP (baseline)": msp(baseline, x_out), **ood_scores(garbage_model, x_out)}
+    for name in sets:
+        s_out = scores[name]
         rejected = float((s_out["predicted"] == g).float().mean())
-        for score in ("MSP (baseline)", "garbage", "uncertainty"):
+        for score in SCORES:
             higher = "in" if score.startswith("MSP") else "out"
             m = ood_metrics(s_in[score], s_out[score], higher_means=higher)
             rows.append({"ood_set": name, "score": score, **m,
@@ -258,8 +273,9 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
         model: an n-class netinv checkpoint (its ``meta`` records the architecture and the data).
         config: :class:`OODConfig`.
         seed: recorded in the outputs.
-        out: writes ``ood.json`` (rows, accuracies, curve), ``ood.md`` (the table) and ``garbage_model/`` (a
-            netinv checkpoint with n+1 outputs); holds the resumable state while training.
+        out: writes ``ood.json`` (rows, accuracies, curve), ``ood.md`` (the table), ``ood_scores.npz`` (every
+            input's scores, so the table can be recomputed: :func:`_write_scores`) and ``garbage_model/`` (a netinv
+            checkpoint with n+1 outputs); holds the resumable state while training.
         resume: continue an interrupted run in ``out``.
 
     Raises:
@@ -276,7 +292,8 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
                                 resume=resume, show_progress=show_progress)
     sets = default_ood_sets(split, model.input_range, seed=seed)
     x_in, y_in = split.heldout.x, split.heldout.y
-    rows = evaluate_ood(model, gm, x_in, sets)
+    scores = score_sets(model, gm, x_in, sets)
+    rows = evaluate_ood(model, gm, x_in, sets, scores)
     acc = {"baseline": model.accuracy(x_in, y_in), "garbage_model": gm.accuracy(x_in, y_in),
            "in_rejected": float((ood_scores(gm, x_in)["predicted"] == split.train.num_classes).float().mean())}
     info = {"seed": seed, "config": config_dict(config), "model": model.record(), "sets": {k: len(v) for k, v in
@@ -288,5 +305,22 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
         save_checkpoint(outp / "garbage_model", gm.module.cpu(), spec_from_dict(gm.meta["arch"]), gm.meta)
         gm.module.to(dev)
         write_json(outp / "ood.json", {"rows": rows, "accuracy": acc, **info})
+        _write_scores(outp / "ood_scores.npz", scores, seed)
         atomic_write_bytes(outp / "ood.md", (res.table() + f"\n\nseed {seed} (ood.json holds the settings)\n").encode())
     return res
+
+
+def _write_scores(path: Path, scores: dict[str, dict[str, torch.Tensor]], seed: int) -> None:
+    """``ood_scores.npz``: ``set_names`` (index 0 = in-distribution, then the OOD sets in the table's order) and, for
+    set j, ``s{j}_msp`` (the baseline's MSP, higher = in), ``s{j}_garbage`` and ``s{j}_uncertainty`` (higher = OOD),
+    ``s{j}_predicted`` (the garbage model's class; n = garbage), and ``meta`` (seed, record)."""
+    import io
+
+    import numpy as np
+
+    keys = {"MSP (baseline)": "msp", "garbage": "garbage", "uncertainty": "uncertainty", "predicted": "predicted"}
+    arrays = {f"s{j}_{keys[k]}": v.cpu().numpy() for j, per in enumerate(scores.values()) for k, v in per.items()}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, set_names=np.array(list(scores)), **arrays,
+                        meta=np.array(json.dumps({"seed": seed, "record": "ood.json"})))
+    atomic_write_bytes(path, buf.getvalue())
