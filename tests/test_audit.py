@@ -259,3 +259,16 @@ def test_api_misuse_is_one_netinv_error(parity_victim, tmp_path):
         audit(model, out=None, device="cpu")
     with pytest.raises(DataError, match="got a ndarray for a data set"):
         evaluate(np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 8)), np.zeros((4, 1, 8, 8)))
+
+
+def test_the_above_tau_p_value_matches_scipy_and_scales_to_cifar_sizes():
+    """Computed in log space: exact sums of binomial coefficients overflowed a float at 2 000 members."""
+    from scipy.stats import binom, hypergeom
+
+    from netinv.report.render import above_tau_p_value
+
+    for k, n, m, q in ((10, 50, 207, 0.06), (3, 20, 300, 0.0), (200, 2000, 10000, 0.05), (3500, 60000, 10000, 0.05)):
+        h = m - 1 - (95 * (m - 1)) // 100
+        want = max(hypergeom.sf(k - 1, n + m, k + h, n), binom.sf(k - 1, n, max(q, 0.05)))
+        assert above_tau_p_value(k, n, m, q) == pytest.approx(min(1.0, want), rel=1e-9, abs=1e-300)
+    assert above_tau_p_value(0, 10, 100) == 1.0 and above_tau_p_value(5, 10, 100, 1.0) == 1.0

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .._utils.checkpoint import atomic_write_bytes, write_json
 from .figures import png_data_uri
 
@@ -40,14 +42,26 @@ def above_tau_p_value(k: int, n: int, n_nonmembers: int | None, null_rate: float
         (0.0021, 0.093)
     """
     q = max(0.05, null_rate)
-    binom = sum(math.comb(n, i) * q ** i * (1 - q) ** (n - i) for i in range(k, n + 1))
+    if k <= 0 or q >= 1:
+        return 1.0
+    i = torch.arange(k, n + 1, dtype=torch.float64)  # log space: CIFAR-sized sets overflow floats otherwise
+    binom = _sum_exp(_log_comb(n, i) + i * math.log(q) + (n - i) * math.log1p(-q))
     if not n_nonmembers:
         return min(1.0, binom)
     h = n_nonmembers - 1 - (95 * (n_nonmembers - 1)) // 100  # held-out images above their 95th percentile
     total, above = n + n_nonmembers, k + h
-    fisher = sum(math.comb(above, i) * math.comb(total - above, n - i) for i in range(k, min(n, above) + 1)) \
-        / math.comb(total, n)
+    i = torch.arange(k, min(n, above) + 1, dtype=torch.float64)
+    fisher = _sum_exp(_log_comb(above, i) + _log_comb(total - above, n - i) - _log_comb(total, n))
     return min(1.0, max(fisher, binom))
+
+
+def _log_comb(n: float | torch.Tensor, k: float | torch.Tensor) -> torch.Tensor:
+    n, k = torch.as_tensor(n, dtype=torch.float64), torch.as_tensor(k, dtype=torch.float64)
+    return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+
+
+def _sum_exp(log_terms: torch.Tensor) -> float:
+    return float(torch.logsumexp(log_terms, 0).exp()) if log_terms.numel() else 0.0
 
 
 #: printed under a summary over several seeds
