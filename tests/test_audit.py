@@ -272,3 +272,15 @@ def test_the_above_tau_p_value_matches_scipy_and_scales_to_cifar_sizes():
         want = max(hypergeom.sf(k - 1, n + m, k + h, n), binom.sf(k - 1, n, max(q, 0.05)))
         assert above_tau_p_value(k, n, m, q) == pytest.approx(min(1.0, want), rel=1e-9, abs=1e-300)
     assert above_tau_p_value(0, 10, 100) == 1.0 and above_tau_p_value(5, 10, 100, 1.0) == 1.0
+
+
+def test_a_share_above_tau_needs_an_effect_as_the_auc_does():
+    """Review R2: with 60 000 members, 6% above τ against 5% (AUC 0.51) was p = 3e-5 and called "Some leakage";
+    the share now needs 5 points beyond every null set, as the AUC needs 0.05."""
+    from netinv.report.render import assess
+
+    fig = lambda frac, auc, n: {"frac_leaked": frac, "auc": auc, "n_leaked": n}  # noqa: E731
+    s = {"attack": fig(0.06, 0.51, 3600), "noise": fig(0.05, 0.5, 3000), "real_heldout": fig(0.05, 0.5, 3000)}
+    assert assess(s, 60000, None, 10000)["level"] == "none"
+    s["attack"] = fig(0.10, 0.51, 6000)
+    assert assess(s, 60000, None, 10000)["level"] == "some"

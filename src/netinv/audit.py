@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError, DataError
+from ._errors import ConfigError, DataError, NetinvError
 from ._utils.runinfo import config_dict
 from .attacks.base import Candidates
 from .data import Dataset, load_model_data, split_from_record
@@ -176,8 +176,10 @@ def audit_seeds(model: LoadedModel | str | Path, seeds: list[int], *, out: str |
 
     Args:
         seeds: distinct seeds, e.g. ``[0, 1, 2]``.
-        out, device, model_options: as :func:`audit` (the model is loaded once).
-        options: :func:`audit`'s other keywords (train, heldout, config, m, resume).
+        out, device, model_options: as :func:`audit` (each seed loads the model as a single audit does, so its
+            report lists the same warnings).
+        options: :func:`audit`'s other keywords (train, heldout, config, m, resume: only seeds whose folder an
+            interrupted call left are resumed).
 
     Returns:
         A :class:`SeedsAudit`; ``out/report.html`` is the page to read.
@@ -188,9 +190,15 @@ def audit_seeds(model: LoadedModel | str | Path, seeds: list[int], *, out: str |
         raise ConfigError(f"seeds {seeds!r}", "give distinct non-negative integer seeds, e.g. 0,1,2")
     if "seed" in options:
         raise ConfigError("seed given with seeds", "give one of them")
-    lm = load_model(model, device=device, **(model_options or {}))
     out = Path(out)
-    runs = {s: audit(lm, out=out / f"seed-{s}", seed=s, **options) for s in seeds}
+    resume = bool(options.pop("resume", False))
+    runs = {}
+    for s in seeds:
+        try:
+            runs[s] = audit(model, out=out / f"seed-{s}", seed=s, device=device, model_options=model_options,
+                            resume=resume and (out / f"seed-{s}" / "kkt").exists(), **options)
+        except NetinvError as e:
+            raise type(e)(f"seed {s}: {e.problem}", e.fix) from None  # which seed (the others' reports are kept)
     worst = max(runs, key=lambda s: (LEVELS.index(runs[s].verdict["level"]), runs[s].evaluation.attack.frac_leaked))
     rows = [{"seed": s, "level": r.verdict["level"], "verdict": r.verdict["verdict"],
              "p_above_tau": r.verdict["p_above_tau"], "p_auc": r.verdict["p_auc"], **r.evaluation.attack.summary(),

@@ -295,7 +295,7 @@ def garbage_ood(model: LoadedModel, config: OODConfig = OODConfig(), *, seed: in
     scores = score_sets(model, gm, x_in, sets)
     rows = evaluate_ood(model, gm, x_in, sets, scores)
     acc = {"baseline": model.accuracy(x_in, y_in), "garbage_model": gm.accuracy(x_in, y_in),
-           "in_rejected": float((ood_scores(gm, x_in)["predicted"] == split.train.num_classes).float().mean())}
+           "in_rejected": float((scores["in-distribution"]["predicted"] == split.train.num_classes).float().mean())}
     info = {"seed": seed, "config": config_dict(config), "model": model.record(), "sets": {k: len(v) for k, v in
             sets.items()}, "n_in": len(x_in), "curve": gm.meta["ood_curve"], "environment": environment(model.device)}
     res = OODResult(rows, acc, gm, info)

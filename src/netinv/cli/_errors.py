@@ -42,12 +42,14 @@ def _framework_dirs() -> tuple[Path, ...]:
     return tuple(dirs)
 
 
-def _from_netinv(filename: str) -> bool:
+def _from_netinv(filename: str, category: type[Warning] = UserWarning) -> bool:
     """Whether a warning is attributed to a file of the netinv package (warnings.warn's stacklevel picks the file),
-    or to the CLI framework that calls netinv's commands."""
+    or is a UserWarning attributed to the CLI framework that calls netinv's commands (typer's own deprecations keep
+    Python's format)."""
     try:
         path = Path(filename).resolve()
-        return path.is_relative_to(_PACKAGE) or any(path.is_relative_to(d) for d in _framework_dirs())
+        return path.is_relative_to(_PACKAGE) or (issubclass(category, UserWarning) and
+                                                  any(path.is_relative_to(d) for d in _framework_dirs()))
     except (OSError, ValueError):
         return False
 
@@ -62,7 +64,7 @@ def cli_warnings() -> Iterator[None]:
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
-        if not _from_netinv(filename):
+        if not _from_netinv(filename, category):
             previous(message, category, filename, lineno, file, line)
             return
         out = file if file is not None else sys.stderr

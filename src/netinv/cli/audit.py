@@ -18,7 +18,6 @@ from ._options import (
     ModelArg,
     OutOpt,
     ResumeOpt,
-    SeedOpt,
     WeightsOpt,
     config_opt,
     model_kwargs,
@@ -38,7 +37,8 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
           m: int | None = MOpt,
           config: ConfigOpt = None,
           weights: WeightsOpt = None, input_shape: InputShapeOpt = None, input_range: InputRangeOpt = None,
-          mean: MeanOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = 0,
+          mean: MeanOpt = None, device: DeviceOpt = "auto",
+          seed: int | None = typer.Option(None, "--seed", help="random seed, recorded in every output (default 0)"),
           seeds: str | None = typer.Option(None, "--seeds", help="audit once per seed (e.g. 0,1,2) into DIR/seed-S "
                                                                  "and summarise: the headline is the worst verdict"),
           resume: ResumeOpt = False) -> None:
@@ -51,7 +51,7 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
     device = opts.pop("device")
     cfg = kkt_config({"iterations": iterations}, yaml_file=config)
     if seeds is not None:
-        if seed != 0:
+        if seed is not None:
             raise ConfigError("--seed and --seeds given", "give one of them")
         many = audit_seeds(model, parse_ints(seeds, "--seeds"), out=out, config=cfg, m=m, train=train,
                            heldout=heldout, device=device, resume=resume, model_options=opts)
@@ -59,7 +59,7 @@ def audit(model: ModelArg, out: OutOpt = Path("runs/audit"),
         typer.echo(f"report: {many.report['html']} (also report.md, report.json; each seed's in {out}/seed-S)")
         return
     # members / non-members of this model (npz or class folders): labels are its class indices, never renumbered
-    res = audit_api(model, out=out, config=cfg, m=m, train=train, heldout=heldout, seed=seed, device=device,
+    res = audit_api(model, out=out, config=cfg, m=m, train=train, heldout=heldout, seed=seed or 0, device=device,
                     resume=resume, model_options=opts)
     typer.echo(res.evaluation.table())
     if res.candidates.info.get("criterion_note"):  # a poor fit, as `reconstruct kkt` says too

@@ -464,7 +464,7 @@ def _write(ev: Evaluation, cands: torch.Tensor, train: Dataset, out: Path) -> No
     ev.figures["best_pairs"] = str(save_image_grid(
         [recon, train.x[best]], out / "best_pairs.png", row_labels=["reconstruction", "training"],
         col_labels=[f"{float(s):.2f}" for s in a.train_ssim[best]],
-        title=f"best pairs (SSIM), best first; a training image leaks above τ = {a.tau:.3f} (95% of non-members)",
+        title=f"best pairs (SSIM), best first; leaked above τ = {a.tau:.3f}",
         meta={"seed": ev.settings["seed"], "record": "evaluation.json"}))
     if ev.train_margin is not None:
         names = {"attack": "attack", "noise": "uniform noise", "real_heldout": "real non-member images",
