@@ -16,7 +16,7 @@ from .data import Dataset, load_model_data, split_from_record
 from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate, model_fit
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
-from .report.render import LEVELS, assess, render, render_seeds
+from .report.render import LEVELS, render, render_seeds
 
 if TYPE_CHECKING:
     from .attacks.kkt import KKTConfig
@@ -133,7 +133,7 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     for i, msg in enumerate(dict.fromkeys(caught)):  # each distinct warning once
         info[f"warning {i + 1}"] = msg
     record = ev.to_dict()
-    verdict = assess(record["summary"], len(train), record.get("margin_leakage"), ev.settings.get("n_heldout_tau"))
+    verdict = record["verdict"]
     report = render("netinv privacy audit: training-data reconstruction", record, ev.table(), figures, info, out,
                     verdict=verdict)
     return AuditResult(cands, ev, report, verdict)

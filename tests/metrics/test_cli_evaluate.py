@@ -27,6 +27,7 @@ def test_evaluate_maps_flags_onto_the_api(tmp_path):
                   "model_options": {"weights": None, "input_shape": (1, 8, 8), "input_range": (-1.0, 1.0),
                                     "mean": None, "device": "cpu"}}
     assert "THE TABLE" in r.output and "evaluation.json" in r.output and "best_pairs.png" in r.output
+    assert "verdict: " in r.output  # the audit's verdict on the figures
 
 
 def test_defaults_and_missing_run(tmp_path):

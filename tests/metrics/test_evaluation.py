@@ -149,6 +149,9 @@ def test_evaluate_dir_with_checkpoint_and_with_npz(parity_victim, digits_parity,
     assert ev.train_margin is not None and float(ev.train_margin.min()) > 0  # zero training error
     assert ev.conditioning["assigned_fraction"] >= len(tr) / len(x)
     assert (run / "evaluation.json").exists() and (run / "ssim_vs_margin.png").exists()
+    # the audit's verdict on these figures is part of the record (the training images themselves: clear leakage)
+    rec = json.loads((run / "evaluation.json").read_text())["verdict"]
+    assert rec == ev.verdict() and rec["level"] == "clear" and rec["p_above_tau"] < 1e-3
     # a user model's sets come as npz files; without a model there are no margins
     tr_npz, ho_npz = tr.save_npz(tmp_path / "t.npz"), digits_parity.heldout.save_npz(tmp_path / "h.npz")
     ev2 = evaluate_dir(run, None, tr_npz, ho_npz)

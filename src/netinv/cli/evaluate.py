@@ -42,4 +42,5 @@ def evaluate(
     ev = evaluate_dir(run_dir, model, train_npz=train, heldout_npz=heldout, seed=seed, n_best=n_best,
                       model_options=model_kwargs(weights, input_shape, input_range, mean, device), **settings)
     typer.echo(ev.table())
+    typer.echo(f"verdict: {ev.verdict()['verdict']}")  # the audit's, on these figures (also in evaluation.json)
     typer.echo(f"-> {run_dir / 'evaluation.json'}" + "".join(f", {p}" for p in ev.figures.values()))

@@ -138,9 +138,17 @@ class Evaluation:
         """The attack's figures, then each null baseline's."""
         return self.attack, self.noise, self.real_heldout, *((self.mean_image,) if self.mean_image else ())
 
+    def verdict(self) -> dict[str, Any]:
+        """The audit's verdict on these figures (:func:`netinv.report.render.assess`): ``level``, ``p_above_tau``,
+        ``p_auc`` and the ``verdict`` sentence."""
+        from ..report.render import assess
+
+        return assess({f.name: f.summary() for f in self.sets}, self.settings["n_train"], self.margin_leakage,
+                      self.settings.get("n_heldout_tau"))
+
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready (written as ``evaluation.json``)."""
-        return {"summary": {f.name: f.summary() for f in self.sets},
+        return {"summary": {f.name: f.summary() for f in self.sets}, "verdict": self.verdict(),
                 **{f.name: f.to_dict() for f in self.sets},
                 "train_margin": self.train_margin.tolist() if self.train_margin is not None else None,
                 "margin_leakage": self.margin_leakage, "conditioning": self.conditioning, "settings": self.settings,
