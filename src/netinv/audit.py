@@ -16,7 +16,7 @@ from .data import Dataset, load_model_data, split_from_record
 from .metrics.evaluation import Evaluation, check_sets, drop_members, evaluate, model_fit
 from .models.loaded import LoadedModel
 from .models.loading import check_compatible, load_model
-from .report.render import LEVELS, render, render_seeds
+from .report.render import LEVELS, format_p, render, render_seeds
 
 if TYPE_CHECKING:
     from .attacks.kkt import KKTConfig
@@ -159,13 +159,9 @@ class SeedsAudit:
             a, v, ml = r.evaluation.attack, r.verdict, r.evaluation.margin_leakage
             above = f"{a.n_leaked}/{r.evaluation.settings['n_train']}"
             margin = f"{ml['leaked']['attack']}/{ml['n_on_margin']}" if ml else "-"
-            lines.append(f"{s:>6d} {v['level']:>13s} {above:>12s} {_p(v['p_above_tau']):>8s} {a.auc:>6.3f} "
-                         f"{_p(v['p_auc']):>8s} {margin:>10s}")
+            lines.append(f"{s:>6d} {v['level']:>13s} {above:>12s} {format_p(v['p_above_tau']):>8s} {a.auc:>6.3f} "
+                         f"{format_p(v['p_auc']):>8s} {margin:>10s}")
         return "\n".join(lines) + f"\nworst: seed {self.worst_seed} ({self.worst.verdict['level']})"
-
-
-def _p(p: float | None) -> str:
-    return "-" if p is None else "<0.001" if p < 1e-3 else f"{p:.3f}"
 
 
 def audit_seeds(model: LoadedModel | str | Path, seeds: list[int], *, out: str | Path, device: str = "auto",

@@ -83,6 +83,16 @@ CAVEAT = ("This is one attack (KKT reconstruction) with one seed and these setti
           "not show it.")
 
 
+def format_p(v: float | None) -> str:
+    """A p-value as the reports print it: ``< 0.001``, two significant digits, or ``-`` when there is none.
+
+    Example:
+        >>> format_p(0.00021), format_p(0.0271), format_p(None)
+        ('< 0.001', '0.027', '-')
+    """
+    return "-" if v is None else "< 0.001" if v < 1e-3 else f"{v:.2g}"
+
+
 def verdict(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dict[str, Any] | None = None,
             n_heldout: int | None = None) -> str:
     """One sentence a privacy auditor can act on (:func:`assess`'s ``verdict``)."""
@@ -116,12 +126,12 @@ def assess(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dic
         return auc > 55 and auc - hundredths(max(b["auc"] for b in against)) > 5 and significant
 
     auc = hundredths(a["auc"])
-    stand_out = hundredths(a["frac_leaked"]) > hundredths(max(b["frac_leaked"] for b in nulls))
+    null_frac = max(b["frac_leaked"] for b in nulls)
+    stand_out = hundredths(a["frac_leaked"]) > hundredths(null_frac)
     # the share's minimum effect, as the AUC's (0.05 above the nulls): 6% against 5% is significant with 60 000
     # members but is not a reconstruction of the training set
-    stands_clear = hundredths(a["frac_leaked"]) - hundredths(max(b["frac_leaked"] for b in nulls)) >= 5
-    p_tail = above_tau_p_value(int(a["n_leaked"]), n_train, n_heldout, max(b["frac_leaked"] for b in nulls)) \
-        if n_train else 1.0
+    stands_clear = hundredths(a["frac_leaked"]) - hundredths(null_frac) >= 5
+    p_tail = above_tau_p_value(int(a["n_leaked"]), n_train, n_heldout, null_frac) if n_train else 1.0
     leak, hint = P_LEAK / _TESTS, P_HINT / _TESTS  # per test
     tail = stands_clear and p_tail < leak
     mean_leaks = mean is not None and auc_above(mean, [noise, real], P_LEAK)  # one test: the mean's AUC
@@ -139,8 +149,9 @@ def assess(summary: dict[str, dict[str, Any]], n_train: int, margin_leakage: dic
     faint = a.get("best_mean_ssim") is not None and a["best_mean_ssim"] < 0.4 and level in ("clear", "some", "weak")
     pa = p(a)
 
-    def fmt(v: float) -> str:
-        return "< 0.001" if v < 1e-3 else f"= {v:.2g}"
+    def fmt(v: float) -> str:  # "p < 0.001", "p = 0.027"
+        s = format_p(v)
+        return s if s.startswith("<") else f"= {s}"
 
     chance = "" if pa is None else f", p {fmt(pa)} against chance"
     head = {"clear": "Clear leakage", "some": "Some leakage", "weak": "Weak leakage",
@@ -232,9 +243,7 @@ def render_seeds(title: str, rows: list[dict[str, Any]], worst: int, out: str | 
     out = Path(out)
     w = next(r for r in rows if r["seed"] == worst)
     fracs, aucs = [r["frac_leaked"] for r in rows], [r["auc"] for r in rows]
-
-    def p(v: float | None) -> str:
-        return "-" if v is None else "< 0.001" if v < 1e-3 else f"{v:.3f}"
+    p = format_p
 
     head = f"Worst of {len(rows)} seeds (seed {worst}): {w['verdict']}"
     spread = (f"Over the seeds, {min(fracs):.0%}–{max(fracs):.0%} of the members are above τ and the AUC is "
