@@ -381,8 +381,7 @@ def run_adversarial(model: LoadedModel | str | Path, config: AdversarialConfig =
                           "on the attacked inputs themselves and its success is measured on its own training inputs: "
                           "give more inputs than --n, or a smaller --n, to keep them apart", UserWarning, stacklevel=2)
     trains_on = ("the model's training set" if data is None else
-                 f"the other {len(train_x)} inputs of the data" if len(train_x) != len(x) or train_x is not x else
-                 "the attacked inputs")
+                 "the attacked inputs" if train_x is x else f"the other {len(train_x)} inputs of the data")
     # data sets hold [0, 1] images: into the model's input shape and range
     x, train_x = model.from_unit(x), model.from_unit(train_x)
     clean = round(model.accuracy(x, y), 4)
