@@ -4,6 +4,7 @@ one line ``warning: ...`` on stderr while a command runs (library users keep Pyt
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ def format_warning(message: Warning | str) -> str:
     return "warning: " + " ".join(str(message).split())
 
 
+@functools.cache  # asked for each warning shown
 def _framework_dirs() -> tuple[Path, ...]:
     """typer's (and click's) folders: a netinv warning whose stacklevel points past the command's function lands in
     them (the caller of a netinv API call made by a command), and is netinv's all the same."""
