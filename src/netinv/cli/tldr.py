@@ -31,6 +31,10 @@ ConfigOpt = config_opt(TLDRConfig)
 _T = TLDRConfig()  # the defaults the help names
 
 
+def _h(text: str, field: str) -> str:
+    return f"{text} (default {getattr(_T, field):g})"
+
+
 def tldr(
     model: ModelArg,
     out: OutOpt = Path("runs/tldr"),
@@ -38,21 +42,21 @@ def tldr(
     classes: str | None = typer.Option(None, help="reconstruct only these class indices, e.g. 0,3 (default: all)"),
     conditioning: str | None = typer.Option(None, help="hot (default, the paper's), hot+matrix, soft, "
                                                        "vector+matrix, matrix, embedding"),
-    steps: int | None = typer.Option(None, help="generator training steps (default 1000)"),
-    batch_size: int | None = typer.Option(None, help=f"generated samples per step (default {_T.batch_size})"),
-    lr: float | None = typer.Option(None, help=f"Adam step of the generator (default {_T.lr:g})"),
-    kl_weight: float | None = typer.Option(None, help="α: KL to the one-hot target"),
-    kl_pert_weight: float | None = typer.Option(None, help="α′: KL on perturbed samples"),
-    ce_weight: float | None = typer.Option(None, help="β: cross-entropy to the label"),
-    ce_pert_weight: float | None = typer.Option(None, help="β′: cross-entropy on perturbed samples"),
-    cosine_weight: float | None = typer.Option(None, help="γ: feature cosine similarity (diversity)"),
-    ortho_weight: float | None = typer.Option(None, help="δ: feature orthogonality (diversity)"),
-    tv_weight: float | None = typer.Option(None, help="η₁: total variation"),
-    pixel_weight: float | None = typer.Option(None, help="η₂: pixel-range penalty (with --unbounded-output)"),
-    grad_weight: float | None = typer.Option(None, help="η₃: classifier parameter-gradient norm"),
+    steps: int | None = typer.Option(None, help=_h("generator training steps", "steps")),
+    batch_size: int | None = typer.Option(None, help=_h("generated samples per step", "batch_size")),
+    lr: float | None = typer.Option(None, help=_h("Adam step of the generator", "lr")),
+    kl_weight: float | None = typer.Option(None, help=_h("α: KL to the one-hot target", "kl_weight")),
+    kl_pert_weight: float | None = typer.Option(None, help=_h("α′: KL on perturbed samples", "kl_pert_weight")),
+    ce_weight: float | None = typer.Option(None, help=_h("β: cross-entropy to the label", "ce_weight")),
+    ce_pert_weight: float | None = typer.Option(None, help=_h("β′: CE on perturbed samples", "ce_pert_weight")),
+    cosine_weight: float | None = typer.Option(None, help=_h("γ: feature cosine similarity", "cosine_weight")),
+    ortho_weight: float | None = typer.Option(None, help=_h("δ: feature orthogonality", "ortho_weight")),
+    tv_weight: float | None = typer.Option(None, help=_h("η₁: total variation", "tv_weight")),
+    pixel_weight: float | None = typer.Option(None, help=_h("η₂: pixel range, --unbounded-output", "pixel_weight")),
+    grad_weight: float | None = typer.Option(None, help=_h("η₃: classifier parameter-gradient norm", "grad_weight")),
     grad_mode: str | None = typer.Option(None, help="per_sample (default) or batch (gradient of the batch mean)"),
-    noise_std: float | None = typer.Option(None, help="perturbation noise σ, fraction of the input range"),
-    max_shift: int | None = typer.Option(None, help="perturbation: largest random shift in pixels"),
+    noise_std: float | None = typer.Option(None, help=_h("perturbation σ, share of the range", "noise_std")),
+    max_shift: int | None = typer.Option(None, help=_h("perturbation: largest random shift in pixels", "max_shift")),
     unbounded_output: bool = typer.Option(False, "--unbounded-output", help="raw generator output kept in range "
                                                                              "by the pixel penalty (no sigmoid)"),
     oversample: int | None = typer.Option(None, help="draw this many times n and keep the best-ranked"),
