@@ -42,8 +42,8 @@ def main() -> None:
     load0, t_all = os.getloadavg()[0], time.perf_counter()
     cfg = KKTConfig(show_progress=False)
     seeds = [int(s) for s in args.seeds.split(",")]
-    head = ("| victim seed | train s | held-out acc | on margin | attack seed: above τ / AUC / on-margin leaked | "
-            "noise: above τ / AUC | real held-out: above τ / AUC |\n|" + "---|" * 7)
+    head = ("| victim seed | train s | held-out acc | on margin | attack seed: above τ / AUC / on-margin leaked / "
+            "attack wall time | noise: above τ / AUC | real held-out: above τ / AUC |\n|" + "---|" * 7)
     lines, leaked, aucs = [head], [], []
     print(head, flush=True)
     for v in (int(s) for s in args.victims.split(",")):
@@ -61,7 +61,7 @@ def main() -> None:
             aucs.append(ev.attack.auc)
             n_on = ev.margin_leakage["n_on_margin"]
             cells.append(f"{s}: {ev.attack.frac_leaked:.0%} / {ev.attack.auc:.3f} / "
-                         f"{ev.margin_leakage['leaked']['attack']}/{n_on}")
+                         f"{ev.margin_leakage['leaked']['attack']}/{n_on} / {cands.info['wall_time_s']:.0f} s")
         line = (f"| {v} | {train_s} | {model.accuracy(split.heldout.x, split.heldout.y):.3f} | {n_on} | "
                 + "; ".join(cells) + f" | {ev.noise.frac_leaked:.0%} / {ev.noise.auc:.3f} | "
                 f"{ev.real_heldout.frac_leaked:.0%} / {ev.real_heldout.auc:.3f} |")
