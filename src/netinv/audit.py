@@ -87,7 +87,7 @@ def audit(model: LoadedModel | str | Path, *, out: str | Path, train: Dataset | 
 def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str | Path | None,
            heldout: Dataset | str | Path | None, config: Any, m: int | None, seed: int, device: str, resume: bool,
            model_options: dict[str, Any] | None, caught: list[str]) -> AuditResult:
-    from .attacks.kkt import KKTConfig, KKTReconstruction, criterion_note
+    from .attacks.kkt import KKTConfig, KKTReconstruction, criterion_note, members_note
 
     cfg = config if config is not None else KKTConfig()
     if not isinstance(cfg, KKTConfig):  # before any loading: a wrong argument is said at once
@@ -107,6 +107,8 @@ def _audit(model: LoadedModel | str | Path, *, out: Path, train: Dataset | str |
     check_sets(train, heldout)  # what the evaluation refuses, refused before the attack rather than after it
     heldout = drop_members(train, heldout)
     acc_train, acc_heldout = model_fit(lm, train, heldout, stacklevel=4)
+    if (size := members_note(len(train), lm.input_shape)) is not None:
+        warnings.warn(size, UserWarning, stacklevel=4)  # on stderr, and listed in the report with the others
     t0 = time.perf_counter()
     n = m if m is not None else 2 * len(train)
     cands = KKTReconstruction(lm, cfg).invert(n, seed=seed, out=out / "kkt", resume=resume)
