@@ -1,11 +1,12 @@
-"""Benchmark: how much the KKT attack's figures depend on WHICH 100 digits are the reference victim's members.
+"""Benchmark: how much the KKT attack's figures depend on which digits are the reference victim's members.
 
 The reference recipe (netinv.demo.reference_victim: digits parity, 50 members per class, MLP 64-1000-1000-1 without
 biases, GD to loss 1e-5) with its member draw and training seeded by each ``--victims`` seed, and the attack with the
 attacker-side defaults for each ``--seeds`` seed. Victim seed 0 is the reference itself (benchmarks/kkt_digits.py,
 make demo). Prints per victim: held-out accuracy, the members on the margin, each attack seed's share of members
 above τ, AUC and on-margin images leaked, with the noise and real-held-out baselines; then the spread over all
-(victim, attack) pairs. Appends the table to benchmarks/RESULTS.md. Victims are cached in ``--cache``.
+(victim, attack) pairs. Appends the table to benchmarks/RESULTS.md. Victims are cached in ``--cache`` by seed and size
+(not by recipe: empty the cache after changing netinv.demo's reference recipe).
 
 ``--per-class 10`` runs the same recipe with 20 members (fewer members than the 64 input dimensions).
 
@@ -28,6 +29,7 @@ from netinv.attacks.kkt import KKTConfig, KKTReconstruction  # noqa: E402
 from netinv.data import split_from_record  # noqa: E402
 from netinv.demo import reference_victim  # noqa: E402
 from netinv.metrics import evaluate  # noqa: E402
+from netinv.models.checkpoint import is_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +51,7 @@ def main() -> None:
     for v in (int(s) for s in args.victims.split(",")):
         t = time.perf_counter()
         path = args.cache / (f"victim{v}" if args.per_class == 50 else f"victim{v}-n{args.per_class}")
-        cached = (path / "meta.json").is_file()
+        cached = is_checkpoint(path)  # what reference_victim loads instead of training
         model = reference_victim(args.per_class, seed=v, out=path, show_progress=False, device="cpu")
         train_s = "cached" if cached else f"{time.perf_counter() - t:.0f}"
         split = split_from_record(model.meta["data"])

@@ -33,7 +33,7 @@ def test_audit_writes_report_with_baselines(parity_victim, tmp_path):
     assert rep["summary"]["attack"]["auc"] == pytest.approx(ev.attack.auc)
     assert rep["summary"]["noise"]["auc"] == pytest.approx(ev.noise.auc)
     assert rep["info"]["members"] == 40 and rep["info"]["seed"] == 0
-    assert not any("outnumbers" in v for k, v in rep["info"].items() if k.startswith("warning"))  # 40 < 64 inputs
+    assert any("is large for the model" in v for k, v in rep["info"].items() if k.startswith("warning"))  # 40 ≥ 64/2
     crit = res.candidates.info["criterion"]  # 30 iterations: far from a fit, so the report says so
     assert rep["info"]["share of the weights the candidates leave unexplained"] == round(crit, 4)
     assert (rep["info"].get("note") is not None) == (crit > 0.25)
@@ -245,23 +245,29 @@ def test_members_the_model_misclassifies_are_warned_about(parity_victim, digits_
               config=KKTConfig(iterations=2, show_progress=False), device="cpu")
 
 
-def test_a_training_set_larger_than_the_input_is_named_in_the_report(parity_victim, digits_parity, tmp_path):
-    """More members than input dimensions: KKT recovers far fewer (benchmarks/kkt_draws.py), so the report says a
-    low figure is weak evidence; 40 members in 64 dimensions get no such line (test above: report of 40)."""
+def test_a_training_set_large_for_the_input_is_named_in_the_report(parity_victim, digits_parity, tmp_path):
+    """Members at least half the input dimensions: KKT recovers far fewer (benchmarks/kkt_draws.py), so the report
+    says a low figure is weak evidence; 20 members in 64 dimensions get no such line."""
     from netinv.attacks.kkt import members_note
     from netinv.data import Dataset
 
     model, _ = parity_victim
     tr, ho = digits_parity.train, digits_parity.heldout
     big = Dataset(torch.cat([tr.x, ho.x[:30]]), torch.cat([tr.y, ho.y[:30]]), tr.classes, tr.source)  # 70 > 64
-    with pytest.warns(UserWarning, match="training set \\(70 members\\) outnumbers the model's 64 input") as rec:
-        audit(model, out=tmp_path / "a", train=big, heldout=Dataset(ho.x[30:], ho.y[30:], ho.classes, ho.source),
-              config=KKTConfig(iterations=2, show_progress=False), device="cpu")
-    assert sum("outnumbers" in str(w.message) for w in rec) == 1
+    rest = Dataset(ho.x[30:], ho.y[30:], ho.classes, ho.source)
+    with pytest.warns(UserWarning, match="training set \\(70 members\\) is large for the model's 64 input") as rec:
+        audit(model, out=tmp_path / "a", train=big, heldout=rest, config=KKTConfig(iterations=2, show_progress=False),
+              device="cpu")
+    assert sum("is large for the model" in str(w.message) for w in rec) == 1
     info = json.loads((tmp_path / "a" / "report.json").read_text())["info"]
     assert any("weak evidence that the weights are safe" in v for k, v in info.items() if k.startswith("warning"))
-    assert members_note(64, (1, 8, 8)) is None and members_note(65, (64,)) is not None
-    assert members_note(3073, (3, 32, 32)) is not None and members_note(500, (3, 32, 32)) is None
+    few = Dataset(tr.x[::2], tr.y[::2], tr.classes, tr.source)  # 20 members: no line
+    audit(model, out=tmp_path / "b", train=few, heldout=rest, config=KKTConfig(iterations=2, show_progress=False),
+          device="cpu")
+    info = json.loads((tmp_path / "b" / "report.json").read_text())["info"]
+    assert info["members"] == 20 and not any("is large for" in v for k, v in info.items() if k.startswith("warning"))
+    assert members_note(31, (1, 8, 8)) is None and members_note(32, (64,)) is not None
+    assert members_note(1536, (3, 32, 32)) is not None and members_note(500, (3, 32, 32)) is None
 
 
 def test_api_misuse_is_one_netinv_error(parity_victim, tmp_path):
