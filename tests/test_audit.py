@@ -246,7 +246,7 @@ def test_members_the_model_misclassifies_are_warned_about(parity_victim, digits_
 
 
 def test_a_training_set_large_for_the_input_is_named_in_the_report(parity_victim, digits_parity, tmp_path):
-    """Members at least half the input dimensions: KKT recovers far fewer (benchmarks/kkt_draws.py), so the report
+    """Members at least half the input dimensions: KKT recovers fewer (benchmarks/kkt_draws.py), so the report
     says a low figure is weak evidence; 20 members in 64 dimensions get no such line."""
     from netinv.attacks.kkt import members_note
     from netinv.data import Dataset
